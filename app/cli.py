@@ -1,0 +1,153 @@
+"""`labelcut serve | tune | train`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings
+
+
+def _settings_from_flags(args: argparse.Namespace, names: tuple[str, ...]) -> Settings:
+    # Flags given on the command line win over LABELCUT_* variables.
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return Settings(**given)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings_from_flags(
+        args, ("model_dir", "host", "port", "device", "data_dir", "log_level")
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings, stop_on_load_error=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    service = getattr(app.state, "service", None)
+    if service is not None and service.load_error:
+        print(f"labelcut: could not load the model: {service.load_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _format_table(report: dict[str, Any]) -> str:
+    header = f"{'label':<20} {'threshold':>9} {'prec':>6} {'recall':>6} {'f1':>6} "
+    header += f"{'f1@0.5':>6} {'support':>7}  status"
+    lines = [header, "-" * len(header)]
+    for row in report["per_label"]:
+        lines.append(
+            f"{row['label'][:20]:<20} {row['threshold']:>9.4f} {row['precision']:>6.3f} "
+            f"{row['recall']:>6.3f} {row['f1']:>6.3f} {row['at_default']['f1']:>6.3f} "
+            f"{row['support']:>7d}  {row['status']}"
+        )
+    summary = report["summary"]
+    lines.append("")
+    for name in ("macro_f1", "micro_f1"):
+        lines.append(
+            f"{name}: tuned {summary[name]['tuned']:.4f} vs 0.5 {summary[name]['default']:.4f}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import tuning
+    from app.scoring import score_inputs
+    from app.uploads import InputSpec, UploadError, detect_format, read_validation_file
+    from models import load_model
+
+    settings = _settings_from_flags(args, ("model_dir", "device"))
+    path = Path(args.data)
+    try:
+        model = load_model(settings.model_dir, device=settings.device)
+        spec = InputSpec(list(model.labels), tuple(model.input_shape), model.feature_names)
+        fmt = detect_format(path.name, None)
+        with path.open("rb") as fh:
+            data = read_validation_file(fh, fmt, spec, max_data_bytes=settings.max_data_bytes)
+        if data.scores is not None:
+            scores = data.scores
+        else:
+            with tqdm(total=data.n_samples, unit="rows", desc="scoring", file=sys.stderr) as bar:
+                scores = score_inputs(model, data.inputs, progress=bar.update)
+        result = tuning.tune_thresholds(
+            scores,
+            data.targets,
+            args.objective,
+            beta=args.beta,
+            target=args.target,
+            min_positives=args.min_positives,
+            device=settings.device,
+        )
+    except (OSError, UploadError, ValueError) as exc:
+        print(f"labelcut tune: {exc}", file=sys.stderr)
+        return 2
+    report = result.to_dict(label_names=list(model.labels))
+    print(_format_table(report))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models import DEFAULT_MODEL_DIR, train_default_model
+
+    out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
+    metrics = train_default_model(out, seed=args.seed)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labelcut", description="Serve multi-label classifiers with tuned thresholds."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the model over HTTP")
+    serve.add_argument("--model", dest="model_dir", help="model bundle directory")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    serve.add_argument("--data-dir", dest="data_dir", help="threshold store directory")
+    serve.add_argument("--log-level", dest="log_level", help="debug | info | warning | error")
+    serve.set_defaults(func=cmd_serve)
+
+    tune = sub.add_parser("tune", help="tune thresholds offline on a validation file")
+    tune.add_argument("data", help="validation file (.npz, .csv or .parquet)")
+    tune.add_argument("--model", dest="model_dir", help="model bundle directory")
+    tune.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    tune.add_argument(
+        "--objective",
+        default="f1",
+        choices=["f1", "fbeta", "recall_at_precision", "precision_at_recall"],
+    )
+    tune.add_argument("--beta", type=float, default=1.0)
+    tune.add_argument("--target", type=float, default=None)
+    tune.add_argument("--min-positives", dest="min_positives", type=int, default=1)
+    tune.add_argument("--out", help="write the full result as JSON to this file")
+    tune.set_defaults(func=cmd_tune)
+
+    train = sub.add_parser("train", help="rebuild the bundled yeast model")
+    train.add_argument("--out", help="bundle directory (default: the bundled model's)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

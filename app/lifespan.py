@@ -1,0 +1,49 @@
+"""Start-up and shut-down: open the store, load the model in the background, close both."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.service import Service
+
+log = logging.getLogger("labelcut")
+
+
+def _warn_about_open_admin(service: Service) -> None:
+    if service.settings.admin_key is None:
+        log.warning(
+            "LABELCUT_ADMIN_KEY is not set: /tune-thresholds and /thresholds/{id}/activate "
+            "answer only clients on loopback."
+        )
+
+
+async def _load(app: FastAPI, service: Service) -> None:
+    try:
+        await asyncio.to_thread(service.load)
+    except Exception:
+        # A service that cannot load its model must not pretend to be alive: stop the
+        # server; `labelcut serve` then exits non-zero with the reason.
+        if app.state.stop_on_load_error:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service = Service(app.state.settings)
+    app.state.service = service
+    _warn_about_open_admin(service)
+    # Loading runs beside the server so /healthz answers and /readyz says 503 until ready.
+    task = asyncio.create_task(_load(app, service))
+    try:
+        yield
+    finally:
+        if not task.done():
+            await asyncio.wait({task}, timeout=30)
+        service.close()

@@ -1,0 +1,177 @@
+"""Tuning and the versioned threshold store: tune, read, list, activate."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile, status
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import ReadyService, require_admin
+from app.schemas import (
+    ActiveThresholdsResponse,
+    ErrorResponse,
+    HistoryResponse,
+    Objective,
+    ThresholdSetReport,
+)
+from app.service import Service, TuneParams, sha256_of_file
+from app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
+from app.uploads import UploadError, detect_format, read_validation_file
+
+router = APIRouter(tags=["thresholds"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422)
+}
+
+
+def set_info(service: Service, found: ThresholdSet) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "active": service.is_active(found),
+        "created_at": found.created_at,
+        "objective": found.objective,
+        "params": found.params,
+        "data_sha256": found.data_sha256,
+        "n_samples": found.n_samples,
+        "model_name": found.model_name,
+        "model_sha256": found.model_sha256,
+    }
+
+
+def set_report(service: Service, found: ThresholdSet) -> dict[str, Any]:
+    return {
+        "threshold_set": set_info(service, found),
+        "thresholds": found.threshold_map(),
+        "per_label": found.result["per_label"],
+        "summary": found.result["summary"],
+    }
+
+
+def _check_params(objective: str, beta: float | None, target: float | None) -> TuneParams:
+    if beta is not None and not beta > 0:
+        raise HTTPException(422, detail=f"beta must be > 0; got {beta}.")
+    needs_target = objective in ("recall_at_precision", "precision_at_recall")
+    if needs_target and target is None:
+        raise HTTPException(422, detail=f"objective '{objective}' needs the form field 'target'.")
+    if target is not None and not 0 < target <= 1:
+        raise HTTPException(422, detail=f"target must be in (0, 1]; got {target}.")
+    return TuneParams(
+        objective=objective,
+        beta=1.0 if beta is None else beta,
+        target=target if needs_target else None,
+    )
+
+
+def _tune_upload(
+    service: Service, file: UploadFile, fmt: str, params: TuneParams, activate: bool
+) -> tuple[ThresholdSet, dict[str, Any]]:
+    # One tune at a time: each holds a whole validation set in memory.
+    with service.tune_lock:
+        data_sha256 = sha256_of_file(file.file)
+        data = read_validation_file(
+            file.file, fmt, service.input_spec, max_data_bytes=service.settings.max_data_bytes
+        )
+        return service.tune(data, params, data_sha256=data_sha256, activate=activate)
+
+
+@router.post(
+    "/tune-thresholds",
+    response_model=ThresholdSetReport,
+    summary="Tune one threshold per label on an uploaded validation file",
+    dependencies=[Depends(require_admin)],
+    responses=_ERRORS,
+)
+async def tune_thresholds(
+    service: ReadyService,
+    file: Annotated[UploadFile, File(description="Validation data: .npz, .csv or .parquet.")],
+    objective: Annotated[Objective, Form()] = "f1",
+    beta: Annotated[float | None, Form(description="F-beta's beta (> 0).")] = None,
+    target: Annotated[
+        float | None, Form(description="Precision or recall floor in (0, 1].")
+    ] = None,
+    min_positives: Annotated[int, Form(ge=0, description="Fewer positives: fallback.")] = 1,
+    activate: Annotated[bool, Form(description="Make the new set active.")] = True,
+) -> dict[str, Any]:
+    params = _check_params(objective, beta, target)
+    params = TuneParams(params.objective, params.beta, params.target, min_positives)
+    try:
+        fmt = detect_format(file.filename, file.content_type)
+        stored, report = await run_in_threadpool(_tune_upload, service, file, fmt, params, activate)
+    except UploadError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from exc
+    except ValueError as exc:  # tuning's argument checks: full sentences naming the problem
+        raise HTTPException(422, detail=str(exc)) from exc
+    return {
+        "threshold_set": set_info(service, stored),
+        "thresholds": report["thresholds"],
+        "per_label": report["per_label"],
+        "summary": report["summary"],
+    }
+
+
+@router.get(
+    "/thresholds",
+    response_model=ActiveThresholdsResponse,
+    summary="The active threshold set (0.5 everywhere when none is active)",
+)
+def active_thresholds(service: ReadyService) -> dict[str, Any]:
+    active = service.active
+    labels = list(service.loaded_model.labels)
+    return {
+        "threshold_set": None if active.set is None else set_info(service, active.set),
+        "thresholds": dict(zip(labels, active.thresholds.tolist(), strict=True)),
+    }
+
+
+@router.get(
+    "/thresholds/history",
+    response_model=HistoryResponse,
+    summary="Stored threshold sets, newest first",
+)
+def history(
+    service: ReadyService,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    all_models: Annotated[bool, Query(description="Include sets of other models.")] = False,
+) -> dict[str, Any]:
+    model_sha256 = None if all_models else service.loaded_model.sha256
+    found = service.store.history(model_sha256=model_sha256, limit=limit, offset=offset)
+    return {
+        "items": [{**set_info(service, item), "summary": item.result["summary"]} for item in found]
+    }
+
+
+def _get_or_404(service: Service, set_id: int) -> ThresholdSet:
+    try:
+        return service.store.get(set_id)
+    except UnknownThresholdSet as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+
+
+@router.get(
+    "/thresholds/{set_id}",
+    response_model=ThresholdSetReport,
+    summary="One stored threshold set with its per-label report",
+    responses={404: {"model": ErrorResponse}},
+)
+def threshold_set(set_id: int, service: ReadyService) -> dict[str, Any]:
+    return set_report(service, _get_or_404(service, set_id))
+
+
+@router.post(
+    "/thresholds/{set_id}/activate",
+    response_model=ThresholdSetReport,
+    summary="Make a stored set active (roll forward or back)",
+    dependencies=[Depends(require_admin)],
+    responses=_ERRORS,
+)
+def activate(set_id: int, service: ReadyService) -> dict[str, Any]:
+    try:
+        found = service.activate(set_id)
+    except UnknownThresholdSet as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except ModelMismatch as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return set_report(service, found)

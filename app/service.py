@@ -1,0 +1,198 @@
+"""The running service's state: the loaded model, the store and the active threshold set.
+
+Routes read `Service.active` once per request: it is an immutable snapshot that
+an activation replaces in a single assignment, so a request sees one whole set
+even while another is being activated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import tuning
+from app.config import Settings
+from app.scoring import score_inputs
+from app.store import NewThresholdSet, ThresholdSet, ThresholdStore
+from app.uploads import InputSpec, ValidationData
+from models import LoadedModel, load_model
+
+log = logging.getLogger("labelcut")
+
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class ActiveThresholds:
+    """The thresholds every request uses: a stored set, or 0.5 everywhere when `set` is None."""
+
+    set: ThresholdSet | None
+    thresholds: np.ndarray  # (L,) float64, in model label order
+
+    @property
+    def set_id(self) -> int | None:
+        return None if self.set is None else self.set.id
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    objective: str = "f1"
+    beta: float = 1.0
+    target: float | None = None
+    min_positives: int = 1
+
+
+class Service:
+    """Owns the model, the threshold store and the active set, for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = ThresholdStore(settings.store_path)
+        self.model: LoadedModel | None = None
+        self.load_error: str | None = None
+        self._active: ActiveThresholds | None = None
+        self._activation_lock = threading.Lock()
+        self.tune_lock = threading.Lock()
+        self.ready = threading.Event()
+
+    # --- start-up ---------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load and warm the model, then restore its active set. Runs in a worker thread."""
+        try:
+            model = load_model(
+                self.settings.model_dir, device=self.settings.device, dtype=self.settings.dtype
+            )
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("Could not load the model: %s", self.load_error)
+            raise
+        self.model = model
+        self._active = self._restore_active(model)
+        log.info(
+            "Model '%s' (%s, sha256 %s) ready on %s with %d labels; active threshold set: %s",
+            model.name,
+            model.format,
+            model.sha256[:12],
+            model.device,
+            len(model.labels),
+            self._active.set_id if self._active.set else "none (0.5 for every label)",
+        )
+        self.ready.set()
+
+    def _restore_active(self, model: LoadedModel) -> ActiveThresholds:
+        own = self.store.active_for(model.sha256)
+        last = self.store.last_activation()
+        if last is not None and last[1] != model.sha256:
+            log.warning(
+                "The last activated threshold set (%d) was tuned for another model "
+                "(sha256 %s); not applying it. Using this model's own last active set: %s.",
+                last[0],
+                last[1][:12],
+                own.id if own else "none",
+            )
+        return self._snapshot(own, model)
+
+    @staticmethod
+    def _snapshot(found: ThresholdSet | None, model: LoadedModel) -> ActiveThresholds:
+        if found is None:
+            values = np.full(len(model.labels), DEFAULT_THRESHOLD)
+        else:
+            values = np.asarray(found.thresholds, dtype=np.float64)
+        values.setflags(write=False)
+        return ActiveThresholds(set=found, thresholds=values)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- reading ----------------------------------------------------------------------
+
+    @property
+    def loaded_model(self) -> LoadedModel:
+        if self.model is None:
+            raise RuntimeError("The model is not loaded yet.")
+        return self.model
+
+    @property
+    def active(self) -> ActiveThresholds:
+        if self._active is None:
+            raise RuntimeError("The model is not loaded yet.")
+        return self._active
+
+    @property
+    def input_spec(self) -> InputSpec:
+        model = self.loaded_model
+        return InputSpec(
+            labels=list(model.labels),
+            input_shape=tuple(model.input_shape),
+            feature_names=model.feature_names,
+        )
+
+    def is_active(self, found: ThresholdSet) -> bool:
+        return self._active is not None and self._active.set_id == found.id
+
+    # --- changing ---------------------------------------------------------------------
+
+    def activate(self, set_id: int) -> ThresholdSet:
+        """Make a stored set active (store first, then the in-memory snapshot)."""
+        model = self.loaded_model
+        with self._activation_lock:
+            found = self.store.activate(set_id, model_sha256=model.sha256)
+            self._active = self._snapshot(found, model)
+        log.info("Activated threshold set %d", set_id)
+        return found
+
+    def tune(
+        self, data: ValidationData, params: TuneParams, *, data_sha256: str, activate: bool
+    ) -> tuple[ThresholdSet, dict[str, Any]]:
+        """Score (if needed), tune, store, and optionally activate. Blocking: run in a thread."""
+        model = self.loaded_model
+        scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
+        result = tuning.tune_thresholds(
+            scores,
+            data.targets,
+            params.objective,
+            beta=params.beta,
+            target=params.target,
+            min_positives=params.min_positives,
+            device=self.settings.device,
+        )
+        report = result.to_dict(label_names=list(model.labels))
+        new = NewThresholdSet(
+            model_name=model.name,
+            model_sha256=model.sha256,
+            labels=list(model.labels),
+            objective=params.objective,
+            params=report["params"],
+            data_sha256=data_sha256,
+            n_samples=data.n_samples,
+            thresholds=[float(t) for t in result.thresholds],
+            result={"per_label": report["per_label"], "summary": report["summary"]},
+        )
+        with self._activation_lock:
+            stored = self.store.save(new, activate=activate)
+            if activate:
+                self._active = self._snapshot(stored, model)
+        log.info(
+            "Stored threshold set %d (objective %s, %d rows)%s",
+            stored.id,
+            params.objective,
+            data.n_samples,
+            ", activated" if activate else "",
+        )
+        return stored, report
+
+
+def sha256_of_file(fileobj: Any, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a seekable binary file's whole content; leaves it at position 0."""
+    digest = hashlib.sha256()
+    fileobj.seek(0)
+    while chunk := fileobj.read(chunk_size):
+        digest.update(chunk)
+    fileobj.seek(0)
+    return digest.hexdigest()

@@ -1,0 +1,431 @@
+"""Read an uploaded validation file into checked arrays in the model's label order.
+
+Supported formats (chosen by file extension, else by content type):
+
+* `.npz`: arrays `Y` (n, L) 0/1 plus `X` (n, *input_shape) or `scores` (n, L);
+  optional `label_names` (L,) and `feature_names` (d,) reorder columns by name.
+  Loaded with `allow_pickle=False`; declared shapes are checked before inflating.
+* `.csv` / `.parquet`: one 0/1 column per model label, named as the label, and
+  either feature columns (named as the bundle's feature names, else taken in
+  order) or score columns named `score:<label>`.
+
+Every problem raises `UploadError` whose message names the column, row, array or
+label at fault. Rows are counted from 1, the header not included.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+
+SCORE_PREFIX = "score:"
+FORMATS = ("npz", "csv", "parquet")
+_CONTENT_TYPES = {
+    "application/x-npz": "npz",
+    "application/npz": "npz",
+    "application/zip": "npz",
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "application/parquet": "parquet",
+}
+
+
+class UploadError(ValueError):
+    """An uploaded file cannot be used; `status_code` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the loaded model expects: label order, per-row input shape, feature names."""
+
+    labels: Sequence[str]
+    input_shape: tuple[int, ...]
+    feature_names: Sequence[str] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.input_shape))
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    """Validation rows in model label order: targets plus either inputs or scores."""
+
+    targets: np.ndarray  # (n, L) uint8 0/1
+    inputs: np.ndarray | None = None  # (n, *input_shape) float32
+    scores: np.ndarray | None = None  # (n, L) float32 probabilities
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.targets.shape[0])
+
+
+def detect_format(filename: str | None, content_type: str | None) -> str:
+    """'npz', 'csv' or 'parquet' from the file name's extension, else its content type."""
+    name = (filename or "").lower()
+    for fmt, extensions in (
+        ("npz", (".npz",)),
+        ("csv", (".csv",)),
+        ("parquet", (".parquet", ".pq")),
+    ):
+        if name.endswith(extensions):
+            return fmt
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind in _CONTENT_TYPES:
+        return _CONTENT_TYPES[kind]
+    raise UploadError(
+        f"Unsupported file format for '{filename or '(no name)'}' (content type "
+        f"'{content_type or 'none'}'): send a .npz, .csv or .parquet file.",
+        status_code=415,
+    )
+
+
+def read_validation_file(
+    fileobj: IO[bytes], fmt: str, spec: InputSpec, *, max_data_bytes: int
+) -> ValidationData:
+    """Parse `fileobj` (seekable, binary) in format `fmt` into `ValidationData`."""
+    if fmt == "npz":
+        return _read_npz(fileobj, spec, max_data_bytes)
+    if fmt == "csv":
+        return _table_to_data(_read_csv(fileobj), spec, max_data_bytes)
+    if fmt == "parquet":
+        return _table_to_data(_read_parquet(fileobj), spec, max_data_bytes)
+    raise UploadError(f"Unknown format '{fmt}'; expected one of {', '.join(FORMATS)}.", 415)
+
+
+# --- NPZ ---------------------------------------------------------------------------------
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype declared by a member's .npy header, read without inflating the data."""
+    name = member.removesuffix(".npy")
+    try:
+        with archive.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise UploadError(
+                    f"Array '{name}' uses .npy format version {version}, "
+                    "which is not supported (use 1.0 or 2.0)."
+                )
+    except UploadError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise UploadError(
+            f"Array '{name}' in the .npz file is not a valid .npy array: {exc}"
+        ) from exc
+    if dtype.hasobject:
+        raise UploadError(
+            f"Array '{name}' holds Python objects (a pickled array); labelcut never "
+            "unpickles uploads. Save plain numeric or string arrays."
+        )
+    return tuple(int(s) for s in shape), dtype
+
+
+def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> ValidationData:
+    try:
+        archive = zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UploadError(f"The file is not a valid .npz archive: {exc}.") from exc
+    with archive:
+        members = {m.removesuffix(".npy"): m for m in archive.namelist() if m.endswith(".npy")}
+        if "Y" not in members:
+            raise UploadError(
+                f"The .npz file has no array 'Y' (the 0/1 labels); it holds "
+                f"{sorted(members) or 'no arrays'}."
+            )
+        has_x, has_scores = "X" in members, "scores" in members
+        if has_x == has_scores:
+            raise UploadError(
+                "The .npz file must hold exactly one of 'X' (model inputs) or 'scores' "
+                f"(probabilities) next to 'Y'; it holds {sorted(members)}."
+            )
+        wanted = ["Y", "X" if has_x else "scores"]
+        wanted += [n for n in ("label_names", "feature_names") if n in members]
+        headers = {name: _npy_header(archive, members[name]) for name in wanted}
+        declared = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values())
+        if declared > max_data_bytes:
+            raise UploadError(
+                f"The .npz arrays would take {declared / 2**20:.1f} MB once inflated, over the "
+                f"limit of {max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
+                status_code=413,
+            )
+        arrays = {name: _load_member(archive, members[name], name) for name in wanted}
+
+    targets = _check_targets_array(arrays["Y"], n_labels=len(spec.labels))
+    order = _label_order(arrays.get("label_names"), spec.labels, n_found=targets.shape[1])
+    targets = targets[:, order]
+    n = targets.shape[0]
+    if has_x:
+        inputs = _check_inputs_array(arrays["X"], spec, n, arrays.get("feature_names"))
+        return ValidationData(targets=targets, inputs=inputs)
+    scores = _check_scores_array(arrays["scores"], n, len(spec.labels))[:, order]
+    return ValidationData(targets=targets, scores=scores)
+
+
+def _load_member(archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray:
+    try:
+        with archive.open(member) as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise UploadError(f"Array '{name}' in the .npz file cannot be read: {exc}") from exc
+
+
+def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _check_targets_array(y: np.ndarray, n_labels: int) -> np.ndarray:
+    if y.ndim != 2:
+        raise UploadError(f"Array 'Y' must be 2-D (rows, labels); it has shape {y.shape}.")
+    if y.shape[0] == 0:
+        raise UploadError("Array 'Y' has no rows; tuning needs at least one validation row.")
+    if y.shape[1] != n_labels:
+        raise UploadError(
+            f"Array 'Y' has {y.shape[1]} label columns; the model has {n_labels} labels."
+        )
+    if y.dtype.kind not in "biuf":
+        raise UploadError(f"Array 'Y' must be numeric 0/1; it has dtype {y.dtype}.")
+    bad = ~((y == 0) | (y == 1))
+    if bad.any():
+        row, col = _first_bad(bad)
+        raise UploadError(
+            f"Array 'Y' must hold only 0 and 1; row {row + 1}, label column {col + 1} "
+            f"holds {y[row, col]!r}."
+        )
+    return y.astype(np.uint8, copy=False)
+
+
+def _label_order(names: np.ndarray | None, labels: Sequence[str], n_found: int) -> np.ndarray:
+    """Column index in the file of each model label (identity when the file has no names)."""
+    if names is None:
+        return np.arange(n_found)
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise UploadError("Array 'label_names' must be a 1-D array of strings.")
+    found = [str(n) for n in names.tolist()]
+    if len(found) != n_found:
+        raise UploadError(
+            f"Array 'label_names' has {len(found)} names but 'Y' has {n_found} columns."
+        )
+    _require_same_names(found, labels, what="label_names")
+    position = {name: i for i, name in enumerate(found)}
+    return np.array([position[label] for label in labels])
+
+
+def _require_same_names(found: Sequence[str], expected: Sequence[str], what: str) -> None:
+    missing = [n for n in expected if n not in set(found)]
+    extra = [n for n in found if n not in set(expected)]
+    if missing or extra or len(set(found)) != len(found):
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unknown {extra}")
+        if len(set(found)) != len(found):
+            parts.append("duplicate names")
+        raise UploadError(
+            f"'{what}' does not match the model: {'; '.join(parts)} "
+            f"(the model expects {list(expected)})."
+        )
+
+
+def _check_finite(x: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        index = _first_bad(bad)
+        raise UploadError(
+            f"Array '{name}' holds a non-finite value ({x[index]!r}) at row {index[0] + 1}"
+            + (f", column {index[1] + 1}" if len(index) > 1 else "")
+            + "."
+        )
+
+
+def _check_inputs_array(
+    x: np.ndarray, spec: InputSpec, n: int, feature_names: np.ndarray | None
+) -> np.ndarray:
+    expected = (n, *spec.input_shape)
+    if x.dtype.kind not in "biuf":
+        raise UploadError(f"Array 'X' must be numeric; it has dtype {x.dtype}.")
+    if x.shape != expected:
+        raise UploadError(
+            f"Array 'X' has shape {x.shape}; expected {expected} "
+            f"({n} rows as in 'Y', each of the model's input shape {spec.input_shape})."
+        )
+    x = x.astype(np.float32, copy=False)
+    if feature_names is not None and spec.feature_names is not None and len(spec.input_shape) == 1:
+        found = [str(f) for f in feature_names.tolist()]
+        _require_same_names(found, spec.feature_names, what="feature_names")
+        if found != list(spec.feature_names):
+            position = {name: i for i, name in enumerate(found)}
+            x = x[:, [position[f] for f in spec.feature_names]]
+    _check_finite(x, "X")
+    return x
+
+
+def _check_scores_array(scores: np.ndarray, n: int, n_labels: int) -> np.ndarray:
+    if scores.dtype.kind not in "biuf":
+        raise UploadError(f"Array 'scores' must be numeric; it has dtype {scores.dtype}.")
+    if scores.shape != (n, n_labels):
+        raise UploadError(
+            f"Array 'scores' has shape {scores.shape}; expected {(n, n_labels)} "
+            "(one row per row of 'Y', one column per model label)."
+        )
+    scores = scores.astype(np.float32, copy=False)
+    _check_finite(scores, "scores")
+    bad = (scores < 0) | (scores > 1)
+    if bad.any():
+        row, col = _first_bad(bad)
+        raise UploadError(
+            f"Array 'scores' must hold probabilities in [0, 1]; row {row + 1}, column "
+            f"{col + 1} holds {scores[row, col]!r}."
+        )
+    return scores
+
+
+# --- CSV and Parquet ---------------------------------------------------------------------
+
+
+def _read_csv(fileobj: IO[bytes]):  # -> pyarrow.Table
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        return pacsv.read_csv(
+            fileobj,
+            read_options=pacsv.ReadOptions(block_size=1 << 22),
+            # Only an empty field is missing; 'nan' stays a (non-finite) number, reported as such.
+            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
+        message = str(exc).split("\n")[0]
+        if "Empty CSV file" in message:
+            raise UploadError(
+                "The CSV file is empty: expected a header row and data rows."
+            ) from exc
+        raise UploadError(f"The CSV file cannot be parsed: {message}") from exc
+
+
+def _read_parquet(fileobj: IO[bytes]):  # -> pyarrow.Table
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(fileobj)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
+        raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
+
+
+def _column_as_float(table, name: str) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if column.null_count:
+        row = int(pc.index(pc.is_null(column), True).as_py())
+        raise UploadError(f"Column '{name}' has an empty value at row {row + 1}.")
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        values = column.to_pylist()
+        row, value = next(
+            ((i, v) for i, v in enumerate(values) if not _is_number(v)), (0, values[0])
+        )
+        raise UploadError(f"Column '{name}' must be numeric; row {row + 1} holds {value!r}.")
+    array = column.to_numpy().astype(np.float64 if pa.types.is_float64(kind) else np.float32)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise UploadError(
+            f"Column '{name}' holds a non-finite value ({array[row]}) at row {row + 1}."
+        )
+    return array
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _table_to_data(table, spec: InputSpec, max_data_bytes: int) -> ValidationData:
+    columns = [str(c) for c in table.column_names]
+    if len(set(columns)) != len(columns):
+        duplicates = sorted({c for c in columns if columns.count(c) > 1})
+        raise UploadError(f"The file has duplicate columns: {duplicates}.")
+    if table.num_rows == 0:
+        raise UploadError("The file has a header but no data rows.")
+    if table.nbytes > max_data_bytes:
+        raise UploadError(
+            f"The parsed table takes {table.nbytes / 2**20:.1f} MB, over the limit of "
+            f"{max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
+            status_code=413,
+        )
+    labels = list(spec.labels)
+    missing_labels = [label for label in labels if label not in columns]
+    if missing_labels:
+        raise UploadError(
+            f"The file has no column for label(s) {missing_labels}; it needs one 0/1 column "
+            f"per model label {labels}."
+        )
+    targets = np.stack([_label_column(table, label) for label in labels], axis=1)
+    rest = [c for c in columns if c not in set(labels)]
+    score_columns = [c for c in rest if c.startswith(SCORE_PREFIX)]
+    if score_columns:
+        expected = [SCORE_PREFIX + label for label in labels]
+        _require_columns(rest, expected, what="score")
+        scores = np.stack([_column_as_float(table, c) for c in expected], axis=1)
+        return ValidationData(
+            targets=targets, scores=_check_scores_array(scores, len(targets), len(labels))
+        )
+    if spec.feature_names is not None:
+        _require_columns(rest, list(spec.feature_names), what="feature")
+        feature_columns = list(spec.feature_names)
+    else:
+        if len(rest) != spec.n_features:
+            raise UploadError(
+                f"The file has {len(rest)} feature columns besides the labels; the model takes "
+                f"{spec.n_features} inputs per row (input shape {spec.input_shape})."
+            )
+        feature_columns = rest
+    features = np.stack([_column_as_float(table, c) for c in feature_columns], axis=1)
+    inputs = features.astype(np.float32, copy=False).reshape(len(features), *spec.input_shape)
+    return ValidationData(targets=targets, inputs=inputs)
+
+
+def _require_columns(found: Sequence[str], expected: Sequence[str], what: str) -> None:
+    missing = [c for c in expected if c not in set(found)]
+    extra = [c for c in found if c not in set(expected)]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(
+                f"missing {what} column(s) {missing[:20]}" + (" ..." if len(missing) > 20 else "")
+            )
+        if extra:
+            parts.append(f"unexpected column(s) {extra[:20]}" + (" ..." if len(extra) > 20 else ""))
+        raise UploadError(f"The file's columns do not match the model: {'; '.join(parts)}.")
+
+
+def _label_column(table, label: str) -> np.ndarray:
+    values = _column_as_float(table, label)
+    bad = ~((values == 0) | (values == 1))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise UploadError(
+            f"Label column '{label}' must hold only 0 and 1; row {row + 1} holds {values[row]:g}."
+        )
+    return values.astype(np.uint8)
