@@ -1,0 +1,18 @@
+"""Exact, vectorised per-label decision thresholds from precision-recall curves.
+
+Decision rule everywhere: a label is predicted positive iff ``score >= threshold``.
+"""
+
+from tuning.curves import PRCurve, precision_recall_curves
+from tuning.result import TuningResult
+from tuning.tune import apply_thresholds, tune_thresholds
+from tuning.validation import OBJECTIVES
+
+__all__ = [
+    "OBJECTIVES",
+    "PRCurve",
+    "TuningResult",
+    "apply_thresholds",
+    "precision_recall_curves",
+    "tune_thresholds",
+]

@@ -1,0 +1,177 @@
+"""TuningResult: the thresholds chosen per label and the metrics they give."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
+    """``numerator / denominator`` as float64, ``empty`` where the denominator is 0."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    safe = np.where(denominator == 0, 1.0, denominator)
+    return np.where(denominator == 0, empty, numerator / safe)
+
+
+def label_metrics(
+    true_positives: np.ndarray, predicted_positives: np.ndarray, positives: np.ndarray, beta: float
+) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and F-beta (float64 arrays) from exact counts.
+
+    Precision is 1 where nothing is predicted positive (sklearn's curve end
+    point); recall, F1 and F-beta are 0 where their denominator is 0.
+    """
+    beta2 = beta * beta
+    return {
+        "precision": _ratio(true_positives, predicted_positives, 1.0),
+        "recall": _ratio(true_positives, positives, 0.0),
+        "f1": _ratio(2.0 * true_positives, predicted_positives + positives, 0.0),
+        "fbeta": _ratio(
+            (1.0 + beta2) * true_positives, beta2 * positives + predicted_positives, 0.0
+        ),
+    }
+
+
+def micro_f1(true_positives: np.ndarray, predicted_positives: np.ndarray, positives: np.ndarray):
+    """F1 of the counts pooled over labels, 0 when nothing is positive or predicted."""
+    denominator = int(predicted_positives.sum()) + int(positives.sum())
+    return 0.0 if denominator == 0 else 2.0 * int(true_positives.sum()) / denominator
+
+
+@dataclass(frozen=True, eq=False)
+class TuningResult:
+    """Per-label thresholds and metrics from :func:`tuning.tune_thresholds`.
+
+    A label is predicted positive iff ``score >= thresholds[j]``. Arrays are
+    (L,): ``thresholds``, ``precision``, ``recall``, ``f1``, ``fbeta`` float64
+    and ``support`` (positives), ``predicted_positives`` int64 at the chosen
+    thresholds; ``default_*`` are the same at threshold 0.5. ``status[j]`` is
+    "ok" or why the fallback threshold was used. ``macro_f1`` is the mean of
+    the per-label F1, ``micro_f1`` the F1 of the pooled counts.
+    """
+
+    thresholds: np.ndarray
+    status: list[str]
+    objective: str
+    params: dict[str, Any]
+    n_samples: int
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    fbeta: np.ndarray
+    support: np.ndarray
+    predicted_positives: np.ndarray
+    default_precision: np.ndarray
+    default_recall: np.ndarray
+    default_f1: np.ndarray
+    default_fbeta: np.ndarray
+    default_predicted_positives: np.ndarray
+    macro_f1: float
+    micro_f1: float
+    default_macro_f1: float
+    default_micro_f1: float
+
+    @classmethod
+    def from_outcomes(
+        cls, outcomes: LabelOutcomes, objective: str, params: dict[str, Any], n_samples: int
+    ) -> TuningResult:
+        """Derive every metric from the per-label counts."""
+        beta = params["beta"]
+        tuned = label_metrics(
+            outcomes.true_positives, outcomes.predicted_positives, outcomes.positives, beta
+        )
+        default = label_metrics(
+            outcomes.default_true_positives,
+            outcomes.default_predicted_positives,
+            outcomes.positives,
+            beta,
+        )
+        return cls(
+            thresholds=outcomes.thresholds.astype(np.float64),
+            status=list(outcomes.statuses),
+            objective=objective,
+            params=dict(params),
+            n_samples=int(n_samples),
+            support=outcomes.positives.astype(np.int64),
+            predicted_positives=outcomes.predicted_positives.astype(np.int64),
+            default_predicted_positives=outcomes.default_predicted_positives.astype(np.int64),
+            **tuned,
+            **{f"default_{name}": values for name, values in default.items()},
+            macro_f1=float(tuned["f1"].mean()),
+            micro_f1=micro_f1(
+                outcomes.true_positives, outcomes.predicted_positives, outcomes.positives
+            ),
+            default_macro_f1=float(default["f1"].mean()),
+            default_micro_f1=micro_f1(
+                outcomes.default_true_positives,
+                outcomes.default_predicted_positives,
+                outcomes.positives,
+            ),
+        )
+
+    def _label_names(self, label_names: Sequence[str] | None) -> list[str]:
+        n_labels = len(self.thresholds)
+        if label_names is None:
+            return [str(j) for j in range(n_labels)]
+        names = [str(name) for name in label_names]
+        if len(names) != n_labels:
+            raise ValueError(
+                f"label_names must have one name per label ({n_labels}), but it has {len(names)}."
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("label_names must be unique, but some names repeat.")
+        return names
+
+    def to_dict(self, label_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready summary (plain Python types), labelled "0".."L-1" by default.
+
+        Shape: ``objective``, ``params``, ``n_samples``, ``thresholds`` (name ->
+        threshold), ``per_label`` (list of per-label dicts with ``at_default``)
+        and ``summary`` (macro and micro F1, tuned vs default).
+        """
+        names = self._label_names(label_names)
+        per_label = []
+        for j, name in enumerate(names):
+            per_label.append(
+                {
+                    "label": name,
+                    "threshold": float(self.thresholds[j]),
+                    "status": self.status[j],
+                    "precision": float(self.precision[j]),
+                    "recall": float(self.recall[j]),
+                    "f1": float(self.f1[j]),
+                    "fbeta": float(self.fbeta[j]),
+                    "support": int(self.support[j]),
+                    "predicted_positives": int(self.predicted_positives[j]),
+                    "at_default": {
+                        "threshold": DEFAULT_THRESHOLD,
+                        "precision": float(self.default_precision[j]),
+                        "recall": float(self.default_recall[j]),
+                        "f1": float(self.default_f1[j]),
+                        "fbeta": float(self.default_fbeta[j]),
+                        "predicted_positives": int(self.default_predicted_positives[j]),
+                    },
+                }
+            )
+        return {
+            "objective": self.objective,
+            "params": {
+                "beta": float(self.params["beta"]),
+                "target": None if self.params["target"] is None else float(self.params["target"]),
+                "min_positives": int(self.params["min_positives"]),
+                "fallback": float(self.params["fallback"]),
+            },
+            "n_samples": self.n_samples,
+            "thresholds": {name: float(t) for name, t in zip(names, self.thresholds, strict=True)},
+            "per_label": per_label,
+            "summary": {
+                "macro_f1": {"tuned": self.macro_f1, "default": self.default_macro_f1},
+                "micro_f1": {"tuned": self.micro_f1, "default": self.default_micro_f1},
+            },
+        }

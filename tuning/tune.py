@@ -1,0 +1,94 @@
+"""tune_thresholds() and apply_thresholds(): the public entry points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuning import validation
+from tuning.cpu import tune_labels_cpu
+from tuning.result import TuningResult
+from tuning.select import TuningSpec
+from tuning.torch_backend import tune_labels_torch
+
+
+def tune_thresholds(
+    scores: Any,
+    targets: Any,
+    objective: str = "f1",
+    *,
+    beta: float = 1.0,
+    target: float | None = None,
+    min_positives: int = 1,
+    fallback: float = 0.5,
+    device: str | torch.device = "auto",
+) -> TuningResult:
+    """Choose one decision threshold per label from its precision-recall curve.
+
+    A label is predicted positive iff ``score >= threshold``.
+
+    ``scores``: ``(n, L)`` probabilities in [0, 1], numpy or torch, any float
+    dtype. ``targets``: ``(n, L)`` of 0/1, any bool, integer or float dtype.
+    ``objective``: "f1"; "fbeta" (weights recall ``beta`` times as much as
+    precision); "recall_at_precision" (highest recall with precision >=
+    ``target``); "precision_at_recall" (highest precision with recall >=
+    ``target``). ``target`` in (0, 1] is required by the last two.
+
+    The search is exact: every distinct score of a label is a candidate cut
+    (the points of sklearn's ``precision_recall_curve``); ties in the
+    objective go to the higher threshold. The returned threshold is the
+    midpoint between the lowest score predicted positive and the highest
+    score predicted negative (between the lowest score and 0 when every
+    sample is predicted positive), rounded to the scores' dtype; it always
+    reproduces the chosen operating point on these scores. Predicting nothing
+    is not a candidate: it never wins F1/F-beta or a recall target, and a
+    precision target is "unreachable" rather than met by predicting nothing.
+
+    Labels get ``fallback`` instead, with their status saying why, the first
+    that applies: "no_positives", "no_negatives", "too_few_positives" (fewer
+    than ``min_positives``), "target_unreachable"; tuned labels are "ok".
+
+    ``device``: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"; the
+    answers are the same on every device. Raises ``ValueError`` on bad input.
+    """
+    score_tensor = validation.check_scores(scores)
+    target_tensor = validation.check_targets(targets, tuple(score_tensor.shape))
+    objective = validation.check_objective(objective)
+    spec = TuningSpec(
+        objective=objective,
+        beta=validation.check_beta(beta),
+        target=validation.check_target(target, objective),
+        min_positives=validation.check_min_positives(min_positives),
+        fallback=validation.check_fallback(fallback),
+    )
+    run_on = validation.resolve_device(device)
+
+    if run_on.type == "cpu":
+        outcomes = tune_labels_cpu(score_tensor, target_tensor, spec)
+    else:
+        outcomes = tune_labels_torch(score_tensor, target_tensor, spec, run_on)
+    params = {
+        "beta": spec.beta,
+        "target": spec.target,
+        "min_positives": spec.min_positives,
+        "fallback": spec.fallback,
+    }
+    return TuningResult.from_outcomes(outcomes, objective, params, score_tensor.shape[0])
+
+
+def apply_thresholds(scores: Any, thresholds: Any) -> np.ndarray:
+    """Predict labels: ``(n, L)`` bool array, True iff ``scores[i, j] >= thresholds[j]``.
+
+    ``scores``: ``(n, L)`` probabilities in [0, 1] (numpy or torch, any float
+    dtype); ``thresholds``: ``(L,)``. The comparison is made in float64, so it
+    agrees exactly with the thresholds reported by :func:`tune_thresholds`.
+    """
+    score_tensor = validation.check_scores(scores)
+    limits = validation.check_thresholds(thresholds, score_tensor.shape[1]).numpy()
+    values = score_tensor.cpu()
+    if values.dtype == torch.bfloat16:
+        values = values.to(torch.float32)
+    # numpy compares a float32 array with a float64 array in float64, without a copy.
+    return np.greater_equal(values.numpy(), limits[None, :])
