@@ -1,0 +1,45 @@
+"""Model bundles: save a trained multi-label PyTorch model, load it on a device, run it.
+
+Public API (see docs/CONTRACTS.md)::
+
+    DEFAULT_MODEL_DIR, YEAST_TRAIN, YEAST_TEST
+    BundleError
+    load_model(directory=None, *, device="auto", dtype=None, warmup=True) -> LoadedModel
+    save_bundle(module, directory, *, labels, input_shape, format="export", ...) -> Path
+    resolve_device(spec) -> torch.device
+    train_default_model(out_dir=DEFAULT_MODEL_DIR, *, train_path=YEAST_TRAIN, seed=0, ...)
+
+The ``export`` and ``torchscript`` formats can run code when loaded: load only
+bundles you trust. ``safetensors`` bundles hold tensors only. Pickled
+checkpoints are refused without being unpickled.
+"""
+
+from models.architectures import MLP
+from models.bundle import Manifest, save_bundle
+from models.device import resolve_device
+from models.errors import BundleError
+from models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
+from models.runtime import LoadedModel, load_model
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "MLP",
+    "YEAST_TEST",
+    "YEAST_TRAIN",
+    "BundleError",
+    "LoadedModel",
+    "Manifest",
+    "load_model",
+    "resolve_device",
+    "save_bundle",
+    "train_default_model",
+]
+
+
+def __getattr__(name: str):
+    # Imported lazily so that `python -m models.train` does not import itself twice.
+    if name == "train_default_model":
+        from models.train import train_default_model
+
+        return train_default_model
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -1,0 +1,101 @@
+"""Built-in architectures that a safetensors bundle can name.
+
+A safetensors file holds tensors only, so the bundle must say which class to
+build before the weights are loaded into it. Only the classes registered in
+``ARCHITECTURES`` can be named; nothing is imported from the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.errors import BundleError
+
+
+class MLP(nn.Module):
+    """A multi-label multilayer perceptron that outputs one logit per label.
+
+    ``forward(x)`` takes a float tensor of shape ``(batch, input_size)`` and returns
+    logits of shape ``(batch, num_labels)``; ``sigmoid(logit)`` is the probability of
+    each label. Hidden layers are ``Linear -> ReLU -> Dropout``; dropout is only
+    active in training mode.
+    """
+
+    architecture_name = "mlp"
+
+    def __init__(
+        self,
+        input_size: int,
+        num_labels: int,
+        hidden_sizes: Sequence[int] = (256,),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("input_size", input_size)
+        _check_positive_int("num_labels", num_labels)
+        if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+            raise ValueError(
+                f"hidden_sizes must be a list of positive integers; got {hidden_sizes!r}."
+            )
+        for size in hidden_sizes:
+            _check_positive_int("each entry of hidden_sizes", size)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r}.")
+        self.input_size = int(input_size)
+        self.num_labels = int(num_labels)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.dropout = float(dropout)
+
+        layers: list[nn.Module] = []
+        width = self.input_size
+        for hidden in self.hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(self.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, self.num_labels))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def architecture_config(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this module (stored in the manifest)."""
+        return {
+            "input_size": self.input_size,
+            "num_labels": self.num_labels,
+            "hidden_sizes": list(self.hidden_sizes),
+            "dropout": self.dropout,
+        }
+
+
+#: Architecture names a manifest may use, mapped to their classes.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP}
+
+
+def build_architecture(name: str, config: Mapping[str, Any], *, source: str) -> nn.Module:
+    """Build the registered architecture ``name`` from ``config`` (its keyword arguments).
+
+    ``source`` names the file the request came from; it appears in error messages.
+    """
+    cls = ARCHITECTURES.get(name)
+    if cls is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise BundleError(
+            f"{source}: architecture {name!r} is not a built-in architecture (known: {known})."
+        )
+    try:
+        return cls(**dict(config))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(
+            f"{source}: architecture {name!r} cannot be built from config {dict(config)!r}: {exc}"
+        ) from exc
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
