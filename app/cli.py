@@ -29,8 +29,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings, stop_on_load_error=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_error=stop)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level
+    )
+    server = uvicorn.Server(config)
+    server.run()
     service = getattr(app.state, "service", None)
     if service is not None and service.load_error:
         print(f"labelcut: could not load the model: {service.load_error}", file=sys.stderr)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,10 +26,10 @@ async def _load(app: FastAPI, service: Service) -> None:
     try:
         await asyncio.to_thread(service.load)
     except Exception:
-        # A service that cannot load its model must not pretend to be alive: stop the
-        # server; `labelcut serve` then exits non-zero with the reason.
-        if app.state.stop_on_load_error:
-            os.kill(os.getpid(), signal.SIGTERM)
+        # A service that cannot load its model must not pretend to be alive: the CLI
+        # passes a callback that stops the server, then exits non-zero with the reason.
+        if app.state.on_load_error is not None:
+            app.state.on_load_error()
 
 
 @asynccontextmanager

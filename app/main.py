@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
@@ -16,7 +18,9 @@ label from each label's precision-recall curve. A label is predicted iff
 """
 
 
-def create_app(settings: Settings | None = None, *, stop_on_load_error: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, on_load_error: Callable[[], None] | None = None
+) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="labelcut",
@@ -25,7 +29,7 @@ def create_app(settings: Settings | None = None, *, stop_on_load_error: bool = F
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.stop_on_load_error = stop_on_load_error
+    app.state.on_load_error = on_load_error
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     for router in (health.router, model.router, predict.router, thresholds.router):
         app.include_router(router)

@@ -9,7 +9,9 @@ from app.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="The process is up")
+@router.get(
+    "/healthz", response_model=Health, response_model_exclude_none=True, summary="The process is up"
+)
 def healthz() -> Health:
     return Health(status="ok")
 
@@ -17,6 +19,7 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
+    response_model_exclude_none=True,
     summary="The model is loaded and warm (503 before)",
     responses={503: {"model": Health, "description": "Still loading, or the load failed."}},
 )
