@@ -80,6 +80,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP}
 def build_architecture(name: str, config: Mapping[str, Any], *, source: str) -> nn.Module:
     """Build the registered architecture ``name`` from ``config`` (its keyword arguments).
 
+    The module is built on the meta device: load a state dict into it with
+    ``load_state_dict(state, strict=True, assign=True)`` before use.
+
     ``source`` names the file the request came from; it appears in error messages.
     """
     cls = ARCHITECTURES.get(name)
@@ -89,7 +92,10 @@ def build_architecture(name: str, config: Mapping[str, Any], *, source: str) -> 
             f"{source}: architecture {name!r} is not a built-in architecture (known: {known})."
         )
     try:
-        return cls(**dict(config))
+        # On the meta device: no memory and no random initialisation (which would also
+        # advance the global RNG); callers load real tensors with assign=True.
+        with torch.device("meta"):
+            return cls(**dict(config))
     except (TypeError, ValueError) as exc:
         raise BundleError(
             f"{source}: architecture {name!r} cannot be built from config {dict(config)!r}: {exc}"

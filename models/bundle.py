@@ -492,7 +492,7 @@ def _architecture_spec(
 def _rebuild_builtin(module: nn.Module, spec: ArchitectureSpec) -> nn.Module:
     built = build_architecture(spec.name, spec.config, source="save_bundle(architecture=...)")
     try:
-        built.load_state_dict(module.state_dict(), strict=True)
+        built.load_state_dict(module.state_dict(), strict=True, assign=True)
     except RuntimeError as exc:
         raise ValueError(
             f"the module's state dict does not fit architecture {spec.name!r} with config "

@@ -155,7 +155,7 @@ def _load_safetensors(
     except (SafetensorError, OSError, ValueError) as exc:
         raise BundleError(f"{path}: not a readable safetensors file: {exc}") from exc
     _check_state_dict(path, module, state)
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=True)
     return module.to(device).eval()
 
 
