@@ -59,8 +59,9 @@ def conversion_hint(path: Path) -> str:
         "Convert it once, in a Python session you trust: rebuild the model "
         "(`model = MyModel(...)`; `model.load_state_dict(torch.load(path, weights_only=True))`, "
         "or `torch.load(path, weights_only=False)` only if you made the file yourself), "
-        "then call `models.save_bundle(model, 'my_bundle', labels=[...], input_shape=(d,))` "
-        "(or run `labelcut export`) and load the resulting directory."
+        "then call `models.save_bundle(model, 'my_bundle', labels=[...], input_shape=(d,))`, "
+        "or run the converter `labelcut export` (`python -m models.export --help`), "
+        "and load the resulting directory."
     )
 
 
