@@ -324,6 +324,8 @@ def save_bundle(
     be saved in the requested format or does not reproduce itself.
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"directory {str(directory)!r} exists and is not a directory.")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}.")
     if not isinstance(module, nn.Module):

@@ -212,6 +212,13 @@ def test_save_bundle_rejects_bad_arguments(tmp_path, kwargs, message):
         save_bundle(_mlp(), tmp_path / "b", **arguments)
 
 
+def test_save_bundle_refuses_a_file_as_directory(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        save_bundle(_mlp(), target, labels=LABELS, input_shape=(D,))
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "export", "torchscript"])
 def test_standardisation_from_the_manifest_is_applied_inside(tmp_path, fmt):
     module = _mlp()
