@@ -112,9 +112,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models import DEFAULT_MODEL_DIR, train_default_model
 
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
-    metrics = train_default_model(out, seed=args.seed)
-    print(json.dumps(metrics, indent=2))
+    train_default_model(out, seed=args.seed)  # prints train/test F1 at 0.5
     return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    from models.export import main as export_main
+
+    return export_main(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,10 +156,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="bundle directory (default: the bundled model's)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_train)
+
+    # `export` hands its whole argument list to models.export (see main()).
+    sub.add_parser(
+        "export",
+        help="convert a trusted PyTorch checkpoint into a model bundle "
+        "(labelcut export --help for its options)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        return cmd_export(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

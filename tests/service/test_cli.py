@@ -1,0 +1,68 @@
+"""The command line: tune offline and export a checkpoint, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import tuning
+from app.cli import main
+from models import YEAST_TEST, load_model
+from models.architectures import MLP
+
+
+def test_tune_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["tune", str(YEAST_TEST), "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    model = load_model(device="cpu")
+    for label in model.labels:
+        assert label in printed
+    assert "macro_f1: tuned" in printed
+    report = json.loads(out.read_text())
+    with np.load(YEAST_TEST) as z:
+        expected = tuning.tune_thresholds(model.predict_proba(z["X"]), z["Y"])
+    got = [report["thresholds"][label] for label in model.labels]
+    np.testing.assert_allclose(got, expected.thresholds)
+
+
+def test_tune_reports_bad_arguments_without_a_traceback(tmp_path, capsys):
+    code = main(["tune", str(YEAST_TEST), "--objective", "recall_at_precision"])
+    assert code == 2
+    assert "target" in capsys.readouterr().err
+    missing = main(["tune", str(tmp_path / "nope.csv")])
+    assert missing == 2
+
+
+def test_export_converts_a_state_dict_into_a_loadable_bundle(tmp_path):
+    torch.manual_seed(0)
+    module = MLP(4, 3, hidden_sizes=[8])
+    checkpoint = tmp_path / "ckpt.pt"
+    torch.save(module.state_dict(), checkpoint)
+    kwargs = json.dumps({"input_size": 4, "num_labels": 3, "hidden_sizes": [8]})
+    code = main(
+        [
+            "export",
+            str(checkpoint),
+            str(tmp_path / "bundle"),
+            "--labels",
+            "a,b,c",
+            "--input-shape",
+            "4",
+            "--factory",
+            "models.architectures:MLP",
+            "--factory-kwargs",
+            kwargs,
+            "--format",
+            "safetensors",
+        ]
+    )
+    assert code == 0
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(module.eval()(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(loaded.predict_proba(x), expected, atol=1e-6)
+    assert loaded.labels == ["a", "b", "c"]
