@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from tuning import sortkeys
-from tuning.candidates import Candidates, candidates_from_sorted
+from tuning.candidates import Candidates, Scratch, candidates_from_sorted
 from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
 from tuning.select import (
     TuningSpec,
@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 # About this many scores per block: large enough to amortise Python overhead,
 # small enough that a block's working arrays stay far below the input's size.
-_BLOCK_ELEMENTS = 1 << 22
+_BLOCK_ELEMENTS = 1 << 23
 
 
 def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
@@ -66,8 +66,9 @@ def sorted_label_blocks(
         keys = sortkeys.pack_keys(values, labels)
         del values, labels
         keys.sort(axis=1)
+        scratch = Scratch(keys.shape[1], keys.dtype)
         return [
-            handle_label(start + row, candidates_from_sorted(keys[row], float_dtype))
+            handle_label(start + row, candidates_from_sorted(keys[row], float_dtype, scratch))
             for row in range(stop - start)
         ]
 
@@ -87,10 +88,7 @@ def tune_label(candidates: Candidates, spec: TuningSpec, score_dtype: torch.dtyp
     best = None
     if 0 < positives < candidates.n_samples:
         values, feasible = objective_values(
-            candidates.true_positives.astype(np.float64),
-            candidates.predicted_positives.astype(np.float64),
-            float(positives),
-            spec,
+            candidates.true_positives, candidates.predicted_positives, float(positives), spec
         )
         best = best_candidate(values, feasible)
     [status] = label_statuses(
@@ -100,8 +98,8 @@ def tune_label(candidates: Candidates, spec: TuningSpec, score_dtype: torch.dtyp
     if status == "ok":
         assert best is not None
         [threshold] = midpoint_thresholds(
-            candidates.values[best : best + 1],
-            candidates.values[max(best - 1, 0) : max(best, 1)],
+            np.array([candidates.value(best)]),
+            np.array([candidates.value(best - 1) if best > 0 else 0.0]),
             np.array([best > 0]),
             score_dtype,
         )

@@ -34,7 +34,7 @@ class PRCurve(NamedTuple):
 
 def curve_from_candidates(candidates: Candidates) -> PRCurve:
     """The sklearn-style :class:`PRCurve` of one label."""
-    tp = candidates.true_positives.astype(np.float64)
+    tp = candidates.true_positives
     precision = tp / candidates.predicted_positives
     # sklearn's convention: with no positives, recall is 1 at every threshold.
     positives = candidates.positives

@@ -22,6 +22,7 @@ _WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]
     torch.float32: (np.float32, np.int32),
     torch.float64: (np.float64, np.int64),
 }
+_TILE_ROWS = 1 << 14
 
 
 def work_dtypes(score_dtype: torch.dtype) -> tuple[type[np.floating], type[np.signedinteger]]:
@@ -34,16 +35,23 @@ def label_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copy labels ``start:stop`` out of ``(n, L)`` inputs as C-ordered ``(C, n)`` arrays.
 
-    Returns scores in the work float dtype and targets as uint8 0/1. Reading a
-    block of adjacent columns at once keeps the strided reads cache friendly.
+    Returns scores in the work float dtype and targets as uint8 0/1. The copy
+    goes through tiles of rows: transposing a tile that fits in cache is several
+    times faster than numpy's transposing copy of the whole strided block.
     """
     float_dtype, _ = work_dtypes(scores.dtype)
-    block = scores[:, start:stop]
+    block = scores[:, start:stop].cpu()
     if block.dtype == torch.bfloat16:
         block = block.to(torch.float32)
-    block_targets = targets[:, start:stop]
-    values = np.array(block.cpu().numpy().T, dtype=float_dtype, order="C")
-    labels = np.array(block_targets.cpu().numpy().T, dtype=np.uint8, order="C")
+    source_scores = block.numpy()
+    source_targets = targets[:, start:stop].cpu().numpy()
+    n_samples, n_labels = source_scores.shape
+    values = np.empty((n_labels, n_samples), dtype=float_dtype)
+    labels = np.empty((n_labels, n_samples), dtype=np.uint8)
+    for row in range(0, n_samples, _TILE_ROWS):
+        tile = slice(row, row + _TILE_ROWS)
+        values[:, tile] = source_scores[tile].T
+        labels[:, tile] = source_targets[tile].T
     return values, labels
 
 
