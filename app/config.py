@@ -37,6 +37,18 @@ class Settings(BaseSettings):
         default=2048, gt=0, description="Largest arrays after parsing or inflating, in MB."
     )
     max_batch_rows: int = Field(default=10_000, gt=0, description="Rows per /predict request.")
+    max_batch_size: int = Field(
+        default=64,
+        ge=1,
+        description="Rows per model forward pass that concurrent /predict requests share; "
+        "1 turns batching off. A request with more rows runs alone.",
+    )
+    max_batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Longest a request waits for others to join its forward pass, in ms; "
+        "applies only while traffic is concurrent, so a lone request never waits.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -59,6 +71,10 @@ class Settings(BaseSettings):
     @property
     def max_data_bytes(self) -> int:
         return int(self.max_data_mb * 1024 * 1024)
+
+    @property
+    def max_batch_wait_s(self) -> float:
+        return self.max_batch_wait_ms / 1000
 
     @property
     def store_path(self) -> Path:

@@ -1,4 +1,5 @@
-"""Start-up and shut-down: open the store, load the model in the background, close both."""
+"""Start-up and shut-down: open the store, start the batcher, load the model in the background;
+on exit, drain the batcher's queue, then close the store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.batching import Batcher
 from app.service import Service
 
 log = logging.getLogger("labelcut")
@@ -34,9 +36,19 @@ async def _load(app: FastAPI, service: Service) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    service = Service(app.state.settings)
+    settings = app.state.settings
+    service = Service(settings)
     app.state.service = service
     _warn_about_open_admin(service)
+    # The batcher reads the model at each pass, so it can start before the model has
+    # loaded: /predict reaches it only once the service is ready.
+    batcher = Batcher(
+        lambda: service.loaded_model,
+        max_batch_size=settings.max_batch_size,
+        max_wait=settings.max_batch_wait_s,
+        observer=app.state.metrics.observe_batch,
+    )
+    app.state.batcher = batcher
     # Loading runs beside the server so /healthz answers and /readyz says 503 until ready.
     task = asyncio.create_task(_load(app, service))
     try:
@@ -44,4 +56,5 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if not task.done():
             await asyncio.wait({task}, timeout=30)
+        await batcher.close()
         service.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from app.config import Settings, get_settings
 from app.lifespan import lifespan
 from app.limits import BodySizeLimitMiddleware
-from app.routes import health, model, predict, thresholds
+from app.metrics import Metrics, MetricsMiddleware
+from app.routes import health, metrics, model, predict, thresholds
+from app.schemas import PredictRequest
 
 DESCRIPTION = """
 Serves a multi-label PyTorch classifier and tunes one decision threshold per
@@ -30,7 +34,45 @@ def create_app(
     )
     app.state.settings = settings
     app.state.on_load_error = on_load_error
+    app.state.metrics = _metrics_for(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    for router in (health.router, model.router, predict.router, thresholds.router):
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for router in (health.router, model.router, predict.router, thresholds.router, metrics.router):
         app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _metrics_for(app: FastAPI) -> Metrics:
+    found = Metrics()
+
+    def queue_depth() -> int:
+        batcher = getattr(app.state, "batcher", None)
+        return 0 if batcher is None else batcher.depth
+
+    def active_set_id() -> int | None:
+        service = getattr(app.state, "service", None)
+        if service is None or not service.ready.is_set():
+            return None
+        return service.active.set_id
+
+    found.add_gauges(queue_depth, active_set_id)
+    return found
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    # /predict reads its body itself (JSON or .npy), so FastAPI does not see the
+    # PredictRequest model; add it to the components its request body refers to.
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["PredictRequest"] = PredictRequest.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        app.openapi_schema = schema
+    return app.openapi_schema

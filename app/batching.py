@@ -1,0 +1,221 @@
+"""Dynamic batching: concurrent /predict requests share one forward pass.
+
+The stages, in order:
+
+- **submit** (event loop): a request's rows, already validated, join a FIFO
+  queue with a future to answer.
+- **gather** (worker thread): take requests from the head of the queue while
+  their rows fit in ``max_batch_size``. A request with more rows than that is
+  never split: it runs alone, and the model chunks it by its own batch size.
+  When the worker is idle and the last pass served a single request (light
+  traffic), a new request is dispatched at once; when the last pass coalesced
+  several (traffic is concurrent), the worker waits until the batch is full or
+  the oldest request has waited ``max_wait`` seconds, whichever comes first. No
+  request waits longer than ``max_wait`` for company; it may of course wait
+  for the pass in progress to end.
+- **forward** (worker thread): one ``predict_proba`` call over the
+  concatenated rows (and one ``predict_logits`` call if any request asked for
+  logits). The event loop stays free meanwhile, so health checks answer.
+- **split** (worker thread): one slice per request, in order; the number of
+  output rows must equal the number of input rows.
+- **deliver** (event loop): a single callback per pass resolves every future.
+
+If a pass over several requests raises, each request is retried alone, so the
+error reaches only the request that caused it. ``close()`` refuses new requests,
+answers every queued one, then stops the worker.
+
+One ``Batcher`` serves one loaded model, so one worker thread per device.
+``max_batch_size=1`` turns batching off: every request gets its own pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models import LoadedModel
+
+log = logging.getLogger("labelcut")
+
+#: Called after every forward pass with (rows, requests, seconds); runs on the worker thread.
+BatchObserver = Callable[[int, int, float], None]
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher is shutting down and takes no new requests."""
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """One request's share of a forward pass: ``(n, L)`` float32 arrays."""
+
+    proba: np.ndarray
+    logits: np.ndarray | None
+
+
+@dataclass(eq=False)
+class _Job:
+    rows: np.ndarray
+    want_logits: bool
+    future: asyncio.Future[BatchOutput]
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Coalesces concurrent requests for one model into forward passes on a worker thread.
+
+    ``model``: a callable returning the loaded model, read at each pass (the
+    model loads after the batcher starts). ``max_batch_size``: rows per pass
+    (>= 1; 1 turns batching off). ``max_wait``: seconds a request may wait for
+    others to join its pass (see the module docstring for when it applies).
+    """
+
+    def __init__(
+        self,
+        model: Callable[[], LoadedModel],
+        *,
+        max_batch_size: int,
+        max_wait: float,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1; got {max_batch_size}.")
+        if max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0 seconds; got {max_wait}.")
+        self._model = model
+        self.max_batch_size = int(max_batch_size)
+        self.max_wait = float(max_wait) if max_batch_size > 1 else 0.0
+        self._observer = observer
+        self._queue: deque[_Job] = deque()
+        self._queued_rows = 0
+        self._cond = threading.Condition(threading.Lock())
+        self._closing = False
+        self._concurrent = False  # the last pass served more than one request
+        self._thread = threading.Thread(target=self._work, name="labelcut-batcher", daemon=True)
+        self._thread.start()
+
+    # --- event loop side -------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a forward pass (not counting the pass in progress)."""
+        return len(self._queue)
+
+    async def submit(self, rows: np.ndarray, *, want_logits: bool = False) -> BatchOutput:
+        """Queue validated rows ``(n, *input_shape)`` and wait for their probabilities."""
+        job = _Job(rows, want_logits, asyncio.get_running_loop().create_future())
+        with self._cond:
+            if self._closing:
+                raise BatcherClosed("The service is shutting down; retry on another instance.")
+            was_empty = not self._queue
+            self._queue.append(job)
+            self._queued_rows += len(rows)
+            # Wake the worker only when it can act: it sleeps on an empty queue, or
+            # waits for a batch to fill.
+            if was_empty or self._queued_rows >= self.max_batch_size:
+                self._cond.notify()
+        return await job.future
+
+    async def close(self, timeout: float = 60.0) -> None:
+        """Refuse new requests, answer every queued one, then stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        await asyncio.to_thread(self._thread.join, timeout)
+        if self._thread.is_alive():
+            log.warning("The batch worker did not finish within %.0f s of shutdown.", timeout)
+
+    # --- worker thread ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (jobs := self._gather()) is not None:
+            try:
+                self._run(jobs)
+            except BaseException as exc:  # pragma: no cover - _run answers its own errors
+                log.exception("The batch worker failed")
+                _deliver([(job.future, exc) for job in jobs])
+
+    def _gather(self) -> list[_Job] | None:
+        """The next batch, FIFO, or None once closing and drained."""
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            if self._concurrent and self.max_wait > 0:
+                deadline = self._queue[0].arrived + self.max_wait
+                while self._queued_rows < self.max_batch_size and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            jobs = [self._queue.popleft()]
+            rows = len(jobs[0].rows)
+            while self._queue and rows + len(self._queue[0].rows) <= self.max_batch_size:
+                job = self._queue.popleft()
+                rows += len(job.rows)
+                jobs.append(job)
+            self._queued_rows -= rows
+            self._concurrent = len(jobs) > 1
+            return [job for job in jobs if not job.future.cancelled()]
+
+    def _run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        model = self._model()
+        x = jobs[0].rows if len(jobs) == 1 else np.concatenate([job.rows for job in jobs])
+        start = time.perf_counter()
+        try:
+            proba = model.predict_proba(x)
+            logits = model.predict_logits(x) if any(job.want_logits for job in jobs) else None
+            if len(proba) != len(x) or (logits is not None and len(logits) != len(x)):
+                raise RuntimeError(
+                    f"the model returned {len(proba)} rows for a batch of {len(x)} rows."
+                )
+        except Exception as exc:
+            if len(jobs) > 1:
+                # Find the request that fails: the others must not pay for it.
+                for job in jobs:
+                    self._run([job])
+                return
+            _deliver([(jobs[0].future, exc)])
+            return
+        if self._observer is not None:
+            self._observer(len(x), len(jobs), time.perf_counter() - start)
+        answers: list[tuple[asyncio.Future[BatchOutput], BatchOutput | BaseException]] = []
+        offset = 0
+        for job in jobs:
+            stop = offset + len(job.rows)
+            part = None if logits is None or not job.want_logits else logits[offset:stop]
+            answers.append((job.future, BatchOutput(proba[offset:stop], part)))
+            offset = stop
+        _deliver(answers)
+
+
+def _deliver(answers: list[tuple[asyncio.Future, object]]) -> None:
+    """Resolve futures from the worker thread: one loop callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]] = {}
+    for future, value in answers:
+        by_loop.setdefault(future.get_loop(), []).append((future, value))
+    for loop, items in by_loop.items():
+        # A closed loop raises RuntimeError: nobody is waiting for these answers any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[tuple[asyncio.Future, object]]) -> None:
+    for future, value in items:
+        if future.done():
+            continue
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)

@@ -1,0 +1,144 @@
+"""Prometheus metrics: one registry per app, an ASGI middleware for HTTP series.
+
+Series (all prefixed ``labelcut_``):
+
+- ``http_requests_total{method, path, status}`` and
+  ``http_request_duration_seconds{method, path}``: ``path`` is the route
+  template (``/thresholds/{set_id}``), or ``other`` for unknown paths, so the
+  label set stays small.
+- ``batch_rows`` and ``batch_requests``: rows and requests per forward pass.
+- ``model_forward_seconds``: time of each forward pass (including logits when asked).
+- ``queue_depth``: requests waiting for a forward pass, read at scrape time.
+- ``active_threshold_set_id``: the active set's id, 0 while none is active
+  (0.5 for every label) or the model is not loaded yet; read at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
+)  # fmt: skip
+FORWARD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 10_000)
+
+
+class Metrics:
+    """Every instrument of one app, registered in its own ``CollectorRegistry``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "labelcut_http_requests",
+            "HTTP requests answered, by method, route template and status code.",
+            ("method", "path", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "labelcut_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route template.",
+            ("method", "path"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "labelcut_batch_rows",
+            "Rows per model forward pass (requests coalesced by the batcher).",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "labelcut_batch_requests",
+            "Requests per model forward pass.",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.forward_seconds = Histogram(
+            "labelcut_model_forward_seconds",
+            "Time of one model forward pass over a batch.",
+            buckets=FORWARD_BUCKETS,
+            registry=self.registry,
+        )
+        # labels() takes a lock and builds a key; cache the children per label tuple.
+        self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._latency_children: dict[tuple[str, str], Histogram] = {}
+
+    def observe_batch(self, rows: int, requests: int, seconds: float) -> None:
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(requests)
+        self.forward_seconds.observe(seconds)
+
+    def observe_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        key = (method, path, str(status))
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        timer = self._latency_children.get(key[:2])
+        if timer is None:
+            timer = self._latency_children[key[:2]] = self.latency.labels(method, path)
+        timer.observe(seconds)
+
+    def add_gauges(
+        self, queue_depth: Callable[[], int], active_set_id: Callable[[], int | None]
+    ) -> None:
+        """Gauges read when scraped: the batch queue's depth and the active set's id."""
+        self.registry.register(_ScrapeTimeGauges(queue_depth, active_set_id))
+
+
+class _ScrapeTimeGauges(Collector):
+    def __init__(
+        self, queue_depth: Callable[[], int], active_set_id: Callable[[], int | None]
+    ) -> None:
+        self._queue_depth = queue_depth
+        self._active_set_id = active_set_id
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "labelcut_queue_depth",
+            "Requests waiting for a model forward pass.",
+            value=self._queue_depth(),
+        )
+        set_id = self._active_set_id()
+        yield GaugeMetricFamily(
+            "labelcut_active_threshold_set_id",
+            "Id of the active threshold set; 0 while none is active (0.5 for every label).",
+            value=0 if set_id is None else set_id,
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request, labelled by its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "other"
+            self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - start)
