@@ -34,13 +34,15 @@ def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
     Threads follow ``torch.get_num_threads()`` (capped by the CPUs this
     process may use), so ``torch.set_num_threads`` also limits tuning.
     """
-    block_labels = max(1, min(n_labels, _BLOCK_ELEMENTS // max(n_samples, 1)))
-    n_blocks = -(-n_labels // block_labels)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return block_labels, max(1, min(torch.get_num_threads(), cpus, n_blocks))
+    threads = max(1, min(torch.get_num_threads(), cpus))
+    # At least one block per thread, and no block above _BLOCK_ELEMENTS scores.
+    block_labels = max(1, min(-(-n_labels // threads), _BLOCK_ELEMENTS // max(n_samples, 1)))
+    n_blocks = -(-n_labels // block_labels)
+    return block_labels, min(threads, n_blocks)
 
 
 def sorted_label_blocks(
