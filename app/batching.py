@@ -16,6 +16,9 @@ The stages, in order:
 - **forward** (worker thread): one ``predict_proba`` call over the
   concatenated rows (and one ``predict_logits`` call if any request asked for
   logits). The event loop stays free meanwhile, so health checks answer.
+- **threshold** (worker thread): each request's labels from its own
+  thresholds, the snapshot of the active set (with its override) taken when it
+  arrived; requests that share a snapshot are thresholded in one call.
 - **split** (worker thread): one slice per request, in order; the number of
   output rows must equal the number of input rows.
 - **deliver** (event loop): a single callback per pass resolves every future.
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import tuning
 from models import LoadedModel
 
 log = logging.getLogger("labelcut")
@@ -55,15 +59,21 @@ class BatcherClosed(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """One request's share of a forward pass: ``(n, L)`` float32 arrays."""
+    """One request's share of a forward pass: ``(n, L)`` arrays.
+
+    ``proba`` and ``logits`` (None unless asked for) are float32; ``decisions``
+    is bool, True iff ``proba >= thresholds`` (None when no thresholds were given).
+    """
 
     proba: np.ndarray
     logits: np.ndarray | None
+    decisions: np.ndarray | None
 
 
 @dataclass(eq=False)
 class _Job:
     rows: np.ndarray
+    thresholds: np.ndarray | None
     want_logits: bool
     future: asyncio.Future[BatchOutput]
     arrived: float = field(default_factory=time.monotonic)
@@ -109,9 +119,23 @@ class Batcher:
         """Requests waiting for a forward pass (not counting the pass in progress)."""
         return len(self._queue)
 
-    async def submit(self, rows: np.ndarray, *, want_logits: bool = False) -> BatchOutput:
-        """Queue validated rows ``(n, *input_shape)`` and wait for their probabilities."""
-        job = _Job(rows, want_logits, asyncio.get_running_loop().create_future())
+    async def submit(
+        self,
+        rows: np.ndarray,
+        *,
+        thresholds: np.ndarray | None = None,
+        want_logits: bool = False,
+    ) -> BatchOutput:
+        """Queue validated rows ``(n, *input_shape)`` and wait for their share of a pass.
+
+        ``thresholds``: ``(L,)`` float64 to decide labels with (positive iff
+        ``score >= threshold``); pass the same array object for requests that
+        share a threshold set, so that they are decided in one call.
+        Raises ``BatcherClosed`` once ``close()`` has begun, and whatever the
+        model raised on these rows.
+        """
+        loop = asyncio.get_running_loop()
+        job = _Job(rows, thresholds, want_logits, loop.create_future())
         with self._cond:
             if self._closing:
                 raise BatcherClosed("The service is shutting down; retry on another instance.")
@@ -180,6 +204,8 @@ class Batcher:
                 raise RuntimeError(
                     f"the model returned {len(proba)} rows for a batch of {len(x)} rows."
                 )
+            seconds = time.perf_counter() - start
+            decisions = _decide(jobs, proba)
         except Exception as exc:
             if len(jobs) > 1:
                 # Find the request that fails: the others must not pay for it.
@@ -189,15 +215,32 @@ class Batcher:
             _deliver([(jobs[0].future, exc)])
             return
         if self._observer is not None:
-            self._observer(len(x), len(jobs), time.perf_counter() - start)
+            self._observer(len(x), len(jobs), seconds)
         answers: list[tuple[asyncio.Future[BatchOutput], BatchOutput | BaseException]] = []
         offset = 0
-        for job in jobs:
+        for job, decided in zip(jobs, decisions, strict=True):
             stop = offset + len(job.rows)
             part = None if logits is None or not job.want_logits else logits[offset:stop]
-            answers.append((job.future, BatchOutput(proba[offset:stop], part)))
+            answers.append((job.future, BatchOutput(proba[offset:stop], part, decided)))
             offset = stop
         _deliver(answers)
+
+
+def _decide(jobs: list[_Job], proba: np.ndarray) -> list[np.ndarray | None]:
+    """Each job's decisions; one call for the whole pass when every job shares a snapshot."""
+    spans = []
+    at = 0
+    for job in jobs:
+        spans.append((at, at + len(job.rows)))
+        at += len(job.rows)
+    first = jobs[0].thresholds
+    if first is not None and all(job.thresholds is first for job in jobs):
+        whole = tuning.apply_thresholds(proba, first)
+        return [whole[a:b] for a, b in spans]
+    return [
+        None if job.thresholds is None else tuning.apply_thresholds(proba[a:b], job.thresholds)
+        for job, (a, b) in zip(jobs, spans, strict=True)
+    ]
 
 
 def _deliver(answers: list[tuple[asyncio.Future, object]]) -> None:

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-import tuning
 from app.batching import BatcherClosed
-from app.deps import ReadyService, require_api_key
+from app.deps import get_ready_service, get_service, require_api_key
 from app.schemas import ErrorResponse, PredictRequest, PredictResponse
+from app.service import Service
 
 router = APIRouter(tags=["predict"])
 
@@ -266,7 +266,6 @@ _REQUEST_BODY = {
     "application/x-npy`, float32 of shape `(n, *input_shape)`). The answer is JSON, or an "
     "`.npy` of float32 probabilities `(n, len(labels))` with `Accept: application/x-npy`. "
     "Concurrent requests share forward passes (LABELCUT_MAX_BATCH_SIZE).",
-    dependencies=[Depends(require_api_key)],
     openapi_extra={"requestBody": _REQUEST_BODY},
     responses={
         200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
@@ -276,7 +275,11 @@ _REQUEST_BODY = {
         503: {"model": ErrorResponse, "description": "Still loading, or shutting down."},
     },
 )
-async def predict(request: Request, service: ReadyService) -> Response:
+async def predict(request: Request) -> Response:
+    # The checks run inline: FastAPI would send each plain-def dependency through the
+    # thread pool, three thread hops that cost more than the model on a small batch.
+    require_api_key(request, get_service(request))
+    service = get_ready_service(get_service(request))
     model = service.loaded_model
     active = service.active  # one snapshot: this request sees exactly one set
     labels = model.labels
@@ -284,7 +287,7 @@ async def predict(request: Request, service: ReadyService) -> Response:
     thresholds = thresholds_with_override(active.thresholds, labels, parsed.thresholds)
     try:
         output = await request.app.state.batcher.submit(
-            parsed.rows, want_logits=parsed.return_logits
+            parsed.rows, thresholds=thresholds, want_logits=parsed.return_logits
         )
     except BatcherClosed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
@@ -300,12 +303,13 @@ async def predict(request: Request, service: ReadyService) -> Response:
             "x-labelcut-labels": json.dumps(labels),
         }
         return Response(encode_npy(output.proba), media_type=NPY_MEDIA_TYPE, headers=headers)
-    decisions = tuning.apply_thresholds(output.proba, thresholds)
-    body = encode_json(model.name, active.set_id, labels, output.proba, decisions, output.logits)
+    body = encode_json(
+        model.name, active.set_id, labels, output.proba, output.decisions, output.logits
+    )
     return Response(body, media_type="application/json")
 
 
-def _decode(content_type: str, body: bytes, service: Any) -> PredictInput:
+def _decode(content_type: str, body: bytes, service: Service) -> PredictInput:
     model = service.loaded_model
     limit = service.settings.max_batch_rows
     media_type = content_type.partition(";")[0].strip().lower()
