@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -10,7 +11,18 @@ from pydantic import SecretStr
 
 from app.service import Service
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.0.0.1, dual-stack).
+
+    Anything that is not an IP address (a unix socket, a test client's name) is not.
+    """
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def get_service(request: Request) -> Service:
@@ -51,8 +63,7 @@ def require_admin(request: Request, service: ServiceDep) -> None:
     if key is not None:
         _check_bearer(request, key, "this admin operation")
         return
-    host = request.client.host if request.client else ""
-    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+    if not is_loopback(request.client.host if request.client else None):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail="Admin operations are open only to clients on loopback while "

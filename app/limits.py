@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit.
+
+    An HTTPException on purpose: FastAPI turns any other exception raised while it
+    reads a JSON or multipart body into "400 There was an error parsing the body",
+    but re-raises HTTPExceptions, so the route's exception handling answers 413.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail=detail, headers={"connection": "close"})
 
 
 class BodySizeLimitMiddleware:
@@ -65,7 +74,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self._detail())
             return message
 
         async def tracking_send(message: Message) -> None:

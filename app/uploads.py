@@ -15,6 +15,7 @@ label at fault. Rows are counted from 1, the header not included.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ def read_validation_file(
     if fmt == "csv":
         return _table_to_data(_read_csv(fileobj), spec, max_data_bytes)
     if fmt == "parquet":
-        return _table_to_data(_read_parquet(fileobj), spec, max_data_bytes)
+        return _table_to_data(_read_parquet(fileobj, max_data_bytes), spec, max_data_bytes)
     raise UploadError(f"Unknown format '{fmt}'; expected one of {', '.join(FORMATS)}.", 415)
 
 
@@ -123,16 +124,35 @@ def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...],
                 )
     except UploadError:
         raise
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _ZIP_MEMBER_ERRORS as exc:
         raise UploadError(
             f"Array '{name}' in the .npz file is not a valid .npy array: {exc}"
         ) from exc
+    if any(s < 0 for s in shape):
+        raise UploadError(f"Array '{name}' declares a negative dimension in its shape {shape}.")
     if dtype.hasobject:
         raise UploadError(
             f"Array '{name}' holds Python objects (a pickled array); labelcut never "
             "unpickles uploads. Save plain numeric or string arrays."
         )
     return tuple(int(s) for s in shape), dtype
+
+
+# zipfile raises NotImplementedError for an unsupported compression method and
+# RuntimeError for an encrypted member: both are the sender's problem, not ours.
+_ZIP_MEMBER_ERRORS = (
+    ValueError,
+    OSError,
+    zipfile.BadZipFile,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+def _declared_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    # Python integers: np.prod would wrap around at 2**63 and let a huge shape pass.
+    return math.prod(shape) * dtype.itemsize
 
 
 def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> ValidationData:
@@ -156,7 +176,7 @@ def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> Valid
         wanted = ["Y", "X" if has_x else "scores"]
         wanted += [n for n in ("label_names", "feature_names") if n in members]
         headers = {name: _npy_header(archive, members[name]) for name in wanted}
-        declared = sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values())
+        declared = sum(_declared_bytes(shape, dtype) for shape, dtype in headers.values())
         if declared > max_data_bytes:
             raise UploadError(
                 f"The .npz arrays would take {declared / 2**20:.1f} MB once inflated, over the "
@@ -180,7 +200,7 @@ def _load_member(archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray
     try:
         with archive.open(member) as fh:
             return np.lib.format.read_array(fh, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except _ZIP_MEMBER_ERRORS as exc:
         raise UploadError(f"Array '{name}' in the .npz file cannot be read: {exc}") from exc
 
 
@@ -266,6 +286,11 @@ def _check_inputs_array(
         )
     x = x.astype(np.float32, copy=False)
     if feature_names is not None and spec.feature_names is not None and len(spec.input_shape) == 1:
+        if feature_names.ndim != 1 or feature_names.dtype.kind not in "US":
+            raise UploadError(
+                "Array 'feature_names' must be a 1-D array of strings; it has dtype "
+                f"{feature_names.dtype} and shape {feature_names.shape}."
+            )
         found = [str(f) for f in feature_names.tolist()]
         _require_same_names(found, spec.feature_names, what="feature_names")
         if found != list(spec.feature_names):
@@ -318,14 +343,45 @@ def _read_csv(fileobj: IO[bytes]):  # -> pyarrow.Table
         raise UploadError(f"The CSV file cannot be parsed: {message}") from exc
 
 
-def _read_parquet(fileobj: IO[bytes]):  # -> pyarrow.Table
+def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+    """Check the declared schema and row count in the footer, then decode.
+
+    A Parquet column of one repeated value compresses (and RLE-encodes) to a few
+    bytes per million rows, so the size is judged from the footer before any page is
+    decoded: only fixed-width numeric columns are accepted, and rows x widths must
+    fit in `max_data_bytes`.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError)
     try:
-        return pq.read_table(fileobj)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
+        parquet = pq.ParquetFile(fileobj)
+        schema = parquet.schema_arrow
+        n_rows = parquet.metadata.num_rows
+    except errors as exc:
         raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
+    row_bytes = 0
+    for column in schema:
+        kind = column.type
+        if not _is_numeric_type(kind):
+            raise UploadError(
+                f"Column '{column.name}' must be numeric (integer, float or boolean); "
+                f"the Parquet file declares it as {kind}."
+            )
+        row_bytes += max(kind.bit_width // 8, 1)
+    declared = n_rows * row_bytes
+    if declared > max_data_bytes:
+        raise UploadError(
+            f"The Parquet file declares {n_rows} rows of {len(schema)} columns, "
+            f"{declared / 2**20:.1f} MB once decoded, over the limit of "
+            f"{max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
+            status_code=413,
+        )
+    try:
+        return parquet.read()
+    except errors as exc:
+        raise UploadError(f"The Parquet file cannot be decoded: {exc}") from exc
 
 
 def _column_as_float(table, name: str) -> np.ndarray:
@@ -337,7 +393,7 @@ def _column_as_float(table, name: str) -> np.ndarray:
         row = int(pc.index(pc.is_null(column), True).as_py())
         raise UploadError(f"Column '{name}' has an empty value at row {row + 1}.")
     kind = column.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+    if not _is_numeric_type(kind):
         values = column.to_pylist()
         row, value = next(
             ((i, v) for i, v in enumerate(values) if not _is_number(v)), (0, values[0])
@@ -351,6 +407,12 @@ def _column_as_float(table, name: str) -> np.ndarray:
             f"Column '{name}' holds a non-finite value ({array[row]}) at row {row + 1}."
         )
     return array
+
+
+def _is_numeric_type(kind) -> bool:  # kind: pyarrow.DataType
+    import pyarrow as pa
+
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
 def _is_number(value: object) -> bool:
