@@ -170,14 +170,14 @@ def check_fallback(fallback: Any) -> float:
 
 
 def check_thresholds(thresholds: Any, n_labels: int) -> torch.Tensor:
-    """Check ``thresholds`` is a finite ``(L,)`` array and return it as float64."""
+    """Check ``thresholds`` is a finite ``(L,)`` array; return it as a float64 CPU tensor."""
     values = as_tensor(thresholds, "thresholds")
     if tuple(values.shape) != (n_labels,):
         raise ValueError(
             f"thresholds must have shape ({n_labels},), one per label of scores, "
             f"but its shape is {tuple(values.shape)}."
         )
-    values = values.to(torch.float64)
+    values = values.to(device="cpu", dtype=torch.float64)
     if not bool(torch.isfinite(values).all()):
         raise ValueError("thresholds must be finite numbers, but it contains NaN or inf.")
     return values
