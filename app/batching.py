@@ -29,6 +29,9 @@ answers every queued one, then stops the worker.
 
 One ``Batcher`` serves one loaded model, so one worker thread per device.
 ``max_batch_size=1`` turns batching off: every request gets its own pass.
+On CPU the worker runs its passes with ``threads`` intra-op threads (by
+default one less than the cores): a forward pass that spreads over every core
+stalls at each of its barriers whenever the event loop takes a core back.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 import tuning
 from models import LoadedModel
@@ -86,6 +90,7 @@ class Batcher:
     model loads after the batcher starts). ``max_batch_size``: rows per pass
     (>= 1; 1 turns batching off). ``max_wait``: seconds a request may wait for
     others to join its pass (see the module docstring for when it applies).
+    ``threads``: torch intra-op threads for the passes (None: leave torch's own).
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Batcher:
         max_batch_size: int,
         max_wait: float,
         observer: BatchObserver | None = None,
+        threads: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1; got {max_batch_size}.")
@@ -104,6 +110,7 @@ class Batcher:
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait) if max_batch_size > 1 else 0.0
         self._observer = observer
+        self._threads = threads
         self._queue: deque[_Job] = deque()
         self._queued_rows = 0
         self._cond = threading.Condition(threading.Lock())
@@ -160,12 +167,19 @@ class Batcher:
     # --- worker thread ---------------------------------------------------------------
 
     def _work(self) -> None:
-        while (jobs := self._gather()) is not None:
-            try:
-                self._run(jobs)
-            except BaseException as exc:  # pragma: no cover - _run answers its own errors
-                log.exception("The batch worker failed")
-                _deliver([(job.future, exc) for job in jobs])
+        previous = torch.get_num_threads()
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+        try:
+            while (jobs := self._gather()) is not None:
+                try:
+                    self._run(jobs)
+                except BaseException as exc:  # pragma: no cover - _run answers its own errors
+                    log.exception("The batch worker failed")
+                    _deliver([(job.future, exc) for job in jobs])
+        finally:
+            if self._threads is not None:
+                torch.set_num_threads(previous)
 
     def _gather(self) -> list[_Job] | None:
         """The next batch, FIFO, or None once closing and drained."""

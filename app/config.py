@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Longest a request waits for others to join its forward pass, in ms; "
         "applies only while traffic is concurrent, so a lone request never waits.",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Intra-op threads of the forward passes on CPU; unset: one less than the "
+        "CPU cores (at least 1), leaving a core to the event loop.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -71,6 +77,12 @@ class Settings(BaseSettings):
     @property
     def max_data_bytes(self) -> int:
         return int(self.max_data_mb * 1024 * 1024)
+
+    @property
+    def forward_threads(self) -> int:
+        if self.torch_threads is not None:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) - 1)
 
     @property
     def max_batch_wait_s(self) -> float:

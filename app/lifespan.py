@@ -46,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lambda: service.loaded_model,
         max_batch_size=settings.max_batch_size,
         max_wait=settings.max_batch_wait_s,
+        threads=settings.forward_threads,
         observer=app.state.metrics.observe_batch,
     )
     app.state.batcher = batcher
