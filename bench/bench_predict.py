@@ -310,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration:g} s per run after {args.warmup:g} s warm-up; work dir {work}",
         flush=True,
     )
+    if (load := os.getloadavg()[0]) > 0.5:
+        print(f"# WARNING: load average {load:.2f} before the runs; other work skews figures")
 
     results: dict[str, dict] = {}
 
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{key:<14} clients={concurrency:<3} {r['rps']:9.1f} req/s   "
                     f"p50 {r['p50_ms']:8.2f} ms   p99 {r['p99_ms']:8.2f} ms   "
-                    f"errors {r['errors']}",
+                    f"errors {r['errors']}   load avg {os.getloadavg()[0]:.2f}",
                     flush=True,
                 )
         finally:
