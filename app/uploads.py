@@ -24,6 +24,7 @@ from typing import IO
 import numpy as np
 
 SCORE_PREFIX = "score:"
+_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".7z", ".tar")
 FORMATS = ("npz", "csv", "parquet")
 _CONTENT_TYPES = {
     "application/x-npz": "npz",
@@ -74,6 +75,13 @@ class ValidationData:
 def detect_format(filename: str | None, content_type: str | None) -> str:
     """'npz', 'csv' or 'parquet' from the file name's extension, else its content type."""
     name = (filename or "").lower()
+    if name.endswith(_COMPRESSED_SUFFIXES):
+        # Clients guess 'text/csv' for 'data.csv.gz'; never parse the compressed bytes as CSV.
+        raise UploadError(
+            f"The file '{filename}' is compressed ({name.rsplit('.', 1)[-1]}); send the .csv "
+            "or .parquet uncompressed, or a .npz (which may be compressed).",
+            status_code=415,
+        )
     for fmt, extensions in (
         ("npz", (".npz",)),
         ("csv", (".csv",)),
@@ -204,6 +212,11 @@ def _load_member(archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray
         raise UploadError(f"Array '{name}' in the .npz file cannot be read: {exc}") from exc
 
 
+def _show(value: np.generic) -> str:
+    """A value as the sender wrote it: 1.5, nan, 2 (not numpy's np.float32(1.5))."""
+    return repr(value.item())
+
+
 def _first_bad(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
@@ -224,7 +237,7 @@ def _check_targets_array(y: np.ndarray, n_labels: int) -> np.ndarray:
         row, col = _first_bad(bad)
         raise UploadError(
             f"Array 'Y' must hold only 0 and 1; row {row + 1}, label column {col + 1} "
-            f"holds {y[row, col]!r}."
+            f"holds {_show(y[row, col])}."
         )
     return y.astype(np.uint8, copy=False)
 
@@ -267,7 +280,7 @@ def _check_finite(x: np.ndarray, name: str) -> None:
     if bad.any():
         index = _first_bad(bad)
         raise UploadError(
-            f"Array '{name}' holds a non-finite value ({x[index]!r}) at row {index[0] + 1}"
+            f"Array '{name}' holds a non-finite value ({_show(x[index])}) at row {index[0] + 1}"
             + (f", column {index[1] + 1}" if len(index) > 1 else "")
             + "."
         )
@@ -315,7 +328,7 @@ def _check_scores_array(scores: np.ndarray, n: int, n_labels: int) -> np.ndarray
         row, col = _first_bad(bad)
         raise UploadError(
             f"Array 'scores' must hold probabilities in [0, 1]; row {row + 1}, column "
-            f"{col + 1} holds {scores[row, col]!r}."
+            f"{col + 1} holds {_show(scores[row, col])}."
         )
     return scores
 
