@@ -3,6 +3,7 @@
 Decision rule everywhere: a label is predicted positive iff ``score >= threshold``.
 """
 
+from tuning.curve_points import compact_curves, downsample_curve, operating_index
 from tuning.curves import PRCurve, precision_recall_curves
 from tuning.result import TuningResult
 from tuning.tune import apply_thresholds, tune_thresholds
@@ -13,6 +14,9 @@ __all__ = [
     "PRCurve",
     "TuningResult",
     "apply_thresholds",
+    "compact_curves",
+    "downsample_curve",
+    "operating_index",
     "precision_recall_curves",
     "tune_thresholds",
 ]
