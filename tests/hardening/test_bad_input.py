@@ -32,6 +32,10 @@ MAX_DATA_MB = 64
 OVERFLOW_BUG = (
     "bug: ids and offsets above 2**63-1 reach SQLite and answer 500 (OverflowError) (reported)"
 )
+BETA_BUG = (
+    "bug: beta above ~1.3e154 overflows beta**2; the tune answers 200 and stores NaN "
+    "F-beta figures, served as null against the schema (reported)"
+)
 NAN_OUTPUT_BUG = (
     "bug: finite float32 inputs near 3e38 give NaN probabilities and /predict answers 500 "
     "(reported)"
@@ -620,6 +624,13 @@ FORM_CASES = [
     Case("form-beta-negative", tune_form(objective="fbeta", beta="-2"), 422, "beta must be > 0"),
     Case("form-beta-nan", tune_form(objective="fbeta", beta="nan"), 422, "beta must be > 0"),
     Case("form-beta-inf", tune_form(objective="fbeta", beta="inf"), 422, "beta must be"),
+    Case(
+        "form-beta-overflows",
+        tune_form(objective="fbeta", beta="1e300"),
+        422,
+        "beta must be > 0",
+        bug=BETA_BUG,
+    ),
     Case("form-beta-text", tune_form(objective="fbeta", beta="big"), 422, "beta"),
     Case(
         "form-target-missing-rap",
