@@ -138,3 +138,27 @@ class HistoryResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any = Field(examples=["Label column 'Class3' must hold only 0 and 1; row 7 holds 2."])
+
+
+class LabelCurve(BaseModel):
+    """One label's precision-recall curve (sklearn semantics), downsampled for plotting.
+
+    Element i < m of `precision`/`recall` is the operating point of predicting
+    positive iff score >= `thresholds[i]`; the last element is the end point
+    (nothing predicted: precision 1, recall 0).
+    """
+
+    label: str
+    threshold: float
+    default_threshold: float
+    precision: list[float]
+    recall: list[float]
+    thresholds: list[float]
+    chosen_index: int = Field(description="Index of the tuned threshold's operating point.")
+    default_index: int = Field(description="Index of 0.5's operating point.")
+
+
+class CurvesResponse(BaseModel):
+    threshold_set_id: int
+    max_points: int
+    curves: list[LabelCurve]

@@ -25,6 +25,7 @@ from models import LoadedModel, load_model
 log = logging.getLogger("labelcut")
 
 DEFAULT_THRESHOLD = 0.5
+CURVE_POINTS = 1000  # per label, kept with each threshold set for plots
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,9 @@ class Service:
             thresholds=[float(t) for t in result.thresholds],
             result={"per_label": report["per_label"], "summary": report["summary"]},
         )
+        curves = label_curves(scores, data.targets, result.thresholds, list(model.labels))
         with self._activation_lock:
-            stored = self.store.save(new, activate=activate)
+            stored = self.store.save(new, activate=activate, curves=curves)
             if activate:
                 self._active = self._snapshot(stored, model)
         log.info(
@@ -186,6 +188,27 @@ class Service:
             ", activated" if activate else "",
         )
         return stored, report
+
+
+def label_curves(
+    scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray, labels: list[str]
+) -> list[dict[str, Any]]:
+    """JSON-ready compact PR curves per label, with the tuned and 0.5 points kept exactly."""
+    keep = np.stack([thresholds, np.full(len(labels), DEFAULT_THRESHOLD)], axis=1)
+    curves = tuning.compact_curves(scores, targets, keep=keep, max_points=CURVE_POINTS)
+    return [
+        {
+            "label": label,
+            "threshold": float(threshold),
+            "default_threshold": DEFAULT_THRESHOLD,
+            "precision": curve.precision.tolist(),
+            "recall": curve.recall.tolist(),
+            "thresholds": curve.thresholds.tolist(),
+            "chosen_index": tuning.operating_index(curve, float(threshold)),
+            "default_index": tuning.operating_index(curve, DEFAULT_THRESHOLD),
+        }
+        for label, threshold, curve in zip(labels, thresholds, curves, strict=True)
+    ]
 
 
 def sha256_of_file(fileobj: Any, chunk_size: int = 1 << 20) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS active_sets (
     model_sha256 TEXT PRIMARY KEY,
     set_id       INTEGER NOT NULL REFERENCES threshold_sets(id),
     activated_at TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS threshold_curves (
+    set_id  INTEGER PRIMARY KEY REFERENCES threshold_sets(id),
+    payload BLOB    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS activations (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -136,8 +141,18 @@ class ThresholdStore:
         with self._lock:
             self._conn.close()
 
-    def save(self, new: NewThresholdSet, *, activate: bool) -> ThresholdSet:
-        """Store `new` (and make it its model's active set if `activate`), atomically."""
+    def save(
+        self,
+        new: NewThresholdSet,
+        *,
+        activate: bool,
+        curves: list[dict[str, Any]] | None = None,
+    ) -> ThresholdSet:
+        """Store `new`, its curves, and (if `activate`) make it its model's active set: atomically.
+
+        `curves` (JSON-ready, one entry per label) are kept compressed beside the set and
+        read back only by `curves()`, so listing sets never inflates them.
+        """
         if len(new.labels) != len(new.thresholds):
             raise ValueError("labels and thresholds must have the same length.")
         with self._transaction() as conn:
@@ -159,6 +174,12 @@ class ThresholdStore:
                 ),
             )
             set_id = int(cursor.lastrowid or 0)
+            if curves is not None:
+                payload = zlib.compress(json.dumps(curves).encode(), level=6)
+                conn.execute(
+                    "INSERT INTO threshold_curves (set_id, payload) VALUES (?, ?)",
+                    (set_id, payload),
+                )
             if activate:
                 self._set_active(conn, new.model_sha256, set_id)
             row = conn.execute("SELECT * FROM threshold_sets WHERE id = ?", (set_id,)).fetchone()
@@ -207,6 +228,12 @@ class ThresholdStore:
         if not rows:
             raise UnknownThresholdSet(f"No threshold set has id {set_id}.")
         return _row_to_set(rows[0])
+
+    def curves(self, set_id: int) -> list[dict[str, Any]] | None:
+        """The per-label curves stored with set `set_id`, or None when it has none."""
+        self.get(set_id)  # UnknownThresholdSet for an unknown id
+        rows = self._read("SELECT payload FROM threshold_curves WHERE set_id = ?", (set_id,))
+        return json.loads(zlib.decompress(rows[0]["payload"])) if rows else None
 
     def active_for(self, model_sha256: str) -> ThresholdSet | None:
         """The active set of this model, or None when it never had one."""

@@ -10,12 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import ReadyService, require_admin
 from app.schemas import (
     ActiveThresholdsResponse,
+    CurvesResponse,
     ErrorResponse,
     HistoryResponse,
     Objective,
     ThresholdSetReport,
 )
-from app.service import Service, TuneParams, sha256_of_file
+from app.service import CURVE_POINTS, Service, TuneParams, sha256_of_file
 from app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
 from app.uploads import UploadError, detect_format, read_validation_file
 
@@ -158,6 +159,22 @@ def _get_or_404(service: Service, set_id: int) -> ThresholdSet:
 )
 def threshold_set(set_id: int, service: ReadyService) -> dict[str, Any]:
     return set_report(service, _get_or_404(service, set_id))
+
+
+@router.get(
+    "/thresholds/{set_id}/curves",
+    response_model=CurvesResponse,
+    summary="The per-label precision-recall curves a set was chosen from",
+    responses={404: {"model": ErrorResponse}},
+)
+def threshold_set_curves(set_id: int, service: ReadyService) -> dict[str, Any]:
+    found = _get_or_404(service, set_id)
+    curves = service.store.curves(found.id)
+    if curves is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"Threshold set {set_id} has no stored curves."
+        )
+    return {"threshold_set_id": found.id, "max_points": CURVE_POINTS, "curves": curves}
 
 
 @router.post(

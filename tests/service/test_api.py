@@ -263,3 +263,33 @@ def test_openapi_has_examples(client):
     for path in ("/predict", "/tune-thresholds", "/thresholds", "/thresholds/history", "/model"):
         assert path in spec["paths"]
     assert spec["components"]["schemas"]["PredictRequest"]["examples"]
+
+
+def test_curves_of_a_set_match_sklearn_and_mark_the_chosen_point(
+    client, model, yeast_test, yeast_npz_bytes
+):
+    from sklearn.metrics import precision_recall_curve
+
+    body = tune(client, yeast_npz_bytes).json()
+    set_id = body["threshold_set"]["id"]
+    response = client.get(f"/thresholds/{set_id}/curves")
+    assert response.status_code == 200
+    curves = response.json()
+    assert curves["threshold_set_id"] == set_id
+    assert [c["label"] for c in curves["curves"]] == list(model.labels)
+    scores = model.predict_proba(yeast_test["X"])
+    by_label = {row["label"]: row for row in body["per_label"]}
+    for j, curve in enumerate(curves["curves"]):
+        assert len(curve["precision"]) == len(curve["thresholds"]) + 1 <= 1001
+        precision, recall, thresholds = precision_recall_curve(yeast_test["Y"][:, j], scores[:, j])
+        # 917 rows: no downsampling, so the stored curve is sklearn's, point for point.
+        np.testing.assert_allclose(curve["thresholds"], thresholds, rtol=0, atol=0)
+        np.testing.assert_allclose(curve["precision"], precision, atol=1e-12)
+        np.testing.assert_allclose(curve["recall"], recall, atol=1e-12)
+        row = by_label[curve["label"]]
+        i = curve["chosen_index"]
+        assert curve["precision"][i] == pytest.approx(row["precision"], abs=1e-12)
+        assert curve["recall"][i] == pytest.approx(row["recall"], abs=1e-12)
+        k = curve["default_index"]
+        assert curve["recall"][k] == pytest.approx(row["at_default"]["recall"], abs=1e-12)
+    assert client.get("/thresholds/999/curves").status_code == 404

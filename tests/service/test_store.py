@@ -119,3 +119,13 @@ def test_concurrent_saves_and_activations_keep_one_whole_active_set(store):
         t.join()
     assert not errors
     assert store.active_for(sets[0].model_sha256).id in {s.id for s in sets}
+
+
+def test_curves_are_stored_with_the_set_and_read_back(store):
+    curves = [{"label": "a", "precision": [0.5, 1.0], "recall": [1.0, 0.0], "thresholds": [0.2]}]
+    with_curves = store.save(new_set(), activate=False, curves=curves)
+    without = store.save(new_set(), activate=False)
+    assert store.curves(with_curves.id) == curves
+    assert store.curves(without.id) is None
+    with pytest.raises(UnknownThresholdSet):
+        store.curves(12345)
