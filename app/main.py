@@ -12,7 +12,7 @@ from app.config import Settings, get_settings
 from app.lifespan import lifespan
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
-from app.routes import health, metrics, model, predict, thresholds
+from app.routes import health, metrics, model, predict, thresholds, ui
 from app.schemas import PredictRequest
 
 DESCRIPTION = """
@@ -39,6 +39,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     for router in (health.router, model.router, predict.router, thresholds.router, metrics.router):
         app.include_router(router)
+    app.include_router(ui.router)  # the web page: /ui, and / redirecting to it
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
