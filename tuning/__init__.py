@@ -5,16 +5,24 @@ Decision rule everywhere: a label is predicted positive iff ``score >= threshold
 
 from tuning.curve_points import compact_curves, downsample_curve, operating_index
 from tuning.curves import PRCurve, precision_recall_curves
+from tuning.decision import DECISION_RULES, apply_decision_rule
+from tuning.diagnosis import diagnose
 from tuning.result import TuningResult
+from tuning.strategies import DEFAULT_STRATEGY, STRATEGIES
 from tuning.tune import apply_thresholds, tune_thresholds
 from tuning.validation import OBJECTIVES
 
 __all__ = [
+    "DECISION_RULES",
+    "DEFAULT_STRATEGY",
     "OBJECTIVES",
+    "STRATEGIES",
     "PRCurve",
     "TuningResult",
+    "apply_decision_rule",
     "apply_thresholds",
     "compact_curves",
+    "diagnose",
     "downsample_curve",
     "operating_index",
     "precision_recall_curves",

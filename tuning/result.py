@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tuning.diagnosis import rename_labels
 from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
 
 
@@ -54,6 +55,13 @@ class TuningResult:
     thresholds; ``default_*`` are the same at threshold 0.5. ``status[j]`` is
     "ok" or why the fallback threshold was used. ``macro_f1`` is the mean of
     the per-label F1, ``micro_f1`` the F1 of the pooled counts.
+
+    ``strategy`` is the strategy asked for; ``label_strategy[j]`` where label
+    j's threshold came from ("per_label", "shrunk", "global", "fallback");
+    ``global_threshold`` the pooled optimum (None when it could not be tuned).
+    ``threshold_interval`` and ``f1_interval`` are (L, 2) bootstrap intervals
+    and ``unstable`` (L,) bool, all None without a bootstrap; ``diagnosis`` is
+    :func:`tuning.diagnose` of the targets.
     """
 
     thresholds: np.ndarray
@@ -76,10 +84,22 @@ class TuningResult:
     micro_f1: float
     default_macro_f1: float
     default_micro_f1: float
+    strategy: str = "per_label"
+    label_strategy: list[str] | None = None
+    global_threshold: float | None = None
+    threshold_interval: np.ndarray | None = None
+    f1_interval: np.ndarray | None = None
+    unstable: np.ndarray | None = None
+    diagnosis: dict[str, Any] | None = None
 
     @classmethod
     def from_outcomes(
-        cls, outcomes: LabelOutcomes, objective: str, params: dict[str, Any], n_samples: int
+        cls,
+        outcomes: LabelOutcomes,
+        objective: str,
+        params: dict[str, Any],
+        n_samples: int,
+        **extra: Any,
     ) -> TuningResult:
         """Derive every metric from the per-label counts."""
         beta = params["beta"]
@@ -113,6 +133,7 @@ class TuningResult:
                 outcomes.default_predicted_positives,
                 outcomes.positives,
             ),
+            **extra,
         )
 
     def _label_names(self, label_names: Sequence[str] | None) -> list[str]:
@@ -133,7 +154,10 @@ class TuningResult:
 
         Shape: ``objective``, ``params``, ``n_samples``, ``thresholds`` (name ->
         threshold), ``per_label`` (list of per-label dicts with ``at_default``)
-        and ``summary`` (macro and micro F1, tuned vs default).
+        and ``summary`` (macro and micro F1, tuned vs default); also ``strategy``,
+        ``global_threshold`` and ``diagnosis``, and per label ``strategy``,
+        ``threshold_interval``, ``f1_interval`` ([low, high] or null) and
+        ``unstable`` (bool or null).
         """
         names = self._label_names(label_names)
         per_label = []
@@ -157,16 +181,23 @@ class TuningResult:
                         "fbeta": float(self.default_fbeta[j]),
                         "predicted_positives": int(self.default_predicted_positives[j]),
                     },
+                    "strategy": self._label_source(j),
+                    "threshold_interval": _pair(self.threshold_interval, j),
+                    "f1_interval": _pair(self.f1_interval, j),
+                    "unstable": None if self.unstable is None else bool(self.unstable[j]),
                 }
             )
+        params = {
+            "beta": float(self.params["beta"]),
+            "target": None if self.params["target"] is None else float(self.params["target"]),
+            "min_positives": int(self.params["min_positives"]),
+            "fallback": float(self.params["fallback"]),
+        }
+        params.update({key: value for key, value in self.params.items() if key not in params})
         return {
             "objective": self.objective,
-            "params": {
-                "beta": float(self.params["beta"]),
-                "target": None if self.params["target"] is None else float(self.params["target"]),
-                "min_positives": int(self.params["min_positives"]),
-                "fallback": float(self.params["fallback"]),
-            },
+            "strategy": self.strategy,
+            "params": params,
             "n_samples": self.n_samples,
             "thresholds": {name: float(t) for name, t in zip(names, self.thresholds, strict=True)},
             "per_label": per_label,
@@ -174,4 +205,15 @@ class TuningResult:
                 "macro_f1": {"tuned": self.macro_f1, "default": self.default_macro_f1},
                 "micro_f1": {"tuned": self.micro_f1, "default": self.default_micro_f1},
             },
+            "global_threshold": self.global_threshold,
+            "diagnosis": None if self.diagnosis is None else rename_labels(self.diagnosis, names),
         }
+
+    def _label_source(self, j: int) -> str:
+        if self.label_strategy is not None:
+            return self.label_strategy[j]
+        return "per_label" if self.status[j] == "ok" else "fallback"
+
+
+def _pair(intervals: np.ndarray | None, j: int) -> list[float] | None:
+    return None if intervals is None else [float(intervals[j, 0]), float(intervals[j, 1])]

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
 from tuning import validation
+from tuning.bootstrap import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_N_BOOTSTRAP,
+    DEFAULT_SEED,
+    BootstrapPlan,
+    bootstrap_intervals,
+)
+from tuning.counting import counts_at
 from tuning.cpu import tune_labels_cpu
+from tuning.diagnosis import diagnose
+from tuning.pooled import pooled_threshold
 from tuning.result import TuningResult
 from tuning.select import TuningSpec
+from tuning.strategies import DEFAULT_STRATEGY, SHRINKAGE_POSITIVES, combine
 from tuning.torch_backend import tune_labels_torch
 
 
@@ -24,6 +36,11 @@ def tune_thresholds(
     min_positives: int = 1,
     fallback: float = 0.5,
     device: str | torch.device = "auto",
+    strategy: str = DEFAULT_STRATEGY,
+    shrinkage: float = SHRINKAGE_POSITIVES,
+    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> TuningResult:
     """Choose one decision threshold per label from its precision-recall curve.
 
@@ -52,6 +69,19 @@ def tune_thresholds(
 
     ``device``: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"; the
     answers are the same on every device. Raises ``ValueError`` on bad input.
+
+    ``strategy`` (see :mod:`tuning.strategies`): "per_label" (each label's own
+    optimum, as described above), "global" (one shared threshold, the exact
+    optimum of the pooled micro objective; every label gets it) or "shrunk"
+    (default: a label's own threshold pulled toward the shared one in logit
+    space with weight ``s / (s + shrinkage)`` on its own, ``s`` its positives;
+    labels that cannot be tuned get the shared threshold). If the shared
+    threshold cannot be tuned either, "global" and "shrunk" act as "per_label".
+
+    ``n_bootstrap`` replicates (0 turns it off) of a seeded Poisson bootstrap
+    over rows give ``confidence`` percentile intervals for each threshold and
+    its F1 (see :mod:`tuning.bootstrap`; computed on the CPU). Every result
+    carries :func:`tuning.diagnose` of the targets.
     """
     score_tensor = validation.check_scores(scores)
     target_tensor = validation.check_targets(targets, tuple(score_tensor.shape))
@@ -64,18 +94,66 @@ def tune_thresholds(
         fallback=validation.check_fallback(fallback),
     )
     run_on = validation.resolve_device(device)
+    strategy = validation.check_strategy(strategy)
+    shrinkage = validation.check_shrinkage(shrinkage)
+    n_bootstrap = validation.check_n_bootstrap(n_bootstrap)
+    seed = validation.check_seed(seed)
+    confidence = validation.check_confidence(confidence)
 
     if run_on.type == "cpu":
         outcomes = tune_labels_cpu(score_tensor, target_tensor, spec)
     else:
         outcomes = tune_labels_torch(score_tensor, target_tensor, spec, run_on)
+    pooled = pooled_threshold(score_tensor, target_tensor, spec)
+    shared = pooled.threshold if pooled.status == "ok" else None
+    ok = np.array([status == "ok" for status in outcomes.statuses], dtype=bool)
+    thresholds, sources = combine(
+        strategy, outcomes.thresholds, ok, outcomes.positives, shared, spec.fallback, shrinkage
+    )
+    if strategy != "per_label":
+        true_positives, predicted_positives = counts_at(
+            score_tensor.to(run_on), target_tensor.to(run_on), thresholds
+        )
+        outcomes = replace(
+            outcomes,
+            thresholds=thresholds,
+            true_positives=true_positives,
+            predicted_positives=predicted_positives,
+        )
+    intervals = None
+    if n_bootstrap:
+        plan = BootstrapPlan(spec, strategy, shared, shrinkage, n_bootstrap, seed, confidence)
+        intervals = bootstrap_intervals(
+            score_tensor, target_tensor, thresholds, plan, pooled.histogram
+        )
     params = {
         "beta": spec.beta,
         "target": spec.target,
         "min_positives": spec.min_positives,
         "fallback": spec.fallback,
+        "strategy": strategy,
+        "shrinkage": shrinkage,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "confidence": confidence,
     }
-    return TuningResult.from_outcomes(outcomes, objective, params, score_tensor.shape[0])
+    return TuningResult.from_outcomes(
+        outcomes,
+        objective,
+        params,
+        score_tensor.shape[0],
+        strategy=strategy,
+        label_strategy=sources,
+        global_threshold=shared,
+        threshold_interval=None
+        if intervals is None
+        else np.stack([intervals.threshold_low, intervals.threshold_high], axis=1),
+        f1_interval=None
+        if intervals is None
+        else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
+        unstable=None if intervals is None else intervals.unstable,
+        diagnosis=diagnose(target_tensor),
+    )
 
 
 def apply_thresholds(scores: Any, thresholds: Any) -> np.ndarray:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuning.strategies import STRATEGIES
+
 OBJECTIVES: tuple[str, ...] = ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
 CONSTRAINED_OBJECTIVES: frozenset[str] = frozenset({"recall_at_precision", "precision_at_recall"})
 
@@ -181,6 +183,47 @@ def check_thresholds(thresholds: Any, n_labels: int) -> torch.Tensor:
     if not bool(torch.isfinite(values).all()):
         raise ValueError("thresholds must be finite numbers, but it contains NaN or inf.")
     return values
+
+
+def check_strategy(strategy: Any) -> str:
+    """Check ``strategy`` is one of :data:`tuning.strategies.STRATEGIES` and return it."""
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, but got {strategy!r}.")
+    return strategy
+
+
+def check_shrinkage(shrinkage: Any) -> float:
+    """Check ``shrinkage`` is a finite number >= 0 and return it as a float."""
+    if not _is_real(shrinkage) or not math.isfinite(shrinkage) or shrinkage < 0:
+        raise ValueError(f"shrinkage must be a finite number of 0 or more, but got {shrinkage!r}.")
+    return float(shrinkage)
+
+
+def check_n_bootstrap(n_bootstrap: Any) -> int:
+    """Check ``n_bootstrap`` is an integer in [0, 10000] and return it."""
+    if (
+        not isinstance(n_bootstrap, numbers.Integral)
+        or isinstance(n_bootstrap, bool)
+        or not 0 <= n_bootstrap <= 10_000
+    ):
+        raise ValueError(
+            f"n_bootstrap must be an integer from 0 to 10000, but got {n_bootstrap!r}."
+        )
+    return int(n_bootstrap)
+
+
+def check_seed(seed: Any) -> int:
+    """Check ``seed`` is an integer >= 0 and return it."""
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an integer of 0 or more, but got {seed!r}.")
+    return int(seed)
+
+
+def check_confidence(confidence: Any) -> float:
+    """Check ``confidence`` is a number in (0, 1) and return it as a float."""
+    if not _is_real(confidence) or not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number in (0, 1), but got {confidence!r}.")
+    return float(confidence)
 
 
 def resolve_device(device: Any) -> torch.device:

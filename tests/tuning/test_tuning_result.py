@@ -35,6 +35,18 @@ PER_LABEL_KEYS = {
     "predicted_positives",
     "at_default",
 }
+PARAMS = {
+    "beta": 2.0,
+    "target": None,
+    "min_positives": 1,
+    "fallback": 0.5,
+    "strategy": "per_label",
+    "shrinkage": 6.0,
+    "n_bootstrap": 200,
+    "seed": 0,
+    "confidence": 0.9,
+}
+NEW_PER_LABEL_KEYS = {"strategy", "threshold_interval", "f1_interval", "unstable"}
 AT_DEFAULT_KEYS = {"threshold", "precision", "recall", "f1", "fbeta", "predicted_positives"}
 
 
@@ -44,7 +56,9 @@ def result() -> TuningResult:
     scores = rng.random((400, 3)).astype(np.float32)
     targets = rng.random((400, 3)) < scores
     targets[:, 2] = False  # a label without positives
-    return tune_thresholds(scores, targets, "fbeta", beta=2.0, device="cpu")
+    return tune_thresholds(
+        scores, targets, "fbeta", beta=2.0, device="cpu", strategy="per_label", n_bootstrap=0
+    )
 
 
 def test_objectives_tuple():
@@ -57,7 +71,7 @@ def test_fields_have_contract_types(result):
         assert isinstance(values, np.ndarray) and values.dtype == dtype and values.shape == (3,)
     assert result.status == ["ok", "ok", "no_positives"]
     assert result.objective == "fbeta" and result.n_samples == 400
-    assert result.params == {"beta": 2.0, "target": None, "min_positives": 1, "fallback": 0.5}
+    assert result.params == {**PARAMS, "n_bootstrap": 0}
     for name in ("macro_f1", "micro_f1", "default_macro_f1", "default_micro_f1"):
         assert isinstance(getattr(result, name), float)
 
@@ -71,12 +85,26 @@ def test_summary_metrics(result):
 
 def test_to_dict_shape_and_json(result):
     data = result.to_dict(label_names=["Class1", "Class2", "Class3"])
-    assert set(data) == {"objective", "params", "n_samples", "thresholds", "per_label", "summary"}
-    assert data["params"] == {"beta": 2.0, "target": None, "min_positives": 1, "fallback": 0.5}
+    assert set(data) == {
+        "objective",
+        "params",
+        "n_samples",
+        "thresholds",
+        "per_label",
+        "summary",
+        "strategy",
+        "global_threshold",
+        "diagnosis",
+    }
+    assert data["params"] == {**PARAMS, "n_bootstrap": 0}
+    assert data["strategy"] == "per_label"
     assert list(data["thresholds"]) == ["Class1", "Class2", "Class3"]
     assert data["thresholds"]["Class3"] == 0.5
     for j, entry in enumerate(data["per_label"]):
-        assert set(entry) == PER_LABEL_KEYS and set(entry["at_default"]) == AT_DEFAULT_KEYS
+        assert set(entry) == PER_LABEL_KEYS | NEW_PER_LABEL_KEYS
+        assert set(entry["at_default"]) == AT_DEFAULT_KEYS
+        assert entry["threshold_interval"] is None and entry["unstable"] is None
+        assert entry["strategy"] == ("per_label" if entry["status"] == "ok" else "fallback")
         assert entry["threshold"] == result.thresholds[j]
         assert entry["at_default"]["threshold"] == 0.5
         assert type(entry["support"]) is int and type(entry["f1"]) is float

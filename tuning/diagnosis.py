@@ -1,0 +1,141 @@
+"""What the targets say about the problem: multi-label or really multi-class?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuning.validation import as_tensor, check_targets
+
+#: At most this many never-co-occurring label pairs are listed (the count is always given).
+MAX_PAIRS = 50
+#: A share of rows with exactly one label at least this high reads as multi-class.
+MULTICLASS_SHARE = 0.95
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(labels per row as int64 (n,), co-occurrence counts int64 (L, L)) in row chunks."""
+    n_samples, n_labels = targets.shape
+    per_row = np.empty(n_samples, dtype=np.int64)
+    together = torch.zeros((n_labels, n_labels), dtype=torch.float64)
+    rows = max(1, _CHUNK_ELEMENTS // n_labels)
+    for start in range(0, n_samples, rows):
+        chunk = targets[start : start + rows].cpu().to(torch.float64)
+        per_row[start : start + len(chunk)] = chunk.sum(dim=1).to(torch.int64).numpy()
+        together += chunk.T @ chunk  # exact: integer counts far below 2**53
+    return per_row, together.round().to(torch.int64).numpy()
+
+
+def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
+    """Describe ``(n, L)`` 0/1 ``targets`` (numpy or torch, any bool/int/float dtype).
+
+    Returns a JSON-ready dict:
+
+    - ``n_samples``, ``n_labels``; ``label_cardinality``: mean labels per row;
+    - ``rows_with_0_labels``, ``rows_with_1_label``, ``rows_with_2_or_more_labels``:
+      shares of rows (floats in [0, 1]);
+    - ``prevalence``: share of rows with each label (list of L floats, in label order);
+    - ``labels_without_positives``: labels with no positive row;
+    - ``never_cooccur``: pairs ``[a, b]`` (a before b) of labels that both have
+      positives but never share a row, at most :data:`MAX_PAIRS` of them in label
+      order; ``never_cooccur_count`` (all of them) and ``never_cooccur_truncated``;
+    - ``looks_multiclass``: at least :data:`MULTICLASS_SHARE` of rows have exactly
+      one label (and there are 2+ labels);
+    - ``messages``: plain-English findings.
+
+    Labels are named by ``label_names`` or "0".."L-1".
+    """
+    values = as_tensor(targets, "targets")
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise ValueError(
+            "targets must be a non-empty 2-D array of shape (n_samples, n_labels), "
+            f"but its shape is {tuple(values.shape)}."
+        )
+    values = check_targets(values, tuple(values.shape))
+    n_samples, n_labels = values.shape
+    names = (
+        [str(j) for j in range(n_labels)] if label_names is None else [str(x) for x in label_names]
+    )
+    if len(names) != n_labels:
+        raise ValueError(
+            f"label_names must have one name per label ({n_labels}), but it has {len(names)}."
+        )
+    per_row, together = _counts(values)
+    support = np.diag(together)
+    share = [
+        float(np.mean(per_row == 0)),
+        float(np.mean(per_row == 1)),
+        float(np.mean(per_row >= 2)),
+    ]
+    present = support > 0
+    upper = np.triu(np.ones((n_labels, n_labels), dtype=bool), k=1)
+    never = upper & (together == 0) & present[:, None] & present[None, :]
+    first, second = np.nonzero(never)
+    pairs = [
+        [names[a], names[b]]
+        for a, b in zip(first[:MAX_PAIRS].tolist(), second[:MAX_PAIRS].tolist(), strict=True)
+    ]
+    missing = [names[j] for j in np.flatnonzero(~present).tolist()]
+    multiclass = n_labels >= 2 and share[1] >= MULTICLASS_SHARE
+
+    report = {
+        "n_samples": int(n_samples),
+        "n_labels": int(n_labels),
+        "label_cardinality": float(per_row.mean()),
+        "rows_with_0_labels": share[0],
+        "rows_with_1_label": share[1],
+        "rows_with_2_or_more_labels": share[2],
+        "prevalence": (support / n_samples).astype(float).tolist(),
+        "labels_without_positives": missing,
+        "never_cooccur": pairs,
+        "never_cooccur_count": len(first),
+        "never_cooccur_truncated": bool(len(first) > MAX_PAIRS),
+        "looks_multiclass": bool(multiclass),
+    }
+    report["messages"] = _messages(report)
+    return report
+
+
+def _messages(report: dict[str, Any]) -> list[str]:
+    """The plain-English findings of a diagnosis."""
+    share = [report["rows_with_0_labels"], report["rows_with_1_label"]]
+    multiclass, missing = report["looks_multiclass"], report["labels_without_positives"]
+    messages = []
+    if multiclass:
+        messages.append(
+            f"{share[1]:.0%} of rows have exactly one label: the data looks multi-class, "
+            "not multi-label. A softmax model trained with CrossEntropyLoss fits it better "
+            "than independent sigmoids; meanwhile the exactly_one decision rule (argmax) "
+            "serves it."
+        )
+    if share[0] > 0:
+        messages.append(f"{share[0]:.1%} of rows have no label at all.")
+    if missing:
+        messages.append(
+            f"{len(missing)} label(s) have no positive row, so their thresholds cannot be "
+            f"tuned on this data: {', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}."
+        )
+    pairs = report["never_cooccur_count"]
+    if pairs and not multiclass:
+        listed = f" (the first {MAX_PAIRS} are listed)" if report["never_cooccur_truncated"] else ""
+        messages.append(
+            f"{pairs} pair(s) of labels that both occur never occur together{listed}; if whole "
+            "groups of labels exclude each other, a softmax over each group may fit them better."
+        )
+    return messages
+
+
+def rename_labels(report: dict[str, Any], label_names: list[str]) -> dict[str, Any]:
+    """A copy of a diagnosis made with the default names "0".."L-1", using ``label_names``."""
+    renamed = dict(report)
+    renamed["labels_without_positives"] = [
+        label_names[int(j)] for j in report["labels_without_positives"]
+    ]
+    renamed["never_cooccur"] = [
+        [label_names[int(a)], label_names[int(b)]] for a, b in report["never_cooccur"]
+    ]
+    renamed["messages"] = _messages(renamed)
+    return renamed
