@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-import tuning
 from models import LoadedModel
 
 log = logging.getLogger("labelcut")
@@ -247,12 +246,15 @@ def _decide(jobs: list[_Job], proba: np.ndarray) -> list[np.ndarray | None]:
     for job in jobs:
         spans.append((at, at + len(job.rows)))
         at += len(job.rows)
+    # The rule of tuning.apply_thresholds (positive iff score >= threshold), without its
+    # input validation: these are the model's own outputs, and a non-finite one must reach
+    # its request's error check rather than fail the whole pass.
     first = jobs[0].thresholds
     if first is not None and all(job.thresholds is first for job in jobs):
-        whole = tuning.apply_thresholds(proba, first)
+        whole = proba >= first
         return [whole[a:b] for a, b in spans]
     return [
-        None if job.thresholds is None else tuning.apply_thresholds(proba[a:b], job.thresholds)
+        None if job.thresholds is None else proba[a:b] >= job.thresholds
         for job, (a, b) in zip(jobs, spans, strict=True)
     ]
 

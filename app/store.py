@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS activations (
 """
 
 
+# SQLite integers are signed 64-bit; a larger Python int raises OverflowError in the driver.
+_MAX_ID = 2**63 - 1
+
+
 class UnknownThresholdSet(LookupError):
     """No threshold set has the requested id."""
 
@@ -88,6 +92,11 @@ class ThresholdSet(NewThresholdSet):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _check_id(set_id: int) -> None:
+    if not -_MAX_ID <= set_id <= _MAX_ID:
+        raise UnknownThresholdSet(f"No threshold set has id {set_id}.")
 
 
 def _row_to_set(row: sqlite3.Row) -> ThresholdSet:
@@ -191,6 +200,7 @@ class ThresholdStore:
         Raises `UnknownThresholdSet` for an unknown id and `ModelMismatch` when the
         set was tuned for another model; the active set is unchanged in both cases.
         """
+        _check_id(set_id)
         with self._transaction() as conn:
             row = conn.execute("SELECT * FROM threshold_sets WHERE id = ?", (set_id,)).fetchone()
             if row is None:
@@ -224,6 +234,7 @@ class ThresholdStore:
             return self._conn.execute(sql, args).fetchall()
 
     def get(self, set_id: int) -> ThresholdSet:
+        _check_id(set_id)
         rows = self._read("SELECT * FROM threshold_sets WHERE id = ?", (set_id,))
         if not rows:
             raise UnknownThresholdSet(f"No threshold set has id {set_id}.")

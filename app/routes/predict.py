@@ -296,6 +296,7 @@ async def predict(request: Request) -> Response:
             status.HTTP_500_INTERNAL_SERVER_ERROR,
             detail=f"The model failed on this request: {type(exc).__name__}: {exc}",
         ) from exc
+    _require_finite_outputs(output.proba, output.logits)
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
         headers = {
             "x-labelcut-model": model.name,
@@ -307,6 +308,18 @@ async def predict(request: Request) -> Response:
         model.name, active.set_id, labels, output.proba, output.decisions, output.logits
     )
     return Response(body, media_type="application/json")
+
+
+def _require_finite_outputs(proba: np.ndarray, logits: np.ndarray | None) -> None:
+    # Finite inputs near float32's limits can overflow inside the model.
+    bad = ~np.isfinite(proba).all(axis=1)
+    if logits is not None:
+        bad |= ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        _unprocessable(
+            f"inputs[{int(np.argmax(bad))}] drives the model to a non-finite output: its "
+            "values are too large for float32 arithmetic."
+        )
 
 
 def _decode(content_type: str, body: bytes, service: Service) -> PredictInput:

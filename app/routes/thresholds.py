@@ -22,6 +22,9 @@ from app.uploads import UploadError, detect_format, read_validation_file
 
 router = APIRouter(tags=["thresholds"])
 
+# F-beta uses beta**2, which overflows to inf (and F-beta to NaN) past ~1.3e154.
+MAX_BETA = 1e6
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422)
 }
@@ -51,8 +54,8 @@ def set_report(service: Service, found: ThresholdSet) -> dict[str, Any]:
 
 
 def _check_params(objective: str, beta: float | None, target: float | None) -> TuneParams:
-    if beta is not None and not beta > 0:
-        raise HTTPException(422, detail=f"beta must be > 0; got {beta}.")
+    if beta is not None and not 0 < beta <= MAX_BETA:
+        raise HTTPException(422, detail=f"beta must be > 0 and at most {MAX_BETA:g}; got {beta}.")
     needs_target = objective in ("recall_at_precision", "precision_at_recall")
     if needs_target and target is None:
         raise HTTPException(422, detail=f"objective '{objective}' needs the form field 'target'.")
@@ -134,7 +137,7 @@ def active_thresholds(service: ReadyService) -> dict[str, Any]:
 def history(
     service: ReadyService,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     all_models: Annotated[bool, Query(description="Include sets of other models.")] = False,
 ) -> dict[str, Any]:
     model_sha256 = None if all_models else service.loaded_model.sha256
