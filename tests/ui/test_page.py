@@ -439,3 +439,68 @@ def test_admin_key_is_asked_for_and_sent(browser, keyed_server):
         seen.check_clean()
     finally:
         seen.page.close()
+
+
+def test_optional_fields_and_diagnosis_are_shown_as_text(watched, server):
+    """Per-label strategy/intervals/unstable and the diagnosis, when a set has them.
+
+    The page must tolerate their absence (the other tests) and show them when
+    present; the response is extended in flight, with markup in the text to
+    check that nothing from the server is parsed as HTML.
+    """
+    from playwright.sync_api import expect
+
+    page, url = watched.page, server.url
+    if not httpx.get(url + "/thresholds/history").json()["items"]:
+        with YEAST_TEST.open("rb") as f:
+            httpx.post(url + "/tune-thresholds", files={"file": f}, timeout=60).raise_for_status()
+    hostile = '<img src="x" onerror="document.body.dataset.pwned=1">'
+
+    def extend(route) -> None:
+        body = route.fetch().json()
+        for i, row in enumerate(body["per_label"]):
+            row["strategy"] = "smoothed" if i % 2 else "exact"
+            row["threshold_interval"] = [row["threshold"] - 0.05, row["threshold"] + 0.05]
+            row["f1_interval"] = {"low": 0.1, "high": 0.2}
+            row["unstable"] = i == 0
+        body["diagnosis"] = {
+            "messages": [
+                "labels look mutually exclusive: this is a multi-class problem",
+                f"label names like {hostile} stay text",
+            ],
+            "mutually_exclusive": True,
+        }
+        route.fulfill(json=body)
+
+    page.route("**/thresholds/1", extend)
+    page.goto(url + "/ui#set=1")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#set-heading")).to_have_text("Threshold set 1")
+    diagnosis = page.locator("#diagnosis-messages li")
+    expect(diagnosis).to_have_count(2)
+    expect(diagnosis.nth(0)).to_have_text(
+        "labels look mutually exclusive: this is a multi-class problem"
+    )
+    expect(diagnosis.nth(1)).to_contain_text(hostile)
+    heads = page.locator("#labels-head th").all_text_contents()
+    assert heads[-4:] == ["Strategy", "Threshold interval", "F1 interval", "Stability"]
+    first = page.locator("#labels-rows tr").first.locator("td").all_text_contents()
+    assert first[-4:][0] == "exact" and first[-1] == "unstable"
+    assert first[-2] == "0.100–0.200"
+    threshold = float(first[1])
+    low, high = (float(x) for x in first[-3].split("–"))
+    assert (low, high) == pytest.approx((threshold - 0.05, threshold + 0.05), abs=1e-3)
+    assert page.locator("#diagnosis img, #labels-rows img").count() == 0
+    assert page.evaluate("() => document.body.dataset.pwned") is None
+
+    # The real server's answer: a column only for the fields it has, the box only with messages.
+    page.unroute("**/thresholds/1")
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    real = httpx.get(url + "/thresholds/1").json()
+    optional = ("strategy", "threshold_interval", "f1_interval", "unstable")
+    present = [k for k in optional if any(row.get(k) is not None for row in real["per_label"])]
+    expect(page.locator("#labels-head th")).to_have_count(9 + len(present))
+    if not (real.get("diagnosis") or {}).get("messages"):
+        expect(page.locator("#diagnosis")).to_be_hidden()
+    watched.check_clean()
