@@ -19,7 +19,7 @@ import tuning
 from app.config import Settings
 from app.scoring import score_inputs
 from app.store import NewThresholdSet, ThresholdSet, ThresholdStore
-from app.uploads import InputSpec, ValidationData
+from app.uploads import InputSpec, UploadError, ValidationData
 from models import LoadedModel, load_model
 
 log = logging.getLogger("labelcut")
@@ -154,6 +154,7 @@ class Service:
         """Score (if needed), tune, store, and optionally activate. Blocking: run in a thread."""
         model = self.loaded_model
         scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
+        _require_finite_scores(scores)
         result = tuning.tune_thresholds(
             scores,
             data.targets,
@@ -188,6 +189,16 @@ class Service:
             ", activated" if activate else "",
         )
         return stored, report
+
+
+def _require_finite_scores(scores: np.ndarray) -> None:
+    # Finite inputs near float32's limits can overflow inside the model.
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise UploadError(
+            f"Row {int(np.argmax(bad)) + 1} of the inputs drives the model to a non-finite "
+            "output: its values are too large for float32 arithmetic."
+        )
 
 
 def label_curves(

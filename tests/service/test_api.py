@@ -293,3 +293,14 @@ def test_curves_of_a_set_match_sklearn_and_mark_the_chosen_point(
         k = curve["default_index"]
         assert curve["recall"][k] == pytest.approx(row["at_default"]["recall"], abs=1e-12)
     assert client.get("/thresholds/999/curves").status_code == 404
+
+
+def test_tune_names_the_row_that_overflows_the_model(client, yeast_test):
+    x = yeast_test["X"][:50].copy()
+    x[7] = 3e38  # finite in float32, but (x - mean) / std overflows
+    buf = io.BytesIO()
+    np.savez(buf, X=x, Y=yeast_test["Y"][:50])
+    response = tune(client, buf.getvalue())
+    assert response.status_code == 422
+    assert "Row 8 of the inputs" in response.json()["detail"]
+    assert client.get("/thresholds/history").json()["items"] == []
