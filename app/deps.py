@@ -7,6 +7,7 @@ import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
 from app.service import Service
@@ -42,6 +43,21 @@ def get_ready_service(service: Annotated[Service, Depends(get_service)]) -> Serv
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 ReadyService = Annotated[Service, Depends(get_ready_service)]
+
+
+# Declared so /docs and OpenAPI clients see the keys; the checks themselves are below
+# (auto_error=False: these only document, and return None when the header is absent).
+admin_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminKey",
+    description="LABELCUT_ADMIN_KEY. When it is set, tuning and activation need it; "
+    "when it is not, they answer loopback clients only.",
+)
+api_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="LABELCUT_API_KEY. When it is set, /predict needs it.",
+)
 
 
 def _check_bearer(request: Request, key: SecretStr, what: str) -> None:

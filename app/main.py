@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.config import Settings, get_settings
+from app.deps import api_bearer
 from app.lifespan import lifespan
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
@@ -71,9 +72,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             description=app.description,
             routes=app.routes,
         )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["PredictRequest"] = PredictRequest.model_json_schema(
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["PredictRequest"] = PredictRequest.model_json_schema(
             ref_template="#/components/schemas/{model}"
+        )
+        # Its optional key likewise: /predict checks it inline, not through a dependency.
+        components.setdefault("securitySchemes", {})["ApiKey"] = api_bearer.model.model_dump(
+            mode="json", by_alias=True, exclude_none=True
         )
         app.openapi_schema = schema
     return app.openapi_schema

@@ -266,7 +266,7 @@ _REQUEST_BODY = {
     "application/x-npy`, float32 of shape `(n, *input_shape)`). The answer is JSON, or an "
     "`.npy` of float32 probabilities `(n, len(labels))` with `Accept: application/x-npy`. "
     "Concurrent requests share forward passes (LABELCUT_MAX_BATCH_SIZE).",
-    openapi_extra={"requestBody": _REQUEST_BODY},
+    openapi_extra={"requestBody": _REQUEST_BODY, "security": [{"ApiKey": []}, {}]},
     responses={
         200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
         413: {"model": ErrorResponse, "description": "More rows than LABELCUT_MAX_BATCH_ROWS."},

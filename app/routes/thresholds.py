@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ReadyService, require_admin
+from app.deps import ReadyService, admin_bearer, require_admin
 from app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
@@ -84,7 +84,7 @@ def _tune_upload(
     "/tune-thresholds",
     response_model=ThresholdSetReport,
     summary="Tune one threshold per label on an uploaded validation file",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(admin_bearer), Depends(require_admin)],
     responses=_ERRORS,
 )
 async def tune_thresholds(
@@ -184,7 +184,7 @@ def threshold_set_curves(set_id: int, service: ReadyService) -> dict[str, Any]:
     "/thresholds/{set_id}/activate",
     response_model=ThresholdSetReport,
     summary="Make a stored set active (roll forward or back)",
-    dependencies=[Depends(require_admin)],
+    dependencies=[Depends(admin_bearer), Depends(require_admin)],
     responses=_ERRORS,
 )
 def activate(set_id: int, service: ReadyService) -> dict[str, Any]:

@@ -263,6 +263,10 @@ def test_openapi_has_examples(client):
     for path in ("/predict", "/tune-thresholds", "/thresholds", "/thresholds/history", "/model"):
         assert path in spec["paths"]
     assert spec["components"]["schemas"]["PredictRequest"]["examples"]
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["AdminKey"]["scheme"] == schemes["ApiKey"]["scheme"] == "bearer"
+    assert spec["paths"]["/tune-thresholds"]["post"]["security"] == [{"AdminKey": []}]
+    assert {"ApiKey": []} in spec["paths"]["/predict"]["post"]["security"]
 
 
 def test_curves_of_a_set_match_sklearn_and_mark_the_chosen_point(
