@@ -41,6 +41,7 @@ from tuning.cpu import block_plan, sorted_label_blocks
 from tuning.pooled import PooledHistogram
 from tuning.select import TuningSpec, objective_values
 from tuning.strategies import blend, shrinkage_weight
+from tuning.validation import CONSTRAINED_OBJECTIVES
 
 DEFAULT_N_BOOTSTRAP = 200
 DEFAULT_CONFIDENCE = 0.9
@@ -145,6 +146,8 @@ def label_replicates(
     own = edges[best]
     if plan.strategy == "per_label" or plan.shared is None:
         return np.where(ok, own, spec.fallback), f1
+    if spec.objective in CONSTRAINED_OBJECTIVES:  # targets are per-label promises
+        return np.where(ok, own, plan.shared), f1
     weight = np.where(ok, shrinkage_weight(positives, plan.shrinkage), 0.0)
     return blend(np.where(ok, own, plan.shared), plan.shared, weight), f1
 

@@ -90,7 +90,8 @@ def midpoint_thresholds(
     Returns float64 (L,).
     """
     below = np.where(has_lower, lower, 0.0)
-    midpoint = (upper + below) / 2.0
+    with np.errstate(under="ignore"):  # halving a subnormal score is harmless
+        midpoint = (upper + below) / 2.0
     rounded = torch.from_numpy(midpoint).to(score_dtype).to(torch.float64).numpy()
     outside = (rounded > upper) | (has_lower & (rounded <= lower))
     return np.where(outside, upper, rounded)

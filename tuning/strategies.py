@@ -65,12 +65,18 @@ def combine(
     shared: float | None,
     fallback: float,
     k: float,
+    statuses: list[str] | None = None,
+    constrained: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Final thresholds (L,) and each label's source for ``strategy``.
 
     ``own``: per-label thresholds (used where ``ok``); ``shared``: the pooled
     threshold, None when it could not be tuned (then every strategy falls back
-    to per-label thresholds where ok and ``fallback`` elsewhere).
+    to per-label thresholds where ok and ``fallback`` elsewhere). With a
+    ``constrained`` objective (a precision or recall target is a promise per
+    label), "shrunk" keeps every tuned label's own threshold and gives the
+    shared one only to labels without enough positives; "target_unreachable"
+    labels keep ``fallback``.
     """
     own = np.asarray(own, dtype=np.float64)
     if strategy == "per_label" or shared is None:
@@ -78,7 +84,15 @@ def combine(
         return np.where(ok, own, fallback), sources
     if strategy == "global":
         return np.full_like(own, shared), ["global"] * len(own)
-    weight = np.where(ok, shrinkage_weight(support, k), 0.0)
+    weight = np.where(ok, 1.0 if constrained else shrinkage_weight(support, k), 0.0)
+    if constrained and statuses is not None:
+        unreachable = np.array([status == "target_unreachable" for status in statuses], dtype=bool)
+        thresholds = np.where(ok, own, np.where(unreachable, fallback, shared))
+        sources = [
+            "per_label" if good else "fallback" if bad else "global"
+            for good, bad in zip(ok.tolist(), unreachable.tolist(), strict=True)
+        ]
+        return thresholds, sources
     sources = [
         "per_label" if w >= 1.0 else "global" if w <= 0.0 else "shrunk" for w in weight.tolist()
     ]

@@ -108,7 +108,15 @@ def tune_thresholds(
     shared = pooled.threshold if pooled.status == "ok" else None
     ok = np.array([status == "ok" for status in outcomes.statuses], dtype=bool)
     thresholds, sources = combine(
-        strategy, outcomes.thresholds, ok, outcomes.positives, shared, spec.fallback, shrinkage
+        strategy,
+        outcomes.thresholds,
+        ok,
+        outcomes.positives,
+        shared,
+        spec.fallback,
+        shrinkage,
+        statuses=outcomes.statuses,
+        constrained=objective in validation.CONSTRAINED_OBJECTIVES,
     )
     if strategy != "per_label":
         true_positives, predicted_positives = counts_at(
