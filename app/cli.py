@@ -48,18 +48,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interval(pair: list[float] | None) -> str:
+    return "-" if pair is None else f"{pair[0]:.3f}-{pair[1]:.3f}"
+
+
 def _format_table(report: dict[str, Any]) -> str:
-    header = f"{'label':<20} {'threshold':>9} {'prec':>6} {'recall':>6} {'f1':>6} "
-    header += f"{'f1@0.5':>6} {'support':>7}  status"
+    header = f"{'label':<20} {'threshold':>9} {'interval':>11} {'prec':>6} {'recall':>6} "
+    header += f"{'f1':>6} {'f1@0.5':>6} {'support':>7}  {'strategy':<9} status"
     lines = [header, "-" * len(header)]
     for row in report["per_label"]:
+        flag = " (unstable)" if row.get("unstable") else ""
         lines.append(
-            f"{row['label'][:20]:<20} {row['threshold']:>9.4f} {row['precision']:>6.3f} "
+            f"{row['label'][:20]:<20} {row['threshold']:>9.4f} "
+            f"{_interval(row.get('threshold_interval')):>11} {row['precision']:>6.3f} "
             f"{row['recall']:>6.3f} {row['f1']:>6.3f} {row['at_default']['f1']:>6.3f} "
-            f"{row['support']:>7d}  {row['status']}"
+            f"{row['support']:>7d}  {row.get('strategy') or '-':<9} {row['status']}{flag}"
         )
     summary = report["summary"]
     lines.append("")
+    for message in (report.get("diagnosis") or {}).get("messages", []):
+        lines.append(f"diagnosis: {message}")
     for name in ("macro_f1", "micro_f1"):
         lines.append(
             f"{name}: tuned {summary[name]['tuned']:.4f} vs 0.5 {summary[name]['default']:.4f}"
@@ -96,6 +104,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             target=args.target,
             min_positives=args.min_positives,
             device=settings.device,
+            strategy=args.strategy,
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
         )
     except (OSError, UploadError, ValueError) as exc:
         print(f"labelcut tune: {exc}", file=sys.stderr)
@@ -149,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--beta", type=float, default=1.0)
     tune.add_argument("--target", type=float, default=None)
     tune.add_argument("--min-positives", dest="min_positives", type=int, default=1)
+    tune.add_argument(
+        "--strategy",
+        default="shrunk",
+        choices=["shrunk", "per_label", "global"],
+        help="shrunk (default): per-label pulled toward one shared threshold for rare labels",
+    )
+    tune.add_argument(
+        "--n-bootstrap", dest="n_bootstrap", type=int, default=200, help="0: no intervals"
+    )
+    tune.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     tune.add_argument("--out", help="write the full result as JSON to this file")
     tune.set_defaults(func=cmd_tune)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Objective = Literal["f1", "fbeta", "recall_at_precision", "precision_at_recall"]
+Strategy = Literal["shrunk", "per_label", "global"]
+DecisionRule = Literal["threshold", "at_least_one", "exactly_one", "top_k"]
 
 _YEAST_ROW = [0.0] * 103  # one row of the bundled yeast model's 103 standardised-able features
 
@@ -37,6 +39,7 @@ class PredictRequest(BaseModel):
             "examples": [
                 {"inputs": [_YEAST_ROW]},
                 {"inputs": [_YEAST_ROW], "thresholds": {"Class1": 0.3}, "return_logits": True},
+                {"inputs": [_YEAST_ROW], "decision_rule": "top_k", "k": 2},
             ]
         },
     )
@@ -48,6 +51,21 @@ class PredictRequest(BaseModel):
         "active set's threshold. A label is predicted iff score >= threshold.",
     )
     return_logits: bool = False
+    decision_rule: DecisionRule | None = Field(
+        default=None,
+        description="threshold: every label with score >= threshold; at_least_one: also the "
+        "top label when none passes; exactly_one: argmax (the multi-class rule); top_k: the "
+        "best k of those that pass. Default: the active set's rule, else threshold.",
+    )
+    k: int | None = Field(default=None, ge=1, description="How many labels top_k keeps.")
+
+    @model_validator(mode="after")
+    def _k_goes_with_top_k(self) -> PredictRequest:
+        if self.decision_rule == "top_k" and self.k is None:
+            raise ValueError("decision_rule 'top_k' needs k (an integer >= 1).")
+        if self.decision_rule != "top_k" and self.k is not None:
+            raise ValueError("k is only used with decision_rule 'top_k'.")
+        return self
 
 
 class Prediction(BaseModel):
@@ -62,6 +80,8 @@ class PredictResponse(BaseModel):
         description="The threshold set used; null when none is active and 0.5 is used."
     )
     labels: list[str]
+    decision_rule: DecisionRule = "threshold"
+    k: int | None = None
     predictions: list[Prediction]
 
 
@@ -88,6 +108,16 @@ class LabelReport(BaseModel):
     support: int
     predicted_positives: int
     at_default: DefaultPoint
+    strategy: str | None = Field(
+        default=None, description="What produced this threshold: per_label, shrunk, global..."
+    )
+    threshold_interval: list[float] | None = Field(
+        default=None, description="Bootstrap confidence interval of the threshold."
+    )
+    f1_interval: list[float] | None = Field(
+        default=None, description="Bootstrap confidence interval of F1 at the threshold."
+    )
+    unstable: bool | None = Field(default=None, description="An interval is wide.")
 
 
 class TunedVsDefault(BaseModel):
@@ -110,6 +140,10 @@ class ThresholdSetInfo(BaseModel):
     n_samples: int
     model_name: str
     model_sha256: str
+    decision_rule: DecisionRule = Field(
+        default="threshold", description="The /predict rule this set applies by default."
+    )
+    k: int | None = None
 
 
 class ThresholdSetReport(BaseModel):
@@ -119,6 +153,15 @@ class ThresholdSetReport(BaseModel):
     thresholds: dict[str, float]
     per_label: list[LabelReport]
     summary: Summary
+    strategy: str | None = None
+    global_threshold: float | None = Field(
+        default=None, description="The shared threshold (optimal for the pooled objective)."
+    )
+    diagnosis: dict[str, Any] | None = Field(
+        default=None,
+        description="Label cardinality, rows with 0/1/2+ labels, prevalence, labels that never "
+        "co-occur, and plain-English messages (e.g. when the data looks multi-class).",
+    )
 
 
 class ActiveThresholdsResponse(BaseModel):

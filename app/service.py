@@ -34,6 +34,8 @@ class ActiveThresholds:
 
     set: ThresholdSet | None
     thresholds: np.ndarray  # (L,) float64, in model label order
+    decision_rule: str = "threshold"  # the set's default /predict rule
+    k: int | None = None
 
     @property
     def set_id(self) -> int | None:
@@ -46,6 +48,11 @@ class TuneParams:
     beta: float = 1.0
     target: float | None = None
     min_positives: int = 1
+    strategy: str = tuning.DEFAULT_STRATEGY
+    n_bootstrap: int = 200
+    seed: int = 0
+    decision_rule: str = "threshold"  # stored with the set: /predict's default rule
+    k: int | None = None
 
 
 class Service:
@@ -103,10 +110,12 @@ class Service:
     def _snapshot(found: ThresholdSet | None, model: LoadedModel) -> ActiveThresholds:
         if found is None:
             values = np.full(len(model.labels), DEFAULT_THRESHOLD)
+            rule, k = "threshold", None
         else:
             values = np.asarray(found.thresholds, dtype=np.float64)
+            rule, k = decision_rule_of(found)
         values.setflags(write=False)
-        return ActiveThresholds(set=found, thresholds=values)
+        return ActiveThresholds(set=found, thresholds=values, decision_rule=rule, k=k)
 
     def close(self) -> None:
         self.store.close()
@@ -163,6 +172,9 @@ class Service:
             target=params.target,
             min_positives=params.min_positives,
             device=self.settings.device,
+            strategy=params.strategy,
+            n_bootstrap=params.n_bootstrap,
+            seed=params.seed,
         )
         report = result.to_dict(label_names=list(model.labels))
         new = NewThresholdSet(
@@ -170,11 +182,14 @@ class Service:
             model_sha256=model.sha256,
             labels=list(model.labels),
             objective=params.objective,
-            params=report["params"],
+            params={**report["params"], "decision_rule": params.decision_rule, "k": params.k},
             data_sha256=data_sha256,
             n_samples=data.n_samples,
             thresholds=[float(t) for t in result.thresholds],
-            result={"per_label": report["per_label"], "summary": report["summary"]},
+            result={
+                key: report.get(key)
+                for key in ("per_label", "summary", "strategy", "global_threshold", "diagnosis")
+            },
         )
         curves = label_curves(scores, data.targets, result.thresholds, list(model.labels))
         with self._activation_lock:
@@ -189,6 +204,11 @@ class Service:
             ", activated" if activate else "",
         )
         return stored, report
+
+
+def decision_rule_of(found: ThresholdSet) -> tuple[str, int | None]:
+    """The default /predict rule stored with a set (sets from before rules: threshold)."""
+    return str(found.params.get("decision_rule") or "threshold"), found.params.get("k")
 
 
 def _require_finite_scores(scores: np.ndarray) -> None:

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+import tuning
 from app.batching import BatcherClosed
 from app.deps import get_ready_service, get_service, require_api_key
 from app.schemas import ErrorResponse, PredictRequest, PredictResponse
@@ -42,6 +43,8 @@ class PredictInput:
     rows: np.ndarray
     thresholds: dict[str, float] | None = None
     return_logits: bool = False
+    decision_rule: str | None = None  # None: the active set's rule
+    k: int | None = None
 
 
 # --- decode ------------------------------------------------------------------------------
@@ -76,6 +79,8 @@ def read_json_body(body: bytes, input_shape: tuple[int, ...], max_rows: int) -> 
         and data.get("thresholds") is None
         and type(data.get("return_logits", False)) is bool
     )
+    rule: str | None = None
+    k: int | None = None
     if simple:
         inputs, override, return_logits = data["inputs"], None, data.get("return_logits", False)
     else:
@@ -91,10 +96,11 @@ def read_json_body(body: bytes, input_shape: tuple[int, ...], max_rows: int) -> 
             request.thresholds,
             request.return_logits,
         )
+        rule, k = request.decision_rule, request.k
     if not inputs:
         _unprocessable("inputs is empty; send at least one row.")
     _check_row_count(len(inputs), max_rows, "inputs")
-    return PredictInput(rows_to_array(inputs, input_shape), override, return_logits)
+    return PredictInput(rows_to_array(inputs, input_shape), override, return_logits, rule, k)
 
 
 def read_npy_body(body: bytes, input_shape: tuple[int, ...], max_rows: int) -> PredictInput:
@@ -217,6 +223,7 @@ def encode_json(
     proba: np.ndarray,
     decisions: np.ndarray,
     logits: np.ndarray | None,
+    rule: tuple[str, int | None] = ("threshold", None),
 ) -> bytes:
     """The `PredictResponse` JSON, one prediction per row of `proba`."""
     label_array = np.array(labels, dtype=object)
@@ -233,6 +240,8 @@ def encode_json(
         "model": model_name,
         "threshold_set_id": set_id,
         "labels": labels,
+        "decision_rule": rule[0],
+        "k": rule[1],
         "predictions": predictions,
     }
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
@@ -297,6 +306,15 @@ async def predict(request: Request) -> Response:
             detail=f"The model failed on this request: {type(exc).__name__}: {exc}",
         ) from exc
     _require_finite_outputs(output.proba, output.logits)
+    # The request's rule, else the one stored with the set it sees.
+    rule = (
+        (parsed.decision_rule, parsed.k)
+        if parsed.decision_rule is not None
+        else (active.decision_rule, active.k)
+    )
+    decisions = output.decisions
+    if rule[0] != "threshold":
+        decisions = tuning.apply_decision_rule(output.proba, thresholds, rule[0], rule[1])
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
         headers = {
             "x-labelcut-model": model.name,
@@ -305,7 +323,7 @@ async def predict(request: Request) -> Response:
         }
         return Response(encode_npy(output.proba), media_type=NPY_MEDIA_TYPE, headers=headers)
     body = encode_json(
-        model.name, active.set_id, labels, output.proba, output.decisions, output.logits
+        model.name, active.set_id, labels, output.proba, decisions, output.logits, rule
     )
     return Response(body, media_type="application/json")
 

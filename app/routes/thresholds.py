@@ -11,12 +11,14 @@ from app.deps import ReadyService, admin_bearer, require_admin
 from app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
+    DecisionRule,
     ErrorResponse,
     HistoryResponse,
     Objective,
+    Strategy,
     ThresholdSetReport,
 )
-from app.service import CURVE_POINTS, Service, TuneParams, sha256_of_file
+from app.service import CURVE_POINTS, Service, TuneParams, decision_rule_of, sha256_of_file
 from app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
 from app.uploads import UploadError, detect_format, read_validation_file
 
@@ -31,6 +33,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def set_info(service: Service, found: ThresholdSet) -> dict[str, Any]:
+    rule, k = decision_rule_of(found)
     return {
         "id": found.id,
         "active": service.is_active(found),
@@ -41,6 +44,8 @@ def set_info(service: Service, found: ThresholdSet) -> dict[str, Any]:
         "n_samples": found.n_samples,
         "model_name": found.model_name,
         "model_sha256": found.model_sha256,
+        "decision_rule": rule,
+        "k": k,
     }
 
 
@@ -48,12 +53,25 @@ def set_report(service: Service, found: ThresholdSet) -> dict[str, Any]:
     return {
         "threshold_set": set_info(service, found),
         "thresholds": found.threshold_map(),
-        "per_label": found.result["per_label"],
-        "summary": found.result["summary"],
+        **{key: found.result.get(key) for key in _REPORT_KEYS},
     }
 
 
-def _check_params(objective: str, beta: float | None, target: float | None) -> TuneParams:
+# What a stored set's report holds besides its identity and thresholds.
+_REPORT_KEYS = ("per_label", "summary", "strategy", "global_threshold", "diagnosis")
+
+
+def _check_params(
+    objective: str,
+    beta: float | None,
+    target: float | None,
+    decision_rule: str,
+    k: int | None,
+) -> None:
+    if decision_rule == "top_k" and k is None:
+        raise HTTPException(422, detail="decision_rule 'top_k' needs the form field 'k' (>= 1).")
+    if decision_rule != "top_k" and k is not None:
+        raise HTTPException(422, detail="k is only used with decision_rule 'top_k'.")
     if beta is not None and not 0 < beta <= MAX_BETA:
         raise HTTPException(422, detail=f"beta must be > 0 and at most {MAX_BETA:g}; got {beta}.")
     needs_target = objective in ("recall_at_precision", "precision_at_recall")
@@ -61,11 +79,6 @@ def _check_params(objective: str, beta: float | None, target: float | None) -> T
         raise HTTPException(422, detail=f"objective '{objective}' needs the form field 'target'.")
     if target is not None and not 0 < target <= 1:
         raise HTTPException(422, detail=f"target must be in (0, 1]; got {target}.")
-    return TuneParams(
-        objective=objective,
-        beta=1.0 if beta is None else beta,
-        target=target if needs_target else None,
-    )
 
 
 def _tune_upload(
@@ -97,22 +110,44 @@ async def tune_thresholds(
     ] = None,
     min_positives: Annotated[int, Form(ge=0, description="Fewer positives: fallback.")] = 1,
     activate: Annotated[bool, Form(description="Make the new set active.")] = True,
+    strategy: Annotated[
+        Strategy,
+        Form(
+            description="shrunk (default): per-label thresholds pulled toward one shared "
+            "threshold as a label's positives get fewer; per_label: each label's own optimum; "
+            "global: one shared threshold."
+        ),
+    ] = "shrunk",
+    n_bootstrap: Annotated[
+        int, Form(ge=0, le=10_000, description="Bootstrap replicates for intervals; 0: none.")
+    ] = 200,
+    seed: Annotated[int, Form(ge=0, le=2**32 - 1, description="Bootstrap seed.")] = 0,
+    decision_rule: Annotated[
+        DecisionRule, Form(description="The /predict rule stored with this set.")
+    ] = "threshold",
+    k: Annotated[int | None, Form(ge=1, description="Labels kept by top_k.")] = None,
 ) -> dict[str, Any]:
-    params = _check_params(objective, beta, target)
-    params = TuneParams(params.objective, params.beta, params.target, min_positives)
+    _check_params(objective, beta, target, decision_rule, k)
+    needs_target = objective in ("recall_at_precision", "precision_at_recall")
+    params = TuneParams(
+        objective=objective,
+        beta=1.0 if beta is None else beta,
+        target=target if needs_target else None,
+        min_positives=min_positives,
+        strategy=strategy,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        decision_rule=decision_rule,
+        k=k,
+    )
     try:
         fmt = detect_format(file.filename, file.content_type)
-        stored, report = await run_in_threadpool(_tune_upload, service, file, fmt, params, activate)
+        stored, _ = await run_in_threadpool(_tune_upload, service, file, fmt, params, activate)
     except UploadError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from exc
     except ValueError as exc:  # tuning's argument checks: full sentences naming the problem
         raise HTTPException(422, detail=str(exc)) from exc
-    return {
-        "threshold_set": set_info(service, stored),
-        "thresholds": report["thresholds"],
-        "per_label": report["per_label"],
-        "summary": report["summary"],
-    }
+    return set_report(service, stored)
 
 
 @router.get(

@@ -185,6 +185,9 @@ def test_unknown_set_is_404_and_other_models_set_is_409(client):
         ({"objective": "precision_at_recall", "target": "1.5"}, "target must be in (0, 1]"),
         ({"min_positives": "-1"}, "min_positives"),
         ({"activate": "maybe"}, "activate"),
+        ({"decision_rule": "top_k"}, "needs the form field 'k'"),
+        ({"k": "2"}, "only used with decision_rule 'top_k'"),
+        ({"n_bootstrap": "-1"}, "n_bootstrap"),
     ],
 )
 def test_tune_bad_parameters_change_nothing(client, yeast_npz_bytes, form, needle):
@@ -308,3 +311,77 @@ def test_tune_names_the_row_that_overflows_the_model(client, yeast_test):
     assert response.status_code == 422
     assert "Row 8 of the inputs" in response.json()["detail"]
     assert client.get("/thresholds/history").json()["items"] == []
+
+
+def test_tune_strategies_intervals_and_diagnosis(client, model, yeast_test, yeast_npz_bytes):
+    body = tune(client, yeast_npz_bytes, strategy="per_label", n_bootstrap="50", seed="3").json()
+    expected = tuning.tune_thresholds(
+        model.predict_proba(yeast_test["X"]),
+        yeast_test["Y"],
+        strategy="per_label",
+        n_bootstrap=50,
+        seed=3,
+    )
+    got = np.array([body["thresholds"][label] for label in model.labels])
+    np.testing.assert_allclose(got, expected.thresholds, atol=1e-6)
+    assert body["strategy"] == "per_label"
+    assert body["threshold_set"]["params"]["n_bootstrap"] == 50
+    for row in body["per_label"]:
+        assert row["strategy"] == "per_label"
+        lo, hi = row["threshold_interval"]
+        assert lo <= hi and isinstance(row["unstable"], bool)
+    diagnosis = body["diagnosis"]
+    assert diagnosis["label_cardinality"] == pytest.approx(yeast_test["Y"].sum(1).mean())
+    assert isinstance(diagnosis["messages"], list)
+    # The stored set reads back with the same report.
+    again = client.get(f"/thresholds/{body['threshold_set']['id']}").json()
+    assert again["diagnosis"] == diagnosis and again["per_label"] == body["per_label"]
+
+    quick = tune(client, yeast_npz_bytes, strategy="global", n_bootstrap="0").json()
+    assert len(set(quick["thresholds"].values())) == 1
+    assert all(row["threshold_interval"] is None for row in quick["per_label"])
+    bad = tune(client, yeast_npz_bytes, strategy="median")
+    assert bad.status_code == 422 and "strategy" in json.dumps(bad.json()["detail"])
+
+
+def test_decision_rules_per_request_and_stored_with_the_set(client, model, yeast_test):
+    rows = yeast_test["X"][:30]
+    proba = model.predict_proba(rows)
+    labels = np.array(model.labels)
+
+    def predict(**extra):
+        response = client.post("/predict", json={"inputs": rows.tolist(), **extra})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    one = predict(decision_rule="exactly_one")
+    assert one["decision_rule"] == "exactly_one"
+    assert [p["labels"] for p in one["predictions"]] == [[lab] for lab in labels[proba.argmax(1)]]
+
+    none_pass = {label: 1.0 for label in model.labels}
+    at_least = predict(decision_rule="at_least_one", thresholds=none_pass)
+    assert [p["labels"] for p in at_least["predictions"]] == [
+        [lab] for lab in labels[proba.argmax(1)]
+    ]
+
+    top = predict(decision_rule="top_k", k=2, thresholds={label: 0.0 for label in model.labels})
+    for p, row in zip(top["predictions"], proba, strict=True):
+        assert p["labels"] == [labels[i] for i in sorted(np.argsort(-row, kind="stable")[:2])]
+
+    for extra, needle in (({"decision_rule": "top_k"}, "needs k"), ({"k": 2}, "only used")):
+        response = client.post("/predict", json={"inputs": rows[:1].tolist(), **extra})
+        assert response.status_code == 422 and needle in json.dumps(response.json()["detail"])
+
+    from models import YEAST_TEST
+
+    stored = client.post(
+        "/tune-thresholds",
+        files={"file": ("v.npz", YEAST_TEST.read_bytes())},
+        data={"decision_rule": "top_k", "k": "1", "n_bootstrap": "0"},
+    ).json()
+    assert stored["threshold_set"]["decision_rule"] == "top_k"
+    assert stored["threshold_set"]["k"] == 1
+    default = predict()
+    assert default["decision_rule"] == "top_k" and default["k"] == 1
+    assert all(len(p["labels"]) <= 1 for p in default["predictions"])
+    assert predict(decision_rule="threshold")["decision_rule"] == "threshold"

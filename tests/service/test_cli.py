@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import tuning
@@ -21,6 +22,7 @@ def test_tune_prints_a_table_and_writes_json(tmp_path, capsys):
     for label in model.labels:
         assert label in printed
     assert "macro_f1: tuned" in printed
+    assert "shrunk" in printed and "interval" in printed
     report = json.loads(out.read_text())
     with np.load(YEAST_TEST) as z:
         expected = tuning.tune_thresholds(model.predict_proba(z["X"]), z["Y"])
@@ -66,3 +68,16 @@ def test_export_converts_a_state_dict_into_a_loadable_bundle(tmp_path):
         expected = torch.sigmoid(module.eval()(torch.from_numpy(x))).numpy()
     np.testing.assert_allclose(loaded.predict_proba(x), expected, atol=1e-6)
     assert loaded.labels == ["a", "b", "c"]
+
+
+def test_tune_strategy_flag(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["tune", str(YEAST_TEST), "--device", "cpu", "--strategy", "global"]
+    assert main([*args, "--n-bootstrap", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["strategy"] == "global"
+    assert len(set(report["thresholds"].values())) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["tune", str(YEAST_TEST), "--strategy", "mean"])
+    assert info.value.code == 2
+    assert "invalid choice: 'mean'" in capsys.readouterr().err
