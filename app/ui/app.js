@@ -54,6 +54,7 @@ function objectiveText(objective, params = {}) {
   if (params.min_positives != null && params.min_positives !== 1) {
     parts.push(`min positives ${params.min_positives}`);
   }
+  if (params.strategy) parts.push(`${params.strategy} strategy`);
   return parts.join(", ");
 }
 
@@ -562,6 +563,7 @@ async function submitTune(event) {
     form.append("beta", byId("tune-beta").value);
   }
   if (CONSTRAINED.has(objective)) form.append("target", byId("tune-target").value);
+  form.append("strategy", byId("tune-strategy").value);
   form.append("min_positives", byId("tune-min-positives").value || "1");
   form.append("activate", byId("tune-activate").checked ? "true" : "false");
 

@@ -359,7 +359,8 @@ def test_controls_have_labels_and_work_from_the_keyboard(watched, server):
             )
         )
     expected = ["admin-key", "admin-key-clear", "tune-file", "tune-objective",
-                "tune-min-positives", "tune-activate", "tune-submit"]  # fmt: skip
+                "tune-strategy", "tune-min-positives", "tune-activate",
+                "tune-submit"]  # fmt: skip
     assert order[0] == "Skip to the chosen set"
     assert [x for x in order if x in expected] == expected
     first_show = next(i for i, x in enumerate(order) if x.startswith("Show set "))
