@@ -21,11 +21,12 @@ def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     n_samples, n_labels = targets.shape
     per_row = np.empty(n_samples, dtype=np.int64)
     together = torch.zeros((n_labels, n_labels), dtype=torch.float64)
-    rows = max(1, _CHUNK_ELEMENTS // n_labels)
+    # float32 products are exact while a chunk has fewer than 2**24 rows; sums go to float64.
+    rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
     for start in range(0, n_samples, rows):
-        chunk = targets[start : start + rows].cpu().to(torch.float64)
+        chunk = targets[start : start + rows].cpu().to(torch.float32)
         per_row[start : start + len(chunk)] = chunk.sum(dim=1).to(torch.int64).numpy()
-        together += chunk.T @ chunk  # exact: integer counts far below 2**53
+        together += (chunk.T @ chunk).to(torch.float64)
     return per_row, together.round().to(torch.int64).numpy()
 
 

@@ -77,6 +77,8 @@ def tune_thresholds(
     space with weight ``s / (s + shrinkage)`` on its own, ``s`` its positives;
     labels that cannot be tuned get the shared threshold). If the shared
     threshold cannot be tuned either, "global" and "shrunk" act as "per_label".
+    The shared threshold is only computed for "global" and "shrunk"
+    (``global_threshold`` is None under "per_label").
 
     ``n_bootstrap`` replicates (0 turns it off) of a seeded Poisson bootstrap
     over rows give ``confidence`` percentile intervals for each threshold and
@@ -104,8 +106,11 @@ def tune_thresholds(
         outcomes = tune_labels_cpu(score_tensor, target_tensor, spec)
     else:
         outcomes = tune_labels_torch(score_tensor, target_tensor, spec, run_on)
-    pooled = pooled_threshold(score_tensor, target_tensor, spec)
-    shared = pooled.threshold if pooled.status == "ok" else None
+    # The shared threshold costs a pass over every score; "per_label" never uses it.
+    pooled = (
+        None if strategy == "per_label" else pooled_threshold(score_tensor, target_tensor, spec)
+    )
+    shared = pooled.threshold if pooled is not None and pooled.status == "ok" else None
     ok = np.array([status == "ok" for status in outcomes.statuses], dtype=bool)
     thresholds, sources = combine(
         strategy,
@@ -132,7 +137,11 @@ def tune_thresholds(
     if n_bootstrap:
         plan = BootstrapPlan(spec, strategy, shared, shrinkage, n_bootstrap, seed, confidence)
         intervals = bootstrap_intervals(
-            score_tensor, target_tensor, thresholds, plan, pooled.histogram
+            score_tensor,
+            target_tensor,
+            thresholds,
+            plan,
+            None if pooled is None else pooled.histogram,
         )
     params = {
         "beta": spec.beta,
