@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_load_error=stop)
+    app = create_app(settings, on_load_error=stop, freeze_gc=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level
     )

@@ -24,8 +24,14 @@ label from each label's precision-recall curve. A label is predicted iff
 
 
 def create_app(
-    settings: Settings | None = None, *, on_load_error: Callable[[], None] | None = None
+    settings: Settings | None = None,
+    *,
+    on_load_error: Callable[[], None] | None = None,
+    freeze_gc: bool = False,
 ) -> FastAPI:
+    """The app. `labelcut serve` passes `on_load_error` (stop the server) and
+    `freeze_gc=True` (exempt start-up objects from the cyclic collector once loaded);
+    tests that build many apps in one process leave both off."""
     settings = settings or get_settings()
     app = FastAPI(
         title="labelcut",
@@ -35,10 +41,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.on_load_error = on_load_error
+    app.state.freeze_gc = freeze_gc
     app.state.metrics = _metrics_for(app)
+    # Added first, so innermost: inside the body limit and the metrics.
+    app.add_middleware(predict.PredictFastPath)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for router in (health.router, model.router, predict.router, thresholds.router, metrics.router):
+    # /predict first: routes are matched in order, and it is the one under load.
+    for router in (predict.router, health.router, model.router, thresholds.router, metrics.router):
         app.include_router(router)
     app.include_router(ui.router)  # the web page: /ui, and / redirecting to it
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

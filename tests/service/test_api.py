@@ -385,3 +385,14 @@ def test_decision_rules_per_request_and_stored_with_the_set(client, model, yeast
     assert default["decision_rule"] == "top_k" and default["k"] == 1
     assert all(len(p["labels"]) <= 1 for p in default["predictions"])
     assert predict(decision_rule="threshold")["decision_rule"] == "threshold"
+
+
+def test_predict_fast_path_keeps_the_routes_contract(client):
+    # POST /predict is served beside FastAPI's router; everything else still goes through it.
+    assert client.get("/predict").status_code == 405
+    slash = client.post("/predict/", json={"inputs": [[0.0] * 103]}, follow_redirects=False)
+    assert slash.status_code == 307  # the router's redirect to /predict, as before
+    bad = client.post("/predict", content=b"[1, 2", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
+    metrics = client.get("/metrics").text
+    assert 'path="/predict"' in metrics
