@@ -55,6 +55,11 @@ say "/readyz 200 after $(( $(date +%s) - t0 )) s"
 code=$(http GET /model); expect 200 "$code" "GET /model"
 say "/model: $(jget name < "$T/body") on $(jget device < "$T/body"), $(jget labels < "$T/body" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') labels, input $(jget input_shape < "$T/body")"
 
+code=$(http GET /ui); expect 200 "$code" "GET /ui (the web page ships in the wheel)"
+grep -q 'plotly.min.js' "$T/body" || fail "/ui does not load plotly.js"
+code=$(http GET /ui/static/app.js); expect 200 "$code" "GET /ui/static/app.js"
+say "/ui 200 with its script"
+
 python3 -c 'import json; print(json.dumps({"inputs": [[0.1 * (i % 10) for i in range(103)]]}))' > "$T/predict.json"
 code=$(http POST /predict -H 'Content-Type: application/json' --data-binary "@$T/predict.json")
 expect 200 "$code" "POST /predict"
