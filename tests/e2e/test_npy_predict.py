@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,52 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models import YEAST_TEST, load_model
 
+from ..support.server import Server
+
 pytestmark = pytest.mark.e2e
 
 NPY = "application/x-npy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python -m app.cli serve` on a free loopback port, with extra LABELCUT_* variables."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = data_dir.parent / f"server-{port}.log"
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-        cmd += ["--data-dir", str(data_dir), "--device", "cpu"]
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, **env}
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready: {self.log.read_text()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +48,7 @@ def concurrent_predictions(url: str, rows: np.ndarray) -> list[httpx.Response]:
 
 @pytest.mark.parametrize("batch_size", ["64", "1"])
 def test_concurrent_json_and_npy_against_a_real_server(tmp_path, rows, model, batch_size):
-    server = Server(tmp_path / "data", {"LABELCUT_MAX_BATCH_SIZE": batch_size})
+    server = Server(tmp_path / "data", env={"LABELCUT_MAX_BATCH_SIZE": batch_size})
     try:
         server.wait_ready()
         responses = concurrent_predictions(server.url, rows)

@@ -3,11 +3,6 @@ the yeast data, and a snapshot of the threshold store as the API shows it."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +17,9 @@ from app.config import Settings
 from app.main import create_app
 from models import YEAST_TEST
 
+from ..support.server import Server
+
 LOOPBACK = ("127.0.0.1", 50000)
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --- in process --------------------------------------------------------------------------
@@ -57,76 +53,13 @@ def snapshot(client) -> tuple[dict, dict]:
 # --- a real server process ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`labelcut serve` on loopback in its own process, logging to a file."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = data_dir.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
-        cmd += ["--data-dir", str(data_dir), "--device", "cpu", "--log-level", "warning"]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("LABELCUT_")}
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            env={**clean, **(env or {})},
-        )
-
-    def wait_ready(self, timeout: float = 60) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"server not ready: {self.log.read_text()}")
-
-    def client(self, timeout: float = 120) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
-
-    def peak_rss_mb(self) -> float:
-        """The process's high-water mark of resident memory (Linux: VmHWM)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as after a power cut or the OOM killer."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=20)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def serve(tmp_path) -> Iterator:
     """`serve(env=..., data_dir=...)` starts a ready server; all are stopped at the end."""
     started: list[Server] = []
 
     def start(env: dict[str, str] | None = None, data_dir: Path | None = None) -> Server:
-        server = Server(data_dir or tmp_path / "data", env)
+        server = Server(data_dir or tmp_path / "data", env=env)
         started.append(server)
         return server.wait_ready()
 

@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ..support.server import REPO
 from .bombs import npy_header, npz_deflate_bomb, zip_of
-from .conftest import REPO, make_client, snapshot, wait_ready
+from .conftest import make_client, snapshot, wait_ready
 
 LABELS = [f"Class{i}" for i in range(1, 15)]
 FEATURES = [f"Att{i}" for i in range(1, 104)]

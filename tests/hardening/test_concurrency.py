@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import Server, expected_labels
+from ..support.server import Server
+from .conftest import expected_labels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import Server
+from ..support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -23,7 +23,7 @@ import sys
 import httpx
 import pytest
 
-from .conftest import Server
+from ..support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from .conftest import Server, snapshot
+from ..support.server import Server
+from .conftest import snapshot
 
 pytestmark = pytest.mark.e2e
 
