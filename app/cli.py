@@ -78,8 +78,8 @@ def _format_table(report: dict[str, Any]) -> str:
 def cmd_tune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import tuning
     from app.scoring import score_inputs
+    from app.service import TuneParams, tune_scores
     from app.uploads import InputSpec, UploadError, detect_format, read_validation_file
     from models import load_model
 
@@ -96,18 +96,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         else:
             with tqdm(total=data.n_samples, unit="rows", desc="scoring", file=sys.stderr) as bar:
                 scores = score_inputs(model, data.inputs, progress=bar.update)
-        result = tuning.tune_thresholds(
-            scores,
-            data.targets,
-            args.objective,
+        params = TuneParams(
+            objective=args.objective,
             beta=args.beta,
             target=args.target,
             min_positives=args.min_positives,
-            device=settings.device,
             strategy=args.strategy,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,
         )
+        result = tune_scores(scores, data.targets, params, device=settings.device)
     except (OSError, UploadError, ValueError) as exc:
         print(f"labelcut tune: {exc}", file=sys.stderr)
         return 2

@@ -164,18 +164,7 @@ class Service:
         model = self.loaded_model
         scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
         _require_finite_scores(scores)
-        result = tuning.tune_thresholds(
-            scores,
-            data.targets,
-            params.objective,
-            beta=params.beta,
-            target=params.target,
-            min_positives=params.min_positives,
-            device=self.settings.device,
-            strategy=params.strategy,
-            n_bootstrap=params.n_bootstrap,
-            seed=params.seed,
-        )
+        result = tune_scores(scores, data.targets, params, device=self.settings.device)
         report = result.to_dict(label_names=list(model.labels))
         new = NewThresholdSet(
             model_name=model.name,
@@ -204,6 +193,24 @@ class Service:
             ", activated" if activate else "",
         )
         return stored, report
+
+
+def tune_scores(
+    scores: np.ndarray, targets: np.ndarray, params: TuneParams, *, device: str
+) -> tuning.TuningResult:
+    """`tuning.tune_thresholds` with a tune's parameters: the service and `labelcut tune`."""
+    return tuning.tune_thresholds(
+        scores,
+        targets,
+        params.objective,
+        beta=params.beta,
+        target=params.target,
+        min_positives=params.min_positives,
+        device=device,
+        strategy=params.strategy,
+        n_bootstrap=params.n_bootstrap,
+        seed=params.seed,
+    )
 
 
 def decision_rule_of(found: ThresholdSet) -> tuple[str, int | None]:

@@ -3,43 +3,17 @@ the yeast data, and a snapshot of the threshold store as the API shows it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
 from models import YEAST_TEST
 
 from ..support.server import Server
 
-LOOPBACK = ("127.0.0.1", 50000)
-
-
 # --- in process --------------------------------------------------------------------------
-
-
-def make_client(data_dir: Path, client=LOOPBACK, **overrides: Any) -> TestClient:
-    settings = Settings(data_dir=data_dir, device="cpu", **overrides)
-    return TestClient(create_app(settings), client=client)
-
-
-def wait_ready(client, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the service did not become ready")
 
 
 def snapshot(client) -> tuple[dict, dict]:

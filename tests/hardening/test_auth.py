@@ -11,7 +11,9 @@ import pytest
 import app.deps
 from app.deps import is_loopback
 
-from .conftest import make_client, snapshot, wait_ready
+from ..support.inprocess import app_client as make_client
+from ..support.inprocess import wait_ready
+from .conftest import snapshot
 
 REMOTE = ("203.0.113.7", 40000)
 ADMIN_KEY = "adm1n-k3y-0123456789"

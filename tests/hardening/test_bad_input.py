@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ..support.inprocess import app_client as make_client
+from ..support.inprocess import wait_ready
 from ..support.server import REPO
 from .bombs import npy_header, npz_deflate_bomb, zip_of
-from .conftest import make_client, snapshot, wait_ready
+from .conftest import snapshot
 
 LABELS = [f"Class{i}" for i in range(1, 15)]
 FEATURES = [f"Att{i}" for i in range(1, 104)]
