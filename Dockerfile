@@ -41,11 +41,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject
         > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt -c /tmp/torch-constraint.txt
 
-# labelcut itself, non-editable: the bundled model and data are package data of `models`.
+# labelcut itself, non-editable: the bundled model and data are package data of
+# `labelcut.models`; app/, tuning/ and models/ install under the one name labelcut.
 COPY README.md /src/
 COPY app /src/app
 COPY tuning /src/tuning
 COPY models /src/models
+COPY labelcut /src/labelcut
 RUN pip install --no-cache-dir --no-deps /src \
  && pip check \
  && labelcut --help > /dev/null

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models import LoadedModel
+from labelcut.models import LoadedModel
 
 log = logging.getLogger("labelcut")
 

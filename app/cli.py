@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from labelcut.app.config import Settings
 
 
 def _settings_from_flags(args: argparse.Namespace, names: tuple[str, ...]) -> Settings:
@@ -21,7 +21,8 @@ def _settings_from_flags(args: argparse.Namespace, names: tuple[str, ...]) -> Se
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
+    from labelcut.app.limits import server_options
+    from labelcut.app.main import create_app
 
     settings = _settings_from_flags(
         args, ("model_dir", "host", "port", "device", "data_dir", "log_level")
@@ -37,7 +38,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings, on_load_error=stop, freeze_gc=True)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        **server_options(settings),
     )
     server = uvicorn.Server(config)
     server.run()
@@ -78,10 +83,10 @@ def _format_table(report: dict[str, Any]) -> str:
 def cmd_tune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.scoring import score_inputs
-    from app.service import TuneParams, tune_scores
-    from app.uploads import InputSpec, UploadError, detect_format, read_validation_file
-    from models import load_model
+    from labelcut.app.scoring import score_inputs
+    from labelcut.app.service import TuneParams, tune_scores
+    from labelcut.app.uploads import InputSpec, UploadError, detect_format, read_validation_file
+    from labelcut.models import load_model
 
     settings = _settings_from_flags(args, ("model_dir", "device"))
     path = Path(args.data)
@@ -118,7 +123,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models import DEFAULT_MODEL_DIR, train_default_model
+    from labelcut.models import DEFAULT_MODEL_DIR, train_default_model
 
     out = Path(args.out) if args.out else DEFAULT_MODEL_DIR
     train_default_model(out, seed=args.seed)  # prints train/test F1 at 0.5
@@ -126,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    from models.export import main as export_main
+    from labelcut.models.export import main as export_main
 
     return export_main(argv)
 

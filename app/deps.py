@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
-from app.service import Service
+from labelcut.app.service import Service
 
 
 def is_loopback(host: str | None) -> bool:

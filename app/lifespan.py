@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.batching import Batcher
-from app.service import Service
+from labelcut.app.batching import Batcher
+from labelcut.app.service import Service
 
 log = logging.getLogger("labelcut")
 

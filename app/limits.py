@@ -8,9 +8,15 @@ limit, so an oversized upload is never held in memory or on disk in full.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from labelcut.app.config import Settings
 
 
 class BodyTooLarge(HTTPException):
@@ -94,3 +100,19 @@ class BodySizeLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await self._reject(send)
+
+
+def install_limits(app: FastAPI, settings: Settings) -> None:
+    """Add the request-limit middleware to `app` (called once by `create_app`).
+
+    One place for every guard that must run before a route reads its body (size,
+    and what the hardening work adds), so `main.py` does not change with them.
+    Added last means outermost: these run before metrics and routing.
+    """
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` beyond app/host/port/log level (header and
+    slow-client limits live here, beside the body limits)."""
+    return {}

@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.config import Settings, get_settings
-from app.deps import api_bearer
-from app.lifespan import lifespan
-from app.limits import BodySizeLimitMiddleware
-from app.metrics import Metrics, MetricsMiddleware
-from app.routes import health, metrics, model, predict, thresholds, ui
-from app.schemas import PredictRequest
+from labelcut.app.config import Settings, get_settings
+from labelcut.app.deps import api_bearer
+from labelcut.app.lifespan import lifespan
+from labelcut.app.limits import install_limits
+from labelcut.app.metrics import Metrics, MetricsMiddleware
+from labelcut.app.routes import health, metrics, model, predict, thresholds, ui
+from labelcut.app.schemas import PredictRequest
 
 DESCRIPTION = """
 Serves a multi-label PyTorch classifier and tunes one decision threshold per
@@ -45,7 +45,7 @@ def create_app(
     app.state.metrics = _metrics_for(app)
     # Added first, so innermost: inside the body limit and the metrics.
     app.add_middleware(predict.PredictFastPath)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    install_limits(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # /predict first: routes are matched in order, and it is the one under load.
     for router in (predict.router, health.router, model.router, thresholds.router, metrics.router):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models import LoadedModel
+from labelcut.models import LoadedModel
 
 DEFAULT_CHUNK_ROWS = 8192
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-import tuning
-from app.config import Settings
-from app.scoring import score_inputs
-from app.store import NewThresholdSet, ThresholdSet, ThresholdStore
-from app.uploads import InputSpec, UploadError, ValidationData
-from models import LoadedModel, load_model
+from labelcut import tuning
+from labelcut.app.config import Settings
+from labelcut.app.scoring import score_inputs
+from labelcut.app.store import NewThresholdSet, ThresholdSet, ThresholdStore
+from labelcut.app.uploads import InputSpec, UploadError, ValidationData
+from labelcut.models import LoadedModel, load_model
 
 log = logging.getLogger("labelcut")
 

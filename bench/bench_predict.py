@@ -1,6 +1,6 @@
 """Benchmark POST /predict: dynamic batching on and off, against an HTTP floor.
 
-Starts real servers one at a time (`python -m app.cli serve`, batching settings
+Starts real servers one at a time (`python -m labelcut.app.cli serve`, batching settings
 from LABELCUT_* variables) and drives each from a separate process with the same
 closed-loop load: C concurrent keep-alive HTTP/1.1 connections, each sending one
 JSON row, waiting for the answer, and sending the next, for a fixed duration
@@ -166,7 +166,7 @@ def load_main(args: argparse.Namespace) -> None:
 def floor_main(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from app.routes.predict import read_json_body
+    from labelcut.app.routes.predict import read_json_body
 
     answer = Path(args.answer).read_bytes()
     app = FastAPI()
@@ -226,7 +226,7 @@ class Server:
 
 
 def serve_cmd(port: int, data_dir: Path, device: str, model_dir: Path | None) -> list[str]:
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "labelcut.app.cli", "serve", "--port", str(port)]
     cmd += ["--data-dir", str(data_dir), "--device", device, "--log-level", "warning"]
     return cmd + (["--model", str(model_dir)] if model_dir else [])
 
@@ -242,7 +242,7 @@ def run_load(url: str, bodies: Path, concurrency: int, args: argparse.Namespace)
 def make_heavy_bundle(directory: Path) -> Path:
     import torch
 
-    from models import MLP, load_model, save_bundle
+    from labelcut.models import MLP, load_model, save_bundle
 
     if (directory / "manifest.json").exists():
         return directory
@@ -259,9 +259,9 @@ def prepare_bodies(work: Path) -> tuple[Path, Path]:
     """64 one-row JSON bodies from the yeast test set, and a real answer for the floor."""
     import numpy as np
 
-    import tuning
-    from app.routes.predict import encode_json
-    from models import YEAST_TEST, load_model
+    from labelcut import tuning
+    from labelcut.app.routes.predict import encode_json
+    from labelcut.models import YEAST_TEST, load_model
 
     with np.load(YEAST_TEST, allow_pickle=False) as z:
         rows = z["X"][:64]

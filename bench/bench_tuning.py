@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve
 
-from tuning import tune_thresholds
+from labelcut.tuning import tune_thresholds
 
 SPEED_GOAL = 5.0  # times faster than the sklearn loop
 MEMORY_GOAL = 3.0  # peak increase, in multiples of the input arrays' bytes

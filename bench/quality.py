@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
-from tuning import DEFAULT_STRATEGY, tune_thresholds
-from tuning.strategies import SHRINKAGE_POSITIVES
+from labelcut.tuning import DEFAULT_STRATEGY, tune_thresholds
+from labelcut.tuning.strategies import SHRINKAGE_POSITIVES
 
 SETS = ("yeast", "scene", "emotions", "enron", "medical")
 VALIDATION_SHARE = 0.3

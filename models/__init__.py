@@ -14,12 +14,12 @@ bundles you trust. ``safetensors`` bundles hold tensors only. Pickled
 checkpoints are refused without being unpickled.
 """
 
-from models.architectures import MLP
-from models.bundle import Manifest, save_bundle
-from models.device import resolve_device
-from models.errors import BundleError
-from models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
-from models.runtime import LoadedModel, load_model
+from labelcut.models.architectures import MLP
+from labelcut.models.bundle import Manifest, save_bundle
+from labelcut.models.device import resolve_device
+from labelcut.models.errors import BundleError
+from labelcut.models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
+from labelcut.models.runtime import LoadedModel, load_model
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -37,9 +37,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Imported lazily so that `python -m models.train` does not import itself twice.
+    # Imported lazily so that `python -m labelcut.models.train` does not import itself twice.
     if name == "train_default_model":
-        from models.train import train_default_model
+        from labelcut.models.train import train_default_model
 
         return train_default_model
     raise AttributeError(f"module 'models' has no attribute {name!r}")

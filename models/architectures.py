@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.errors import BundleError
+from labelcut.models.errors import BundleError
 
 
 class MLP(nn.Module):

@@ -36,9 +36,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
-from models.architectures import ARCHITECTURES, build_architecture
-from models.errors import BundleError
-from models.formats import (
+from labelcut.models.architectures import ARCHITECTURES, build_architecture
+from labelcut.models.errors import BundleError
+from labelcut.models.formats import (
     FORMATS,
     PICKLE_SUFFIXES,
     WEIGHTS_FILE_NAMES,

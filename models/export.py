@@ -1,4 +1,4 @@
-"""Convert a PyTorch checkpoint you trust into a model bundle (``python -m models.export``).
+"""Convert a trusted PyTorch checkpoint into a bundle (``python -m labelcut.models.export``).
 
 This is the one place in labelcut that reads a pickle-based checkpoint, and it
 only does so on explicit request, for a file the user vouches for:
@@ -12,7 +12,7 @@ only does so on explicit request, for a file the user vouches for:
 
 Example::
 
-    python -m models.export ckpt.pt my_bundle --labels Class1,Class2,Class3 \\
+    python -m labelcut.models.export ckpt.pt my_bundle --labels Class1,Class2,Class3 \\
         --input-shape 103 --factory models.architectures:MLP \\
         --factory-kwargs '{"input_size": 103, "num_labels": 3, "hidden_sizes": [256]}' \\
         --format safetensors
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.bundle import save_bundle
+from labelcut.models.bundle import save_bundle
 
 
 def convert_checkpoint(
@@ -114,7 +114,7 @@ def _labels(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m models.export",
+        prog="python -m labelcut.models.export",
         description="Convert a trusted PyTorch checkpoint into a labelcut model bundle.",
     )
     parser.add_argument("checkpoint", type=Path)

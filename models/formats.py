@@ -30,8 +30,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.architectures import build_architecture
-from models.errors import BundleError
+from labelcut.models.architectures import build_architecture
+from labelcut.models.errors import BundleError
 
 Format = Literal["safetensors", "export", "torchscript"]
 FORMATS: tuple[str, ...] = ("safetensors", "export", "torchscript")
@@ -60,7 +60,7 @@ def conversion_hint(path: Path) -> str:
         "(`model = MyModel(...)`; `model.load_state_dict(torch.load(path, weights_only=True))`, "
         "or `torch.load(path, weights_only=False)` only if you made the file yourself), "
         "then call `models.save_bundle(model, 'my_bundle', labels=[...], input_shape=(d,))`, "
-        "or run the converter `labelcut export` (`python -m models.export --help`), "
+        "or run the converter `labelcut export` (`python -m labelcut.models.export --help`), "
         "and load the resulting directory."
     )
 

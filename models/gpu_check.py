@@ -1,4 +1,4 @@
-"""Compare the default model on CUDA with the CPU and time 100k rows: python -m models.gpu_check.
+"""Default model on CUDA against the CPU, and 100k rows timed: python -m labelcut.models.gpu_check.
 
 Prints the max abs difference of CUDA vs CPU probabilities (float32; the target is
 <= 1e-5) and the time to score ``--rows`` rows (yeast test rows repeated) on each
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from models.paths import YEAST_TEST
-from models.runtime import load_model
+from labelcut.models.paths import YEAST_TEST
+from labelcut.models.runtime import load_model
 
 
 def _timed(model, x: np.ndarray, repeats: int) -> tuple[np.ndarray, float]:
@@ -31,7 +31,7 @@ def _timed(model, x: np.ndarray, repeats: int) -> tuple[np.ndarray, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.gpu_check")
+    parser = argparse.ArgumentParser(prog="python -m labelcut.models.gpu_check")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)

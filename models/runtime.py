@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from models.bundle import MANIFEST_NAME, Manifest, read_manifest, weights_path
-from models.device import resolve_device, resolve_dtype
-from models.errors import BundleError
-from models.formats import load_module
-from models.paths import DEFAULT_MODEL_DIR
+from labelcut.models.bundle import MANIFEST_NAME, Manifest, read_manifest, weights_path
+from labelcut.models.device import resolve_device, resolve_dtype
+from labelcut.models.errors import BundleError
+from labelcut.models.formats import load_module
+from labelcut.models.paths import DEFAULT_MODEL_DIR
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 

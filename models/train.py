@@ -1,6 +1,6 @@
 """Rebuild the bundled default model: a multi-label MLP on MULAN's yeast data.
 
-Run ``python -m models.train`` (optionally ``--out DIR --seed N --epochs N``). The
+Run ``python -m labelcut.models.train`` (optionally ``--out DIR --seed N --epochs N``). The
 model is trained on ``yeast_train.npz`` with ``BCEWithLogitsLoss``; the test split
 is only scored, never used for fitting or model selection. Training is seeded and
 runs on the CPU, so the same seed on the same machine gives the same weights.
@@ -19,10 +19,10 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from models.architectures import MLP
-from models.bundle import read_manifest, save_bundle, write_manifest
-from models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
-from models.runtime import load_model
+from labelcut.models.architectures import MLP
+from labelcut.models.bundle import read_manifest, save_bundle, write_manifest
+from labelcut.models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
+from labelcut.models.runtime import load_model
 
 DEFAULT_NAME = "yeast-mlp"
 THRESHOLD = 0.5
@@ -183,7 +183,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m models.train", description="Rebuild the bundled yeast model."
+        prog="python -m labelcut.models.train", description="Rebuild the bundled yeast model."
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="bundle directory")
     parser.add_argument("--seed", type=int, default=0)

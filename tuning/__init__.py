@@ -3,14 +3,14 @@
 Decision rule everywhere: a label is predicted positive iff ``score >= threshold``.
 """
 
-from tuning.curve_points import compact_curves, downsample_curve, operating_index
-from tuning.curves import PRCurve, precision_recall_curves
-from tuning.decision import DECISION_RULES, apply_decision_rule
-from tuning.diagnosis import diagnose
-from tuning.result import TuningResult
-from tuning.strategies import DEFAULT_STRATEGY, STRATEGIES
-from tuning.tune import apply_thresholds, tune_thresholds
-from tuning.validation import OBJECTIVES
+from labelcut.tuning.curve_points import compact_curves, downsample_curve, operating_index
+from labelcut.tuning.curves import PRCurve, precision_recall_curves
+from labelcut.tuning.decision import DECISION_RULES, apply_decision_rule
+from labelcut.tuning.diagnosis import diagnose
+from labelcut.tuning.result import TuningResult
+from labelcut.tuning.strategies import DEFAULT_STRATEGY, STRATEGIES
+from labelcut.tuning.tune import apply_thresholds, tune_thresholds
+from labelcut.tuning.validation import OBJECTIVES
 
 __all__ = [
     "DECISION_RULES",

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tuning.candidates import Candidates
-from tuning.cpu import block_plan, sorted_label_blocks
-from tuning.pooled import PooledHistogram
-from tuning.select import TuningSpec, objective_values
-from tuning.strategies import blend, shrinkage_weight
-from tuning.validation import CONSTRAINED_OBJECTIVES
+from labelcut.tuning.candidates import Candidates
+from labelcut.tuning.cpu import block_plan, sorted_label_blocks
+from labelcut.tuning.pooled import PooledHistogram
+from labelcut.tuning.select import TuningSpec, objective_values
+from labelcut.tuning.strategies import blend, shrinkage_weight
+from labelcut.tuning.validation import CONSTRAINED_OBJECTIVES
 
 DEFAULT_N_BOOTSTRAP = 200
 DEFAULT_CONFIDENCE = 0.9

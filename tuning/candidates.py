@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuning import sortkeys
+from labelcut.tuning import sortkeys
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from tuning import sortkeys
-from tuning.candidates import Candidates, Scratch, candidates_from_sorted
-from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
-from tuning.select import (
+from labelcut.tuning import sortkeys
+from labelcut.tuning.candidates import Candidates, Scratch, candidates_from_sorted
+from labelcut.tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
+from labelcut.tuning.select import (
     TuningSpec,
     best_candidate,
     label_statuses,

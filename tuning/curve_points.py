@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tuning.cpu import block_plan, sorted_label_blocks
-from tuning.curves import PRCurve, curve_from_candidates
-from tuning.validation import check_scores, check_targets
+from labelcut.tuning.cpu import block_plan, sorted_label_blocks
+from labelcut.tuning.curves import PRCurve, curve_from_candidates
+from labelcut.tuning.validation import check_scores, check_targets
 
 DEFAULT_MAX_POINTS = 1000
 

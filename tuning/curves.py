@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tuning.candidates import Candidates
-from tuning.cpu import block_plan, sorted_label_blocks
-from tuning.validation import check_scores, check_targets
+from labelcut.tuning.candidates import Candidates
+from labelcut.tuning.cpu import block_plan, sorted_label_blocks
+from labelcut.tuning.validation import check_scores, check_targets
 
 
 class PRCurve(NamedTuple):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from tuning import validation
+from labelcut.tuning import validation
 
 DECISION_RULES: tuple[str, ...] = ("threshold", "at_least_one", "exactly_one", "top_k")
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tuning import sortkeys
-from tuning.select import TuningSpec, midpoint_thresholds, objective_values
+from labelcut.tuning import sortkeys
+from labelcut.tuning.select import TuningSpec, midpoint_thresholds, objective_values
 
 # Bucket = the score's exponent and this many leading mantissa bits; scores below
 # 2**_LOWEST_EXPONENT share bucket 0. About 21,000 buckets for either float dtype.

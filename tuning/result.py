@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tuning.diagnosis import rename_labels
-from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
+from labelcut.tuning.diagnosis import rename_labels
+from labelcut.tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tuning.validation import CONSTRAINED_OBJECTIVES
+from labelcut.tuning.validation import CONSTRAINED_OBJECTIVES
 
 
 @dataclass(frozen=True)

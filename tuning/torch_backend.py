@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tuning import sortkeys
-from tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
-from tuning.select import TuningSpec, label_statuses, midpoint_thresholds, objective_values
+from labelcut.tuning import sortkeys
+from labelcut.tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
+from labelcut.tuning.select import TuningSpec, label_statuses, midpoint_thresholds, objective_values
 
 # Scores per block; the block's working tensors take about 60 bytes per score.
 _BLOCK_ELEMENTS = 1 << 24

@@ -8,22 +8,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuning import validation
-from tuning.bootstrap import (
+from labelcut.tuning import validation
+from labelcut.tuning.bootstrap import (
     DEFAULT_CONFIDENCE,
     DEFAULT_N_BOOTSTRAP,
     DEFAULT_SEED,
     BootstrapPlan,
     bootstrap_intervals,
 )
-from tuning.counting import counts_at
-from tuning.cpu import tune_labels_cpu
-from tuning.diagnosis import diagnose
-from tuning.pooled import pooled_threshold
-from tuning.result import TuningResult
-from tuning.select import TuningSpec
-from tuning.strategies import DEFAULT_STRATEGY, SHRINKAGE_POSITIVES, combine
-from tuning.torch_backend import tune_labels_torch
+from labelcut.tuning.counting import counts_at
+from labelcut.tuning.cpu import tune_labels_cpu
+from labelcut.tuning.diagnosis import diagnose
+from labelcut.tuning.pooled import pooled_threshold
+from labelcut.tuning.result import TuningResult
+from labelcut.tuning.select import TuningSpec
+from labelcut.tuning.strategies import DEFAULT_STRATEGY, SHRINKAGE_POSITIVES, combine
+from labelcut.tuning.torch_backend import tune_labels_torch
 
 
 def tune_thresholds(

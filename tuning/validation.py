@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuning.strategies import STRATEGIES
+from labelcut.tuning.strategies import STRATEGIES
 
 OBJECTIVES: tuple[str, ...] = ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
 CONSTRAINED_OBJECTIVES: frozenset[str] = frozenset({"recall_at_precision", "precision_at_recall"})

@@ -3,8 +3,8 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.deps import ServiceDep
-from app.schemas import Health
+from labelcut.app.deps import ServiceDep
+from labelcut.app.schemas import Health
 
 router = APIRouter(tags=["health"])
 

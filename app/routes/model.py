@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.deps import ReadyService
-from app.schemas import ModelInfo
+from labelcut.app.deps import ReadyService
+from labelcut.app.schemas import ModelInfo
 
 router = APIRouter(tags=["model"])
 

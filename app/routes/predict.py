@@ -27,11 +27,11 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import tuning
-from app.batching import BatcherClosed
-from app.deps import get_ready_service, get_service, require_api_key
-from app.schemas import ErrorResponse, PredictRequest, PredictResponse
-from app.service import Service
+from labelcut import tuning
+from labelcut.app.batching import BatcherClosed
+from labelcut.app.deps import get_ready_service, get_service, require_api_key
+from labelcut.app.schemas import ErrorResponse, PredictRequest, PredictResponse
+from labelcut.app.service import Service
 
 router = APIRouter(tags=["predict"])
 

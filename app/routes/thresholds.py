@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ReadyService, admin_bearer, require_admin
-from app.schemas import (
+from labelcut.app.deps import ReadyService, admin_bearer, require_admin
+from labelcut.app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
     DecisionRule,
@@ -18,9 +18,9 @@ from app.schemas import (
     Strategy,
     ThresholdSetReport,
 )
-from app.service import CURVE_POINTS, Service, TuneParams, decision_rule_of, sha256_of_file
-from app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
-from app.uploads import UploadError, detect_format, read_validation_file
+from labelcut.app.service import CURVE_POINTS, Service, TuneParams, decision_rule_of, sha256_of_file
+from labelcut.app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
+from labelcut.app.uploads import UploadError, detect_format, read_validation_file
 
 router = APIRouter(tags=["thresholds"])
 

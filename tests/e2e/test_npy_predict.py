@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from models import YEAST_TEST, load_model
+from labelcut.models import YEAST_TEST, load_model
 
 from ..support.server import Server
 

@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from models import YEAST_TEST
+from labelcut.models import YEAST_TEST
 
 from ..support.server import Server
 
@@ -104,7 +104,7 @@ def test_predict_tune_every_format_activate_and_restart(server, tmp_path, yeast)
 def test_other_model_does_not_inherit_the_active_set(server, tmp_path, yeast):
     import torch
 
-    from models import MLP, save_bundle
+    from labelcut.models import MLP, save_bundle
 
     assert upload(server.url, "v.npz", YEAST_TEST.read_bytes()).status_code == 200
     server.stop()

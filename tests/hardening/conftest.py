@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import YEAST_TEST
+from labelcut.models import YEAST_TEST
 
 from ..support.server import Server
 

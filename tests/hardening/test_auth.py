@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-import app.deps
-from app.deps import is_loopback
+from labelcut import app
+from labelcut.app.deps import is_loopback
 
 from ..support.inprocess import app_client as make_client
 from ..support.inprocess import wait_ready

@@ -36,7 +36,7 @@ MAX_DATA_MB = 64
 
 @cache
 def yeast_rows() -> tuple[np.ndarray, np.ndarray]:
-    from models import YEAST_TEST
+    from labelcut.models import YEAST_TEST
 
     with np.load(YEAST_TEST, allow_pickle=False) as z:
         return z["X"][:N].astype(np.float32), z["Y"][:N].astype(np.uint8)
@@ -894,7 +894,7 @@ def test_good_files_of_every_format_are_accepted(client, yeast_npz_bytes):
 # its parent's high-water mark (kept across fork and exec), and pytest's process is big.
 _MEASURE = """
 import io, json, sys
-from app.uploads import InputSpec, UploadError, read_validation_file
+from labelcut.app.uploads import InputSpec, UploadError, read_validation_file
 
 def peak_kb():
     for line in open("/proc/self/status"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from models import (
+from labelcut.models import (
     DEFAULT_MODEL_DIR,
     YEAST_TEST,
     YEAST_TRAIN,
@@ -17,7 +17,7 @@ from models import (
     load_model,
     train_default_model,
 )
-from models.bundle import read_manifest, sha256_file
+from labelcut.models.bundle import read_manifest, sha256_file
 
 
 def _split(path):
@@ -111,7 +111,7 @@ def test_training_is_seeded_and_records_what_it_reports(tmp_path):
 
 
 def test_train_command_prints_the_figures(tmp_path, capsys):
-    from models.train import main
+    from labelcut.models.train import main
 
     assert main(["--out", str(tmp_path / "b"), "--epochs", "1"]) == 0
     printed = capsys.readouterr().out

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import DEFAULT_MODEL_DIR, YEAST_TEST, load_model, resolve_device
-from models.device import resolve_dtype
+from labelcut.models import DEFAULT_MODEL_DIR, YEAST_TEST, load_model, resolve_device
+from labelcut.models.device import resolve_dtype
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without CUDA")
@@ -113,7 +113,7 @@ def test_half_precision_on_cuda_returns_float32(dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("fmt", ["export", "torchscript", "safetensors"])
 def test_every_format_runs_on_cuda(tmp_path, fmt):
-    from models import MLP, save_bundle
+    from labelcut.models import MLP, save_bundle
 
     torch.manual_seed(0)
     module = MLP(6, 3, hidden_sizes=(8,))

@@ -1,4 +1,4 @@
-"""Converting a trusted checkpoint into a bundle (python -m models.export)."""
+"""Converting a trusted checkpoint into a bundle (python -m labelcut.models.export)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import MLP, load_model
-from models.export import convert_checkpoint, main
+from labelcut.models import MLP, load_model
+from labelcut.models.export import convert_checkpoint, main
 
 LABELS = ["a", "b", "c"]
 D = 5
@@ -41,7 +41,7 @@ def test_state_dict_checkpoint_via_factory(tmp_path):
         tmp_path / "b",
         labels=LABELS,
         input_shape=(D,),
-        factory="models.architectures:MLP",
+        factory="labelcut.models.architectures:MLP",
         factory_kwargs=MLP_KWARGS,
         format="safetensors",
     )
@@ -74,7 +74,7 @@ def test_state_dict_reading_never_runs_a_payload(tmp_path):
             tmp_path / "b",
             labels=LABELS,
             input_shape=(D,),
-            factory="models.architectures:MLP",
+            factory="labelcut.models.architectures:MLP",
             factory_kwargs=MLP_KWARGS,
         )
     assert not marker.exists()
@@ -95,7 +95,7 @@ def test_command_line(tmp_path, capsys):
         "--input-shape",
         str(D),
         "--factory",
-        "models.architectures:MLP",
+        "labelcut.models.architectures:MLP",
         "--factory-kwargs",
         json.dumps(MLP_KWARGS),
         "--format",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import MLP, BundleError, load_model, save_bundle
-from models.bundle import read_manifest
+from labelcut.models import MLP, BundleError, load_model, save_bundle
+from labelcut.models.bundle import read_manifest
 
 LABELS = ["a", "b", "c"]
 D = 4

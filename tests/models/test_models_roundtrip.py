@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import MLP, BundleError, LoadedModel, load_model, save_bundle
-from models.formats import WEIGHTS_FILE_NAMES
+from labelcut.models import MLP, BundleError, LoadedModel, load_model, save_bundle
+from labelcut.models.formats import WEIGHTS_FILE_NAMES
 
 LABELS = ["a", "b", "c"]
 D = 5

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import BundleError, load_model, save_bundle
-from models.formats import sniff_weights
+from labelcut.models import BundleError, load_model, save_bundle
+from labelcut.models.formats import sniff_weights
 
 LABELS = ["a", "b", "c"]
 D = 4
@@ -95,7 +95,7 @@ def test_a_pickled_checkpoint_passed_as_the_path_is_refused_unopened(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "export", "torchscript"])
 def test_a_pickle_in_place_of_the_declared_weights_is_refused_unopened(tmp_path, fmt):
-    from models import MLP
+    from labelcut.models import MLP
 
     module = MLP(D, len(LABELS), hidden_sizes=(6,)) if fmt == "safetensors" else _tiny()
     bundle = save_bundle(module, tmp_path / "b", labels=LABELS, input_shape=(D,), format=fmt)
@@ -148,7 +148,7 @@ def test_export_archive_with_pickled_weights_is_refused(tmp_path):
 
 
 def test_sniffing_tells_the_formats_apart(tmp_path):
-    from models import MLP
+    from labelcut.models import MLP
 
     for fmt, suffix in (("safetensors", "safetensors"), ("export", "pt2"), ("torchscript", "ts")):
         module = MLP(D, 3) if fmt == "safetensors" else _tiny()
@@ -180,7 +180,7 @@ def test_sha256_mismatch_names_the_file_and_both_digests(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["safetensors", "export", "torchscript"])
 def test_label_count_mismatch_names_the_manifest_and_both_numbers(tmp_path, fmt):
-    from models import MLP
+    from labelcut.models import MLP
 
     module = MLP(D, len(LABELS)) if fmt == "safetensors" else _tiny()
     bundle = save_bundle(module, tmp_path / "b", labels=LABELS, input_shape=(D,), format=fmt)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from models import YEAST_TEST
+from labelcut.models import YEAST_TEST
 
 from ..support.inprocess import LOOPBACK, app_client, wait_ready
 

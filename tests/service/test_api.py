@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-import tuning
-from app.store import NewThresholdSet
-from models import load_model
+from labelcut import tuning
+from labelcut.app.store import NewThresholdSet
+from labelcut.models import load_model
 
 from .conftest import make_client, wait_ready
 
@@ -372,7 +372,7 @@ def test_decision_rules_per_request_and_stored_with_the_set(client, model, yeast
         response = client.post("/predict", json={"inputs": rows[:1].tolist(), **extra})
         assert response.status_code == 422 and needle in json.dumps(response.json()["detail"])
 
-    from models import YEAST_TEST
+    from labelcut.models import YEAST_TEST
 
     stored = client.post(
         "/tune-thresholds",

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-import tuning
-from app.batching import Batcher, BatcherClosed
-from models import load_model
+from labelcut import tuning
+from labelcut.app.batching import Batcher, BatcherClosed
+from labelcut.models import load_model
 
 from .conftest import make_client, wait_ready
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import tuning
-from app.cli import main
-from models import YEAST_TEST, load_model
-from models.architectures import MLP
+from labelcut import tuning
+from labelcut.app.cli import main
+from labelcut.models import YEAST_TEST, load_model
+from labelcut.models.architectures import MLP
 
 
 def test_tune_prints_a_table_and_writes_json(tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_export_converts_a_state_dict_into_a_loadable_bundle(tmp_path):
             "--input-shape",
             "4",
             "--factory",
-            "models.architectures:MLP",
+            "labelcut.models.architectures:MLP",
             "--factory-kwargs",
             kwargs,
             "--format",

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from models import load_model
+from labelcut.models import load_model
 
 from .conftest import make_client, wait_ready
 

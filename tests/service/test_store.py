@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from app.store import ModelMismatch, NewThresholdSet, ThresholdStore, UnknownThresholdSet
+from labelcut.app.store import ModelMismatch, NewThresholdSet, ThresholdStore, UnknownThresholdSet
 
 LABELS = ["a", "b", "c"]
 

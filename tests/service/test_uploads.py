@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from app.uploads import (
+from labelcut.app.uploads import (
     InputSpec,
     UploadError,
     detect_format,

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
+from labelcut.app.config import Settings
+from labelcut.app.main import create_app
 
 LOOPBACK = ("127.0.0.1", 50000)
 

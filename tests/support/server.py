@@ -33,7 +33,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "labelcut.app.cli", "serve", "--port", str(self.port)]
         cmd += ["--data-dir", str(data_dir), "--device", "cpu", "--log-level", "warning"]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LABELCUT_")}
         self.proc = subprocess.Popen(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_curve
 
-import tuning
+from labelcut import tuning
 
 
 def test_small_curves_are_kept_whole():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import precision_recall_curve
 
-from tuning import PRCurve, precision_recall_curves
+from labelcut.tuning import PRCurve, precision_recall_curves
 
 
 def sklearn_curve(targets, scores):

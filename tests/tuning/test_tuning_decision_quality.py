@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-import tuning.pooled
-from tuning import (
+from labelcut import tuning
+from labelcut.tuning import (
     DECISION_RULES,
     DEFAULT_STRATEGY,
     STRATEGIES,
@@ -19,7 +19,7 @@ from tuning import (
     diagnose,
     tune_thresholds,
 )
-from tuning.strategies import SHRINKAGE_POSITIVES, logit, sigmoid
+from labelcut.tuning.strategies import SHRINKAGE_POSITIVES, logit, sigmoid
 
 # ---------------------------------------------------------------------------
 # global: one threshold, exact optimum of the pooled objective
@@ -211,7 +211,6 @@ def test_bootstrap_interval_covers_the_true_optimum_at_about_the_stated_rate():
 
 
 def test_bootstrap_cost_is_bounded_by_groups(monkeypatch):
-    import tuning.bootstrap
 
     rng = np.random.default_rng(9)
     scores = rng.random((5000, 2))

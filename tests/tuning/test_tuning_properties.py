@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tuning import apply_thresholds
-from tuning import tune_thresholds as _tune_thresholds
+from labelcut.tuning import apply_thresholds
+from labelcut.tuning import tune_thresholds as _tune_thresholds
 
 # These tests pin the per-label search itself: the default strategy pulls rare labels
 # toward a shared threshold, and the bootstrap is tested in test_tuning_decision_quality.

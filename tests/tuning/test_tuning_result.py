@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tuning import OBJECTIVES, TuningResult, tune_thresholds
+from labelcut.tuning import OBJECTIVES, TuningResult, tune_thresholds
 
 CONTRACT_FIELDS = {
     "thresholds": np.float64,

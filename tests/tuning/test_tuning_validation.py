@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tuning import apply_thresholds, precision_recall_curves, tune_thresholds
+from labelcut.tuning import apply_thresholds, precision_recall_curves, tune_thresholds
 
 SCORES = np.array([[0.1, 0.9], [0.8, 0.3], [0.6, 0.4]])
 TARGETS = np.array([[0, 1], [1, 0], [1, 1]])

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from models import YEAST_TEST
+from labelcut.models import YEAST_TEST
 
 from ..support.server import Server
 

@@ -13,9 +13,9 @@ import plotly
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.main import create_app
-from app.routes import ui
+from labelcut.app.config import Settings
+from labelcut.app.main import create_app
+from labelcut.app.routes import ui
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
