@@ -15,11 +15,12 @@ checkpoints are refused without being unpickled.
 """
 
 from labelcut.models.architectures import MLP
-from labelcut.models.bundle import Manifest, save_bundle
 from labelcut.models.device import resolve_device
 from labelcut.models.errors import BundleError
+from labelcut.models.manifest import Manifest
 from labelcut.models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
 from labelcut.models.runtime import LoadedModel, load_model
+from labelcut.models.saving import save_bundle
 
 __all__ = [
     "DEFAULT_MODEL_DIR",

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from labelcut.models.bundle import save_bundle
+from labelcut.models.saving import save_bundle
 
 
 def convert_checkpoint(
@@ -52,7 +52,7 @@ def convert_checkpoint(
     entry is unwrapped first. Without ``factory``, ``trust_pickle=True`` is required
     and the file must unpickle to an ``nn.Module``. ``bundle_kwargs`` go to
     ``save_bundle`` (``name``, ``version``, ``feature_names``, ``mean``, ``std``,
-    ``architecture``). Returns the bundle directory.
+    ``architecture``, ``activation``, ``outputs``, ``examples``). Returns the bundle directory.
     """
     checkpoint = Path(checkpoint)
     if factory is not None:
@@ -127,6 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--factory", help="package.module:callable that builds the model")
     parser.add_argument("--factory-kwargs", default="{}", help="JSON keyword arguments")
     parser.add_argument("--trust-pickle", action="store_true", help="unpickle a whole model")
+    parser.add_argument(
+        "--activation",
+        default="sigmoid",
+        choices=["sigmoid", "softmax"],
+        help="sigmoid: multi-label (BCEWithLogitsLoss); softmax: multi-class (CrossEntropyLoss)",
+    )
+    parser.add_argument(
+        "--outputs",
+        default="logits",
+        choices=["logits", "probabilities"],
+        help="what the module returns; 'probabilities' means no activation is applied",
+    )
     parser.add_argument("--name")
     parser.add_argument("--version", default="1")
     args = parser.parse_args(argv)
@@ -141,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=args.format,
         name=args.name,
         version=args.version,
+        activation=args.activation,
+        outputs=args.outputs,
     )
     print(f"wrote {path}")
     return 0

@@ -11,10 +11,17 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from labelcut.models.bundle import MANIFEST_NAME, Manifest, read_manifest, weights_path
 from labelcut.models.device import resolve_device, resolve_dtype
 from labelcut.models.errors import BundleError
 from labelcut.models.formats import load_module
+from labelcut.models.guard import activate, check_raw_outputs, standard_normal_rows
+from labelcut.models.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    read_examples,
+    read_manifest,
+    weights_path,
+)
 from labelcut.models.paths import DEFAULT_MODEL_DIR
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
@@ -22,7 +29,6 @@ ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 #: Rows per forward pass when ``batch_size`` is None, capped by ``_BATCH_BYTES`` of input.
 DEFAULT_BATCH_ROWS = 4096
 _BATCH_BYTES = 64 * 1024 * 1024
-_WARMUP_ROWS = 2
 
 
 def load_model(
@@ -37,8 +43,10 @@ def load_model(
     Steps: resolve the device and dtype, read and validate ``manifest.json``, check
     the weights file's sha256 and format, load it onto the device (no pickle is
     ever unpickled; export and TorchScript bundles run code and must be trusted),
-    and, with ``warmup``, run a batch of zeros and check that the output is
-    ``(batch, len(labels))``.
+    and, with ``warmup``, run the guard's rows (16 seeded random rows plus the
+    bundle's example rows) and check that the output is ``(rows, len(labels))``
+    and honours the manifest's output contract (see ``models.guard``: raw
+    outputs all in [0, 1] from a bundle that declares logits are refused).
 
     ``device``: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see
     ``resolve_device``). ``dtype``: ``None``/``"float32"``, or ``"float16"``/
@@ -52,6 +60,7 @@ def load_model(
     bundle_dir = Path(DEFAULT_MODEL_DIR if directory is None else directory)
     manifest = read_manifest(bundle_dir)
     weights = weights_path(bundle_dir, manifest)
+    examples = read_examples(bundle_dir, manifest)
     module = load_module(
         manifest.format,
         weights,
@@ -66,6 +75,7 @@ def load_model(
         directory=bundle_dir,
         device=torch_device,
         dtype=torch_dtype,
+        examples=examples,
     )
     if warmup:
         model.warm_up()
@@ -78,9 +88,12 @@ class LoadedModel:
     Attributes: ``labels`` (output column order), ``input_shape`` (one row, without
     the batch dimension), ``feature_names`` (or None), ``device``, ``dtype`` (the
     compute dtype), ``name``, ``version``, ``format`` (``"safetensors"``,
-    ``"export"`` or ``"torchscript"``), ``sha256`` (of the weights file),
-    ``directory``, ``manifest`` (the validated ``Manifest``) and ``metrics`` (the
-    manifest's ``metrics`` or None).
+    ``"export"`` or ``"torchscript"``), ``activation`` (``"sigmoid"``: one
+    probability per label; ``"softmax"``: one class per row, probabilities sum to
+    1), ``outputs`` (``"logits"``, or ``"probabilities"`` when the module returns
+    them itself), ``sha256`` (of the weights file), ``directory``, ``manifest``
+    (the validated ``Manifest``), ``examples`` (the bundle's example rows or None)
+    and ``metrics`` (the manifest's ``metrics`` or None).
 
     ``predict_logits`` and ``predict_proba`` are safe to call from several
     threads: the forward pass is serialised by a lock.
@@ -94,6 +107,7 @@ class LoadedModel:
         directory: Path,
         device: torch.device,
         dtype: torch.dtype,
+        examples: np.ndarray | None = None,
     ) -> None:
         self.labels: list[str] = list(manifest.labels)
         self.input_shape: tuple[int, ...] = tuple(manifest.input_shape)
@@ -105,6 +119,9 @@ class LoadedModel:
         self.name = manifest.name
         self.version = manifest.version
         self.format = manifest.format
+        self.activation: str = manifest.activation
+        self.outputs: str = manifest.outputs
+        self.examples = examples
         self.sha256 = manifest.weights.sha256
         self.directory = Path(directory)
         self.manifest = manifest
@@ -117,7 +134,8 @@ class LoadedModel:
     def __repr__(self) -> str:
         return (
             f"LoadedModel(name={self.name!r}, version={self.version!r}, format={self.format!r}, "
-            f"labels={len(self.labels)}, input_shape={self.input_shape}, device={self.device}, "
+            f"labels={len(self.labels)}, activation={self.activation!r}, "
+            f"input_shape={self.input_shape}, device={self.device}, "
             f"dtype={self.dtype})"
         )
 
@@ -129,7 +147,10 @@ class LoadedModel:
     # ------------------------------------------------------------------ public
 
     def predict_logits(self, x: ArrayOrTensor, batch_size: int | None = None) -> ArrayOrTensor:
-        """Logits of shape ``(n, len(labels))`` for ``x`` of shape ``(n, *input_shape)``.
+        """Raw outputs ``(n, len(labels))`` for ``x`` of shape ``(n, *input_shape)``.
+
+        These are the logits, or the module's own probabilities when the bundle
+        declares ``outputs="probabilities"``.
 
         A NumPy array in gives a float32 NumPy array out; a tensor in gives a float32
         tensor out, on the input's device. Any real dtype is accepted and converted
@@ -143,19 +164,28 @@ class LoadedModel:
         return self._predict(x, batch_size, probabilities=False)
 
     def predict_proba(self, x: ArrayOrTensor, batch_size: int | None = None) -> ArrayOrTensor:
-        """Probabilities ``sigmoid(logits)`` in [0, 1], shape ``(n, len(labels))``.
+        """Probabilities in [0, 1], shape ``(n, len(labels))``.
 
-        Column ``j`` is the probability of ``labels[j]``. Same input rules and
-        output kinds as ``predict_logits``.
+        ``sigmoid(logits)`` per label for ``activation="sigmoid"``; ``softmax(logits)``
+        over the labels (each row sums to 1) for ``activation="softmax"``; the raw
+        outputs when the bundle declares ``outputs="probabilities"``. Column ``j``
+        is the probability of ``labels[j]``. Same input rules and output kinds as
+        ``predict_logits``.
         """
         return self._predict(x, batch_size, probabilities=True)
 
     def warm_up(self) -> None:
-        """Run one batch of zeros through the model and check the output shape."""
-        batch = torch.zeros((_WARMUP_ROWS, *self.input_shape), device=self.device)
+        """Run the guard's rows through the model; check the output shape and contract.
+
+        The rows are 16 seeded random rows (standard normal after the manifest's
+        standardisation) plus the bundle's example rows. Raises ``BundleError``
+        when the model fails on them, returns the wrong shape, or breaks the
+        output contract (see ``models.guard.check_raw_outputs``).
+        """
+        batch = self._guard_inputs()
         try:
             with torch.inference_mode():
-                self._forward(batch, probabilities=True)
+                raw = self._forward(batch, probabilities=False)
         except BundleError:
             raise
         except Exception as exc:
@@ -164,6 +194,22 @@ class LoadedModel:
                 f"{tuple(batch.shape)} on {self.device} with dtype "
                 f"{str(self.dtype).removeprefix('torch.')}: {type(exc).__name__}: {exc}"
             ) from exc
+        tolerance = 1e-3 if self.dtype == torch.float32 else 2e-2
+        check_raw_outputs(
+            raw,
+            activation=self.activation,
+            outputs=self.outputs,
+            source=str(self._weights_file),
+            sum_tolerance=tolerance,
+        )
+
+    def _guard_inputs(self) -> torch.Tensor:
+        rows = standard_normal_rows(self.input_shape).to(self.device)
+        if self._mean is not None:
+            rows = rows * self._std + self._mean  # raw inputs that standardise to the rows
+        if self.examples is not None:
+            rows = torch.cat((rows, torch.from_numpy(self.examples).to(self.device)))
+        return rows
 
     # ------------------------------------------------------------------ steps
 
@@ -234,7 +280,9 @@ class LoadedModel:
             output = self._module(batch)
         self._check_output(output, batch.shape[0])
         output = output.float()
-        return torch.sigmoid(output) if probabilities else output
+        if not probabilities:
+            return output
+        return activate(output, activation=self.activation, outputs=self.outputs)
 
     def _check_output(self, output: Any, rows: int) -> None:
         expected = (rows, len(self.labels))

@@ -20,9 +20,10 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from labelcut.models.architectures import MLP
-from labelcut.models.bundle import read_manifest, save_bundle, write_manifest
+from labelcut.models.manifest import read_manifest, write_manifest
 from labelcut.models.paths import DEFAULT_MODEL_DIR, YEAST_TEST, YEAST_TRAIN
 from labelcut.models.runtime import load_model
+from labelcut.models.saving import save_bundle
 
 DEFAULT_NAME = "yeast-mlp"
 THRESHOLD = 0.5

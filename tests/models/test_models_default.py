@@ -17,7 +17,8 @@ from labelcut.models import (
     load_model,
     train_default_model,
 )
-from labelcut.models.bundle import read_manifest, sha256_file
+from labelcut.models.files import sha256_file
+from labelcut.models.manifest import read_manifest
 
 
 def _split(path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from labelcut.models import MLP, BundleError, load_model, save_bundle
-from labelcut.models.bundle import read_manifest
+from labelcut.models.manifest import read_manifest
 
 LABELS = ["a", "b", "c"]
 D = 4

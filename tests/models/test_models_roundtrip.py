@@ -187,7 +187,7 @@ def test_a_trace_that_does_not_generalise_is_caught_at_save_time(tmp_path):
 
 
 def test_save_bundle_checks_the_output_width_against_labels(tmp_path):
-    with pytest.raises(BundleError, match=r"expected \(5, 4\) for 4 labels"):
+    with pytest.raises(BundleError, match=r"expected \(16, 4\) for 4 labels"):
         save_bundle(_mlp(), tmp_path / "b", labels=[*LABELS, "d"], input_shape=(D,))
 
 
