@@ -84,9 +84,11 @@ WORKDIR /home/labelcut
 VOLUME ["/data"]
 EXPOSE 8000
 
-# Liveness of the HTTP server (readiness is /readyz). python's urllib: the image has no curl;
-# any error or non-2xx answer raises, and python exits 1.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+# Readiness, not just liveness: /readyz answers 503 until the model is loaded and warm (and
+# when it failed to load), so "healthy" means "serving predictions". The start period covers
+# the model load: failures in it do not count, and the first success ends it early. python's
+# urllib (the image has no curl): a non-2xx answer or no answer raises, and python exits 1.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 
 CMD ["labelcut", "serve", "--host", "0.0.0.0", "--port", "8000"]
