@@ -73,8 +73,82 @@ class MLP(nn.Module):
         }
 
 
+class SmallCNN(nn.Module):
+    """A small convolutional classifier for one-channel images such as 8x8 digits.
+
+    ``forward(x)`` takes ``(batch, height * width)`` flat pixels (a 1-D
+    ``input_shape``, so CSV feature columns work) or ``(batch, 1, height, width)``
+    and returns logits ``(batch, num_labels)``: train it with ``CrossEntropyLoss``
+    for one class per row (bundle activation ``"softmax"``) or with
+    ``BCEWithLogitsLoss`` for independent labels (``"sigmoid"``). Layers:
+    two ``3x3 conv -> ReLU``, a ``2x2`` max-pool, ``Linear -> ReLU -> Dropout``,
+    ``Linear``.
+    """
+
+    architecture_name = "small_cnn"
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        num_labels: int,
+        channels: Sequence[int] = (16, 32),
+        hidden: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("height", height), ("width", width), ("num_labels", num_labels)):
+            _check_positive_int(name, value)
+        _check_positive_int("hidden", hidden)
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+            raise ValueError(f"channels must be two positive integers; got {channels!r}.")
+        if len(channels) != 2:
+            raise ValueError(f"channels must be two positive integers; got {channels!r}.")
+        for size in channels:
+            _check_positive_int("each entry of channels", size)
+        if height < 2 or width < 2:
+            raise ValueError(f"height and width must be at least 2; got {height}x{width}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1); got {dropout!r}.")
+        self.height, self.width, self.num_labels = int(height), int(width), int(num_labels)
+        self.channels = (int(channels[0]), int(channels[1]))
+        self.hidden, self.dropout = int(hidden), float(dropout)
+        first, second = self.channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, first, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(first, second, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        flat = second * (self.height // 2) * (self.width // 2)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat, self.hidden),
+            nn.ReLU(),
+            nn.Dropout(self.dropout),
+            nn.Linear(self.hidden, self.num_labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.reshape(-1, 1, self.height, self.width)))
+
+    def architecture_config(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this module (stored in the manifest)."""
+        return {
+            "height": self.height,
+            "width": self.width,
+            "num_labels": self.num_labels,
+            "channels": list(self.channels),
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+        }
+
+
 #: Architecture names a manifest may use, mapped to their classes.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "small_cnn": SmallCNN}
 
 
 def build_architecture(name: str, config: Mapping[str, Any], *, source: str) -> nn.Module:

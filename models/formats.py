@@ -77,12 +77,15 @@ def sniff_weights(path: Path) -> Sniffed:
         head = handle.read(16)
     if head.startswith(_ZIP_MAGIC):
         return _sniff_zip(path)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
-        return "pickle"
+    # Safetensors first: its 8-byte header length can start with the bytes of a pickle
+    # opcode (a 896-byte header is 0x80 0x03 ...), while a real pickle's first 8 bytes
+    # read as a length far beyond the limit and its 9th byte is not "{".
     if len(head) >= 9:
         header_size = int.from_bytes(head[:8], "little")
         if 0 < header_size <= _MAX_SAFETENSORS_HEADER and head[8:9] == b"{":
             return "safetensors"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+        return "pickle"
     return "unknown"
 
 
