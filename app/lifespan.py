@@ -1,5 +1,6 @@
-"""Start-up and shut-down: open the store, start the batcher, load the model in the background;
-on exit, drain the batcher's queue, then close the store."""
+"""Start-up and shut-down: start the batcher, then in the background load the model, open
+the threshold store and start its watcher (activations made by other replicas); on exit,
+drain the batcher's queue, then stop the watcher and close the store."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ log = logging.getLogger("labelcut")
 def _warn_about_open_admin(service: Service) -> None:
     if service.settings.admin_key is None:
         log.warning(
-            "LABELCUT_ADMIN_KEY is not set: /tune-thresholds and /thresholds/{id}/activate "
-            "answer only clients on loopback."
+            "LABELCUT_ADMIN_KEY is not set: /tune-thresholds, /thresholds/{id}/activate and "
+            "/thresholds/{id}/archive answer only clients on loopback."
         )
 
 
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        service.stop_waiting()  # a load still waiting for the store gives up now
         if not task.done():
             await asyncio.wait({task}, timeout=30)
         await batcher.close()

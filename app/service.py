@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,17 @@ import numpy as np
 from labelcut import tuning
 from labelcut.app.config import Settings
 from labelcut.app.scoring import score_inputs
-from labelcut.app.store import NewThresholdSet, ThresholdSet, ThresholdStore
+from labelcut.app.store import (
+    ActivePointer,
+    ActiveWatcher,
+    ModelIdentity,
+    NewThresholdSet,
+    StoreUnavailable,
+    ThresholdSet,
+    ThresholdStore,
+    database_url_from,
+)
+from labelcut.app.store.engine import locate
 from labelcut.app.uploads import InputSpec, UploadError, ValidationData
 from labelcut.models import LoadedModel, load_model
 
@@ -26,6 +37,7 @@ log = logging.getLogger("labelcut")
 
 DEFAULT_THRESHOLD = 0.5
 CURVE_POINTS = 1000  # per label, kept with each threshold set for plots
+STORE_RETRY_S = 1.0  # while a shared store cannot be reached at start
 
 
 @dataclass(frozen=True)
@@ -56,55 +68,139 @@ class TuneParams:
 
 
 class Service:
-    """Owns the model, the threshold store and the active set, for one process."""
+    """Owns the model, the threshold store and the active set, for one process (replica).
+
+    The store may be shared with other replicas: an `ActiveWatcher` re-reads the active
+    pointer when another replica activates a set, and `_install` keeps the newest
+    snapshot by activation id, so every replica converges on the last committed one.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = ThresholdStore(settings.store_path)
+        self.store_location = locate(database_url_from(settings), settings.store_path)
+        self.store: ThresholdStore | None = None
+        self.store_error: str | None = None  # why the store could not be opened yet
         self.model: LoadedModel | None = None
+        self.identity: ModelIdentity | None = None
         self.load_error: str | None = None
+        self.watcher: ActiveWatcher | None = None
         self._active: ActiveThresholds | None = None
+        self._activation_id = 0  # of the installed snapshot; 0: none (0.5 everywhere)
         self._activation_lock = threading.Lock()
+        self._closing = threading.Event()
         self.tune_lock = threading.Lock()
         self.ready = threading.Event()
 
     # --- start-up ---------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load and warm the model, then restore its active set. Runs in a worker thread."""
+        """Load and warm the model, open the store, restore the active set, start watching.
+
+        Runs in a worker thread. A PostgreSQL store that cannot be reached is retried until
+        it answers (/readyz says so meanwhile); a SQLite file that cannot be opened fails.
+        """
         try:
             model = load_model(
                 self.settings.model_dir, device=self.settings.device, dtype=self.settings.dtype
             )
+            self.model = model
+            self.identity = ModelIdentity(model.name, model.sha256, tuple(model.labels))
+            store = self._open_store()
+            if store is None:  # shutting down before the store ever answered
+                return
+            self.store = store
+            self._restore_active(store, self.identity)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
-            log.error("Could not load the model: %s", self.load_error)
+            log.error("Could not start: %s", self.load_error)
             raise
-        self.model = model
-        self._active = self._restore_active(model)
+        self.watcher = ActiveWatcher(store, self.identity.key, lambda _seen: self.refresh())
+        self.watcher.start(self._activation_id or None)
         log.info(
-            "Model '%s' (%s, sha256 %s) ready on %s with %d labels; active threshold set: %s",
+            "Model '%s' (%s, sha256 %s) ready on %s with %d labels; store %s; "
+            "active threshold set: %s",
             model.name,
             model.format,
             model.sha256[:12],
             model.device,
             len(model.labels),
-            self._active.set_id if self._active.set else "none (0.5 for every label)",
+            store.shown,
+            self.active.set_id if self.active.set else "none (0.5 for every label)",
         )
         self.ready.set()
 
-    def _restore_active(self, model: LoadedModel) -> ActiveThresholds:
-        own = self.store.active_for(model.sha256)
-        last = self.store.last_activation()
-        if last is not None and last[1] != model.sha256:
+    def _open_store(self) -> ThresholdStore | None:
+        where = self.store_location
+        while True:
+            try:
+                store = ThresholdStore(location=where)
+            except StoreUnavailable as exc:
+                if where.dialect == "sqlite":
+                    raise
+                if self.store_error is None:
+                    log.error("%s; retrying every %.0f s", exc, STORE_RETRY_S)
+                self.store_error = str(exc)
+                if self._closing.wait(STORE_RETRY_S):
+                    return None
+                continue
+            self.store_error = None
+            return store
+
+    def _restore_active(self, store: ThresholdStore, identity: ModelIdentity) -> None:
+        pointer = store.active(identity.key)
+        if pointer is None:
+            # Same weights, other labels or order: say why its set is not applied.
+            for other in store.actives_for_weights(identity.sha256):
+                log.warning(
+                    "Not applying threshold set %d, active for these weights: %s Activate "
+                    "a set tuned for this model's labels (or tune one).",
+                    other.set.id,
+                    other.set.mismatch_with(identity),
+                )
+        last = store.last_activation()
+        if last is not None and last[1] != identity.sha256:
             log.warning(
                 "The last activated threshold set (%d) was tuned for another model "
                 "(sha256 %s); not applying it. Using this model's own last active set: %s.",
                 last[0],
                 last[1][:12],
-                own.id if own else "none",
+                pointer.set.id if pointer else "none",
             )
-        return self._snapshot(own, model)
+        self._install(pointer)
+
+    def _install(self, pointer: ActivePointer | None) -> bool:
+        """Make `pointer` this replica's snapshot unless the one held is as new; True if so."""
+        identity = self.identity
+        assert identity is not None
+        with self._activation_lock:
+            stale = pointer is None or pointer.activation_id <= self._activation_id
+            if self._active is not None and stale:
+                return False
+            if pointer is not None:
+                reason = pointer.set.mismatch_with(identity)
+                if reason is not None:  # the key matched, so only a corrupt row gets here
+                    log.error("Not applying threshold set %d: %s", pointer.set.id, reason)
+                    pointer = None
+            self._active = self._snapshot(
+                None if pointer is None else pointer.set, self.loaded_model
+            )
+            self._activation_id = 0 if pointer is None else pointer.activation_id
+        return pointer is not None
+
+    def refresh(self) -> None:
+        """Re-read this model's active pointer and install it if newer (the watcher, and
+        after every local write: whichever replica's activation committed last wins)."""
+        pointer = self.require_store().active(self.model_key)
+        if self._install(pointer) and pointer is not None:
+            log.info(
+                "Threshold set %d is active (activation %d)", pointer.set.id, pointer.activation_id
+            )
+
+    def _refresh_after_write(self) -> None:
+        try:
+            self.refresh()
+        except StoreUnavailable as exc:  # committed, but lost before reading back: the
+            log.warning("%s; the watcher will catch up", exc)  # watcher catches up later
 
     @staticmethod
     def _snapshot(found: ThresholdSet | None, model: LoadedModel) -> ActiveThresholds:
@@ -117,8 +213,16 @@ class Service:
         values.setflags(write=False)
         return ActiveThresholds(set=found, thresholds=values, decision_rule=rule, k=k)
 
+    def stop_waiting(self) -> None:
+        """Shutting down: a load still waiting for the store stops retrying."""
+        self._closing.set()
+
     def close(self) -> None:
-        self.store.close()
+        self._closing.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.store is not None:
+            self.store.close()
 
     # --- reading ----------------------------------------------------------------------
 
@@ -127,6 +231,28 @@ class Service:
         if self.model is None:
             raise RuntimeError("The model is not loaded yet.")
         return self.model
+
+    @property
+    def model_key(self) -> str:
+        """The loaded model's identity in the store: weights sha256 and labels in order."""
+        if self.identity is None:
+            raise RuntimeError("The model is not loaded yet.")
+        return self.identity.key
+
+    def require_store(self) -> ThresholdStore:
+        if self.store is None:
+            raise StoreUnavailable(self.store_error or "The threshold store is not open yet.")
+        return self.store
+
+    def store_problem(self) -> str | None:
+        """Why the store is unreachable now (for /readyz), or None while it answers."""
+        if self.store is None:
+            return self.store_error
+        health = self.store.health
+        if health.reachable:
+            return None
+        since = datetime.fromtimestamp(health.since, UTC).isoformat(timespec="seconds")
+        return f"{health.error} (since {since}; serving the last active set held)"
 
     @property
     def active(self) -> ActiveThresholds:
@@ -149,12 +275,18 @@ class Service:
     # --- changing ---------------------------------------------------------------------
 
     def activate(self, set_id: int) -> ThresholdSet:
-        """Make a stored set active (store first, then the in-memory snapshot)."""
-        model = self.loaded_model
-        with self._activation_lock:
-            found = self.store.activate(set_id, model_sha256=model.sha256)
-            self._active = self._snapshot(found, model)
+        """Make a stored set active: in the store first, then in this replica's snapshot
+        (re-read from the store, so a concurrent activation elsewhere that won shows)."""
+        assert self.identity is not None
+        found = self.require_store().activate(set_id, model=self.identity)
         log.info("Activated threshold set %d", set_id)
+        self._refresh_after_write()
+        return found
+
+    def archive(self, set_id: int) -> ThresholdSet:
+        """Hide a set from the default history (SetIsActive for an active set)."""
+        found = self.require_store().archive(set_id)
+        log.info("Archived threshold set %d", set_id)
         return found
 
     def tune(
@@ -162,6 +294,7 @@ class Service:
     ) -> tuple[ThresholdSet, dict[str, Any]]:
         """Score (if needed), tune, store, and optionally activate. Blocking: run in a thread."""
         model = self.loaded_model
+        store = self.require_store()  # before the work: a lost store answers 503 at once
         scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
         _require_finite_scores(scores)
         result = tune_scores(scores, data.targets, params, device=self.settings.device)
@@ -181,10 +314,9 @@ class Service:
             },
         )
         curves = label_curves(scores, data.targets, result.thresholds, list(model.labels))
-        with self._activation_lock:
-            stored = self.store.save(new, activate=activate, curves=curves)
-            if activate:
-                self._active = self._snapshot(stored, model)
+        stored = store.save(new, activate=activate, curves=curves)
+        if activate:
+            self._refresh_after_write()
         log.info(
             "Stored threshold set %d (objective %s, %d rows)%s",
             stored.id,
