@@ -1,10 +1,11 @@
-"""`labelcut serve | tune | train`: the command line."""
+"""`labelcut serve | tune | push | train | export`: the command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,17 +85,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from labelcut.app.scoring import score_inputs
-    from labelcut.app.service import TuneParams, tune_scores
+    from labelcut.app.service import TuneParams, label_curves, sha256_of_file, tune_scores
     from labelcut.app.uploads import InputSpec, UploadError, detect_format, read_validation_file
     from labelcut.models import load_model
 
     settings = _settings_from_flags(args, ("model_dir", "device"))
     path = Path(args.data)
+    if (args.decision_rule == "top_k") != (args.k is not None):
+        print(
+            "labelcut tune: --k goes with --decision-rule top_k, and only with it.", file=sys.stderr
+        )
+        return 2
     try:
         model = load_model(settings.model_dir, device=settings.device)
         spec = InputSpec(list(model.labels), tuple(model.input_shape), model.feature_names)
         fmt = detect_format(path.name, None)
         with path.open("rb") as fh:
+            data_sha256 = sha256_of_file(fh)
             data = read_validation_file(fh, fmt, spec, max_data_bytes=settings.max_data_bytes)
         if data.scores is not None:
             scores = data.scores
@@ -109,16 +116,52 @@ def cmd_tune(args: argparse.Namespace) -> int:
             strategy=args.strategy,
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,
+            decision_rule=args.decision_rule,
+            k=args.k,
         )
         result = tune_scores(scores, data.targets, params, device=settings.device)
     except (OSError, UploadError, ValueError) as exc:
         print(f"labelcut tune: {exc}", file=sys.stderr)
         return 2
-    report = result.to_dict(label_names=list(model.labels))
+    labels = list(model.labels)
+    report = result.to_dict(label_names=labels)
     print(_format_table(report))
+    if args.decision_rule != "threshold":
+        k = f" (k={args.k})" if args.k is not None else ""
+        print(f"decision rule for /predict: {args.decision_rule}{k}")
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        # What `labelcut push` needs to store it as a set: the model it was tuned for,
+        # the data's hash, the /predict rule, and the curves the page plots.
+        report.update(
+            model={"name": model.name, "sha256": model.sha256},
+            data_sha256=data_sha256,
+            decision_rule=args.decision_rule,
+            k=args.k,
+            curves=label_curves(scores, data.targets, result.thresholds, labels),
+        )
+        Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"\nwrote {args.out}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from labelcut.app.client import Client, LabelcutError
+
+    try:
+        report = json.loads(Path(args.report).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"labelcut push: cannot read {args.report}: {exc}", file=sys.stderr)
+        return 2
+    admin_key = args.admin_key or os.environ.get("LABELCUT_ADMIN_KEY") or None
+    try:
+        with Client(args.url, admin_key=admin_key, timeout=args.timeout) as client:
+            stored = client.push(report, activate=args.activate)
+    except LabelcutError as exc:
+        print(f"labelcut push: {exc}", file=sys.stderr)
+        return 1
+    info = stored["threshold_set"]
+    state = "active" if info["active"] else "not active"
+    print(f"stored threshold set {info['id']} on {args.url} ({state})")
     return 0
 
 
@@ -136,10 +179,17 @@ def cmd_export(argv: list[str]) -> int:
     return export_main(argv)
 
 
+def _version() -> str:
+    from labelcut import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelcut", description="Serve multi-label classifiers with tuned thresholds."
     )
+    parser.add_argument("--version", action="version", version=f"labelcut {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the model over HTTP")
@@ -173,8 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-bootstrap", dest="n_bootstrap", type=int, default=200, help="0: no intervals"
     )
     tune.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    tune.add_argument(
+        "--decision-rule",
+        dest="decision_rule",
+        default="threshold",
+        choices=["threshold", "at_least_one", "exactly_one", "top_k"],
+        help="the /predict rule stored with the set when it is pushed",
+    )
+    tune.add_argument("--k", type=int, default=None, help="labels kept by top_k (>= 1)")
     tune.add_argument("--out", help="write the full result as JSON to this file")
     tune.set_defaults(func=cmd_tune)
+
+    push = sub.add_parser("push", help="store a `labelcut tune --out` result on a server")
+    push.add_argument("report", help="the JSON file `labelcut tune --out` wrote")
+    push.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    push.add_argument(
+        "--admin-key",
+        dest="admin_key",
+        help="the server's admin key (default: $LABELCUT_ADMIN_KEY; prefer it, since "
+        "command lines are visible to other users)",
+    )
+    push.add_argument("--activate", action="store_true", help="make the stored set active")
+    push.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    push.set_defaults(func=cmd_push)
 
     train = sub.add_parser("train", help="rebuild the bundled yeast model")
     train.add_argument("--out", help="bundle directory (default: the bundled model's)")

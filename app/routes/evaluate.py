@@ -1,0 +1,140 @@
+"""POST /thresholds/{id}/evaluate: score a stored set on an uploaded labelled file.
+
+Nothing is stored: the answer is per-label precision, recall and F1 at the set's
+thresholds and at 0.5, with macro and micro averages (`labelcut.tuning.evaluate`).
+The upload is read like a tuning upload (same formats, limits and errors), so it
+is an admin operation like `/tune-thresholds`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, HTTPException, UploadFile, status
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from labelcut.app.deps import ReadyService, admin_bearer, require_admin
+from labelcut.app.schemas import ErrorResponse
+from labelcut.app.scoring import score_inputs
+from labelcut.app.service import Service, sha256_of_file
+from labelcut.app.store import ThresholdSet, UnknownThresholdSet
+from labelcut.app.uploads import UploadError, detect_format, read_validation_file
+from labelcut.tuning.evaluate import evaluate_thresholds
+
+router = APIRouter(tags=["thresholds"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422)
+}
+
+
+class OperatingPoint(BaseModel):
+    precision: float = Field(description="1 where nothing is predicted.")
+    recall: float
+    f1: float
+    true_positives: int
+    predicted_positives: int
+
+
+class LabelEvaluation(BaseModel):
+    label: str
+    threshold: float
+    support: int = Field(description="Positives of this label in the file.")
+    at_threshold: OperatingPoint = Field(description="At the set's threshold.")
+    at_default: OperatingPoint = Field(description="At 0.5.")
+
+
+class Averages(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+
+
+class AveragedPair(BaseModel):
+    macro: Averages = Field(description="Mean of the per-label figures.")
+    micro: Averages = Field(description="From the counts pooled over labels.")
+
+
+class EvaluationSummary(BaseModel):
+    at_threshold: AveragedPair
+    at_default: AveragedPair
+
+
+class EvaluationResponse(BaseModel):
+    """How a stored set does on a labelled file; nothing was stored."""
+
+    threshold_set_id: int
+    data_sha256: str
+    n_samples: int
+    default_threshold: float
+    per_label: list[LabelEvaluation]
+    summary: EvaluationSummary
+
+
+def _set_of_loaded_model(service: Service, set_id: int) -> ThresholdSet:
+    try:
+        found = service.store.get(set_id)
+    except UnknownThresholdSet as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    model = service.loaded_model
+    if found.model_sha256 != model.sha256 or list(found.labels) != list(model.labels):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"Threshold set {set_id} was tuned for model '{found.model_name}' (sha256 "
+            f"{found.model_sha256[:12]}...), not for the loaded model (sha256 "
+            f"{model.sha256[:12]}...): it can be evaluated only with that model.",
+        )
+    return found
+
+
+def _evaluate_upload(
+    service: Service, found: ThresholdSet, file: UploadFile, fmt: str
+) -> dict[str, Any]:
+    model = service.loaded_model
+    # One upload in memory at a time, shared with tuning: each holds a whole file's arrays.
+    with service.tune_lock:
+        data_sha256 = sha256_of_file(file.file)
+        data = read_validation_file(
+            file.file, fmt, service.input_spec, max_data_bytes=service.settings.max_data_bytes
+        )
+        scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
+        bad = ~np.isfinite(scores).all(axis=1)
+        if bad.any():
+            raise UploadError(
+                f"Row {int(np.argmax(bad)) + 1} of the inputs drives the model to a non-finite "
+                "output: its values are too large for float32 arithmetic."
+            )
+        report = evaluate_thresholds(
+            scores,
+            data.targets,
+            np.asarray(found.thresholds, dtype=np.float64),
+            label_names=list(model.labels),
+        )
+    return {"threshold_set_id": found.id, "data_sha256": data_sha256, **report}
+
+
+@router.post(
+    "/thresholds/{set_id}/evaluate",
+    response_model=EvaluationResponse,
+    summary="Score a stored set on an uploaded labelled file (stores nothing)",
+    description="The file is read as for /tune-thresholds (.npz, .csv or .parquet, with "
+    "inputs or scores). Answers per-label precision, recall and F1 at the set's thresholds "
+    "and at 0.5, macro and micro, with the rule score >= threshold.",
+    dependencies=[Depends(admin_bearer), Depends(require_admin)],
+    responses=_ERRORS,
+)
+async def evaluate_set(
+    set_id: int,
+    service: ReadyService,
+    file: Annotated[UploadFile, File(description="Labelled data: .npz, .csv or .parquet.")],
+) -> dict[str, Any]:
+    found = _set_of_loaded_model(service, set_id)
+    try:
+        fmt = detect_format(file.filename, file.content_type)
+        return await run_in_threadpool(_evaluate_upload, service, found, file, fmt)
+    except UploadError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from exc
+    except ValueError as exc:  # evaluate_thresholds' checks: sentences naming the problem
+        raise HTTPException(422, detail=str(exc)) from exc
