@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcut.tuning.validation import as_tensor, check_targets
+from labelcut.tuning._checks import as_tensor, check_targets
 
 #: At most this many never-co-occurring label pairs are listed (the count is always given).
 MAX_PAIRS = 50

@@ -1,15 +1,79 @@
-"""TuningResult: the thresholds chosen per label and the metrics they give."""
+"""Results: each label's counts at its threshold, and the TuningResult built from them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from labelcut.tuning._checks import DEFAULT_THRESHOLD
 from labelcut.tuning.diagnosis import rename_labels
-from labelcut.tuning.outcome import DEFAULT_THRESHOLD, LabelOutcomes
+
+if TYPE_CHECKING:
+    from labelcut.tuning.curves import PRCurve
+
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class LabelOutcomes:
+    """Counts and thresholds for L labels.
+
+    ``thresholds`` float64 (L,); ``statuses`` list[str] (L,); int64 (L,)
+    ``positives``, ``true_positives`` and ``predicted_positives`` at the
+    threshold, and ``default_true_positives``, ``default_predicted_positives``
+    at :data:`DEFAULT_THRESHOLD`. All counts are for ``score >= threshold``.
+    """
+
+    thresholds: np.ndarray
+    statuses: list[str]
+    positives: np.ndarray
+    true_positives: np.ndarray
+    predicted_positives: np.ndarray
+    default_true_positives: np.ndarray
+    default_predicted_positives: np.ndarray
+
+    @classmethod
+    def concatenate(cls, parts: list[LabelOutcomes]) -> LabelOutcomes:
+        """Join outcomes of consecutive labels or label blocks."""
+        return cls(
+            thresholds=np.concatenate([p.thresholds for p in parts]),
+            statuses=[status for p in parts for status in p.statuses],
+            **{
+                name: np.concatenate([getattr(p, name) for p in parts]).astype(np.int64)
+                for name in (
+                    "positives",
+                    "true_positives",
+                    "predicted_positives",
+                    "default_true_positives",
+                    "default_predicted_positives",
+                )
+            },
+        )
+
+
+def counts_at(
+    scores: torch.Tensor, targets: torch.Tensor, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(true positives, predicted positives), int64 (L,), for ``score >= thresholds[j]``.
+
+    Compared in float64 on the scores' device in row chunks, exactly as
+    :func:`tuning.apply_thresholds` (used where no sorted keys are at hand).
+    """
+    n_samples, n_labels = scores.shape
+    limits = torch.as_tensor(thresholds, dtype=torch.float64, device=scores.device)
+    tp = torch.zeros(n_labels, dtype=torch.int64, device=scores.device)
+    pp = torch.zeros(n_labels, dtype=torch.int64, device=scores.device)
+    rows = max(1, _CHUNK_ELEMENTS // n_labels)
+    for start in range(0, n_samples, rows):
+        predicted = scores[start : start + rows].to(torch.float64) >= limits
+        pp += predicted.sum(dim=0)
+        truth = targets[start : start + rows].to(device=scores.device, dtype=torch.bool)
+        tp += (predicted & truth).sum(dim=0)
+    return tp.cpu().numpy(), pp.cpu().numpy()
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
@@ -61,7 +125,9 @@ class TuningResult:
     ``global_threshold`` the pooled optimum (None when it could not be tuned).
     ``threshold_interval`` and ``f1_interval`` are (L, 2) bootstrap intervals
     and ``unstable`` (L,) bool, all None without a bootstrap; ``diagnosis`` is
-    :func:`tuning.diagnose` of the targets.
+    :func:`tuning.diagnose` of the targets. ``curves`` (with
+    ``tune_thresholds(..., return_curves=True)``, else None) holds each label's
+    compact :class:`PRCurve` with its threshold's and 0.5's points kept.
     """
 
     thresholds: np.ndarray
@@ -91,6 +157,7 @@ class TuningResult:
     f1_interval: np.ndarray | None = None
     unstable: np.ndarray | None = None
     diagnosis: dict[str, Any] | None = None
+    curves: list[PRCurve] | None = None
 
     @classmethod
     def from_outcomes(

@@ -1,4 +1,15 @@
-"""tune_thresholds() and apply_thresholds(): the public entry points."""
+"""tune_thresholds(): the public entry point, as one pipeline of named steps.
+
+1. check the arguments once (:mod:`tuning._checks`: one :class:`TuningSpec`);
+2. one sorted pass over the labels (:mod:`tuning._sorted`), reading from each
+   label's candidates its own optimum (:mod:`tuning._search`) and, when a
+   strategy needs the shared threshold, its counts at the pooled bucket edges;
+3. the shared threshold and each label's final one (:mod:`tuning._shared`);
+4. per label at its final threshold: counts, bootstrap interval
+   (:mod:`tuning.bootstrap`) and compact curve (:mod:`tuning.curves`), read
+   from the same sorted keys (in step 2 itself under "per_label");
+5. the :class:`TuningResult` (:mod:`tuning.result`).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcut.tuning import validation
-from labelcut.tuning.bootstrap import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_N_BOOTSTRAP,
-    DEFAULT_SEED,
-    BootstrapPlan,
-    bootstrap_intervals,
-)
-from labelcut.tuning.counting import counts_at
-from labelcut.tuning.cpu import tune_labels_cpu
+from labelcut.tuning import _checks, _search, _shared, bootstrap, curves
+from labelcut.tuning._checks import DEFAULT_STRATEGY, DEFAULT_THRESHOLD, SHRINKAGE_POSITIVES
+from labelcut.tuning._sorted import Candidates, SortedLabels
 from labelcut.tuning.diagnosis import diagnose
-from labelcut.tuning.pooled import pooled_threshold
-from labelcut.tuning.result import TuningResult
-from labelcut.tuning.select import TuningSpec
-from labelcut.tuning.strategies import DEFAULT_STRATEGY, SHRINKAGE_POSITIVES, combine
-from labelcut.tuning.torch_backend import tune_labels_torch
+from labelcut.tuning.result import LabelOutcomes, TuningResult
 
 
 def tune_thresholds(
@@ -38,9 +38,10 @@ def tune_thresholds(
     device: str | torch.device = "auto",
     strategy: str = DEFAULT_STRATEGY,
     shrinkage: float = SHRINKAGE_POSITIVES,
-    n_bootstrap: int = DEFAULT_N_BOOTSTRAP,
-    seed: int = DEFAULT_SEED,
-    confidence: float = DEFAULT_CONFIDENCE,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.9,
+    return_curves: bool = False,
 ) -> TuningResult:
     """Choose one decision threshold per label from its precision-recall curve.
 
@@ -49,9 +50,9 @@ def tune_thresholds(
     ``scores``: ``(n, L)`` probabilities in [0, 1], numpy or torch, any float
     dtype. ``targets``: ``(n, L)`` of 0/1, any bool, integer or float dtype.
     ``objective``: "f1"; "fbeta" (weights recall ``beta`` times as much as
-    precision); "recall_at_precision" (highest recall with precision >=
-    ``target``); "precision_at_recall" (highest precision with recall >=
-    ``target``). ``target`` in (0, 1] is required by the last two.
+    precision; ``beta`` in (0, 1e6]); "recall_at_precision" (highest recall
+    with precision >= ``target``); "precision_at_recall" (highest precision
+    with recall >= ``target``). ``target`` in (0, 1] is required by the last two.
 
     The search is exact: every distinct score of a label is a candidate cut
     (the points of sklearn's ``precision_recall_curve``); ties in the
@@ -70,7 +71,7 @@ def tune_thresholds(
     ``device``: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"; the
     answers are the same on every device. Raises ``ValueError`` on bad input.
 
-    ``strategy`` (see :mod:`tuning.strategies`): "per_label" (each label's own
+    ``strategy`` (see :mod:`tuning._shared`): "per_label" (each label's own
     optimum, as described above), "global" (one shared threshold, the exact
     optimum of the pooled micro objective; every label gets it) or "shrunk"
     (default: a label's own threshold pulled toward the shared one in logit
@@ -80,110 +81,167 @@ def tune_thresholds(
     The shared threshold is only computed for "global" and "shrunk"
     (``global_threshold`` is None under "per_label").
 
-    ``n_bootstrap`` replicates (0 turns it off) of a seeded Poisson bootstrap
-    over rows give ``confidence`` percentile intervals for each threshold and
-    its F1 (see :mod:`tuning.bootstrap`; computed on the CPU). Every result
-    carries :func:`tuning.diagnose` of the targets.
+    ``n_bootstrap`` replicates (0 turns it off, at most 10,000) of a seeded
+    Poisson bootstrap over rows give ``confidence`` percentile intervals for
+    each threshold and its F1 (see :mod:`tuning.bootstrap`; computed on the
+    CPU in bounded memory). Every result carries :func:`tuning.diagnose` of
+    the targets. ``return_curves=True`` adds ``result.curves``: each label's
+    compact curve with its threshold's and 0.5's operating points kept, equal
+    to ``compact_curves(scores, targets, keep=[thresholds, 0.5])``, from the
+    same sorted pass.
     """
-    score_tensor = validation.check_scores(scores)
-    target_tensor = validation.check_targets(targets, tuple(score_tensor.shape))
-    objective = validation.check_objective(objective)
-    spec = TuningSpec(
+    score_tensor = _checks.check_scores(scores)
+    target_tensor = _checks.check_targets(targets, tuple(score_tensor.shape))
+    spec = _checks.check_spec(
         objective=objective,
-        beta=validation.check_beta(beta),
-        target=validation.check_target(target, objective),
-        min_positives=validation.check_min_positives(min_positives),
-        fallback=validation.check_fallback(fallback),
-    )
-    run_on = validation.resolve_device(device)
-    strategy = validation.check_strategy(strategy)
-    shrinkage = validation.check_shrinkage(shrinkage)
-    n_bootstrap = validation.check_n_bootstrap(n_bootstrap)
-    seed = validation.check_seed(seed)
-    confidence = validation.check_confidence(confidence)
-
-    if run_on.type == "cpu":
-        outcomes = tune_labels_cpu(score_tensor, target_tensor, spec)
-    else:
-        outcomes = tune_labels_torch(score_tensor, target_tensor, spec, run_on)
-    # The shared threshold costs a pass over every score; "per_label" never uses it.
-    pooled = (
-        None if strategy == "per_label" else pooled_threshold(score_tensor, target_tensor, spec)
-    )
-    shared = pooled.threshold if pooled is not None and pooled.status == "ok" else None
-    ok = np.array([status == "ok" for status in outcomes.statuses], dtype=bool)
-    thresholds, sources = combine(
-        strategy,
-        outcomes.thresholds,
-        ok,
-        outcomes.positives,
-        shared,
-        spec.fallback,
-        shrinkage,
-        statuses=outcomes.statuses,
-        constrained=objective in validation.CONSTRAINED_OBJECTIVES,
-    )
-    if strategy != "per_label":
-        true_positives, predicted_positives = counts_at(
-            score_tensor.to(run_on), target_tensor.to(run_on), thresholds
-        )
-        outcomes = replace(
-            outcomes,
-            thresholds=thresholds,
-            true_positives=true_positives,
-            predicted_positives=predicted_positives,
-        )
-    intervals = None
-    if n_bootstrap:
-        plan = BootstrapPlan(spec, strategy, shared, shrinkage, n_bootstrap, seed, confidence)
-        intervals = bootstrap_intervals(
-            score_tensor,
-            target_tensor,
-            thresholds,
-            plan,
-            None if pooled is None else pooled.histogram,
-        )
-    params = {
-        "beta": spec.beta,
-        "target": spec.target,
-        "min_positives": spec.min_positives,
-        "fallback": spec.fallback,
-        "strategy": strategy,
-        "shrinkage": shrinkage,
-        "n_bootstrap": n_bootstrap,
-        "seed": seed,
-        "confidence": confidence,
-    }
-    return TuningResult.from_outcomes(
-        outcomes,
-        objective,
-        params,
-        score_tensor.shape[0],
+        beta=beta,
+        target=target,
+        min_positives=min_positives,
+        fallback=fallback,
         strategy=strategy,
-        label_strategy=sources,
-        global_threshold=shared,
-        threshold_interval=None
-        if intervals is None
-        else np.stack([intervals.threshold_low, intervals.threshold_high], axis=1),
-        f1_interval=None
-        if intervals is None
-        else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
-        unstable=None if intervals is None else intervals.unstable,
-        diagnosis=diagnose(target_tensor),
+        shrinkage=shrinkage,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        confidence=confidence,
     )
+    run_on = _checks.resolve_device(device)
+    if not isinstance(return_curves, bool):
+        raise ValueError(f"return_curves must be True or False, but got {return_curves!r}.")
+    return _Tuning(score_tensor, target_tensor, spec, run_on, return_curves).run()
 
 
-def apply_thresholds(scores: Any, thresholds: Any) -> np.ndarray:
-    """Predict labels: ``(n, L)`` bool array, True iff ``scores[i, j] >= thresholds[j]``.
+class _Tuning:
+    """One call's state, walked through once: own optima, shared threshold, final figures."""
 
-    ``scores``: ``(n, L)`` probabilities in [0, 1] (numpy or torch, any float
-    dtype); ``thresholds``: ``(L,)``. The comparison is made in float64, so it
-    agrees exactly with the thresholds reported by :func:`tune_thresholds`.
-    """
-    score_tensor = validation.check_scores(scores)
-    limits = validation.check_thresholds(thresholds, score_tensor.shape[1]).numpy()
-    values = score_tensor.cpu()
-    if values.dtype == torch.bfloat16:
-        values = values.to(torch.float32)
-    # numpy compares a float32 array with a float64 array in float64, without a copy.
-    return np.greater_equal(values.numpy(), limits[None, :])
+    def __init__(
+        self,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        spec: _checks.TuningSpec,
+        device: torch.device,
+        return_curves: bool,
+    ) -> None:
+        self.scores, self.targets, self.spec, self.device = scores, targets, spec, device
+        self.return_curves = return_curves
+        self.needs_shared = spec.strategy != "per_label"
+        self.per_label_extras = bool(spec.n_bootstrap) or return_curves
+        self.sorted = SortedLabels(scores, targets)
+        self.pooled_counts = (
+            _shared.PooledCounts(_shared.Bucketing.of(self.sorted.float_dtype))
+            if self.needs_shared
+            else None
+        )
+
+    def run(self) -> TuningResult:
+        spec = self.spec
+        own, extras = self._own_optima()
+        pooled = shared = None
+        thresholds, sources = own.thresholds, None
+        if self.needs_shared:
+            pooled = _shared.pooled_threshold(
+                self.pooled_counts, self.sorted, spec, self.scores.dtype
+            )
+            shared = pooled.threshold if pooled.status == "ok" else None
+            ok = np.array([status == "ok" for status in own.statuses], dtype=bool)
+            thresholds, sources = _shared.combine(
+                spec.strategy,
+                own.thresholds,
+                ok,
+                own.positives,
+                shared,
+                spec.fallback,
+                spec.shrinkage,
+                statuses=own.statuses,
+                constrained=spec.constrained,
+            )
+            extras = self._final_figures(thresholds, shared)
+            true_positives, predicted_positives = self._counts_at(thresholds, extras)
+            own = replace(
+                own,
+                thresholds=thresholds,
+                true_positives=true_positives,
+                predicted_positives=predicted_positives,
+            )
+        intervals = None
+        if spec.n_bootstrap:
+            intervals = bootstrap.Intervals.from_ends(np.stack([e["interval"] for e in extras]))
+            if spec.strategy == "global" and pooled is not None and shared is not None:
+                intervals = intervals.with_thresholds(
+                    *bootstrap.shared_interval(pooled.histogram, spec)
+                )
+        return TuningResult.from_outcomes(
+            own,
+            spec.objective,
+            spec.params(),
+            self.scores.shape[0],
+            strategy=spec.strategy,
+            label_strategy=sources,
+            global_threshold=shared,
+            threshold_interval=None
+            if intervals is None
+            else np.stack([intervals.threshold_low, intervals.threshold_high], axis=1),
+            f1_interval=None
+            if intervals is None
+            else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
+            unstable=None if intervals is None else intervals.unstable,
+            diagnosis=diagnose(self.targets),
+            curves=[e["curve"] for e in extras] if self.return_curves else None,
+        )
+
+    def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
+        """Step 2: each label's own optimum; under "per_label" also its final figures."""
+        spec, on_cpu = self.spec, self.device.type == "cpu"
+        own_torch = None
+        if not on_cpu:
+            own_torch = _search.tune_labels_torch(self.scores, self.targets, spec, self.device)
+            if not self.needs_shared and not self.per_label_extras:
+                return own_torch, [{} for _ in own_torch.statuses]
+
+        def first_look(label: int, candidates: Candidates):
+            if own_torch is None:
+                own = _search.choose_label(candidates, spec, self.scores.dtype)
+                threshold = float(own.thresholds[0])
+            else:
+                own, threshold = None, float(own_torch.thresholds[label])
+            if self.pooled_counts is not None:
+                self.pooled_counts.add(candidates)
+                return own, {}
+            return own, self._figures(label, candidates, threshold, None)
+
+        parts = self.sorted.walk(first_look, keep=self.needs_shared)
+        if own_torch is None:
+            own = LabelOutcomes.concatenate([part[0] for part in parts])
+        else:
+            own = own_torch
+        return own, [part[1] for part in parts]
+
+    def _figures(
+        self, label: int, candidates: Candidates, threshold: float, shared: float | None
+    ) -> dict[str, Any]:
+        """Step 4 for one label: its counts, interval and curve at its final ``threshold``."""
+        figures: dict[str, Any] = {"counts": candidates.counts_at(threshold)}
+        if self.spec.n_bootstrap:
+            figures["interval"] = bootstrap.label_intervals(
+                label, candidates, threshold, self.spec, shared
+            )
+        if self.return_curves:
+            figures["curve"] = curves.compact_curve(candidates, [threshold, DEFAULT_THRESHOLD])
+        return figures
+
+    def _final_figures(self, thresholds: np.ndarray, shared: float | None) -> list[dict]:
+        """Step 4 after the shared threshold: a second walk over the kept keys, no sort."""
+        if not self.per_label_extras:
+            return [{} for _ in range(len(thresholds))]
+        return self.sorted.walk_again(
+            lambda label, candidates: self._figures(
+                label, candidates, float(thresholds[label]), shared
+            )
+        )
+
+    def _counts_at(
+        self, thresholds: np.ndarray, extras: list[dict[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if extras and "counts" in extras[0]:
+            counts = np.array([e["counts"] for e in extras], dtype=np.int64)
+            return counts[:, 0], counts[:, 1]
+        return self.sorted.counts_at(thresholds)

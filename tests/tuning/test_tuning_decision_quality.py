@@ -19,7 +19,7 @@ from labelcut.tuning import (
     diagnose,
     tune_thresholds,
 )
-from labelcut.tuning.strategies import SHRINKAGE_POSITIVES, logit, sigmoid
+from labelcut.tuning._shared import SHRINKAGE_POSITIVES, logit, sigmoid
 
 # ---------------------------------------------------------------------------
 # global: one threshold, exact optimum of the pooled objective
@@ -53,7 +53,7 @@ def brute_force_pooled(scores, targets, objective, target=None):
     [("f1", None), ("recall_at_precision", 0.7), ("precision_at_recall", 0.6)],
 )
 def test_global_matches_brute_force(monkeypatch, mantissa_bits, objective, target):
-    monkeypatch.setattr(tuning.pooled, "_MANTISSA_BITS", mantissa_bits)
+    monkeypatch.setattr(tuning._shared, "_MANTISSA_BITS", mantissa_bits)
     rng = np.random.default_rng(21 + mantissa_bits)
     for _ in range(40):
         n, n_labels = int(rng.integers(2, 30)), int(rng.integers(1, 4))

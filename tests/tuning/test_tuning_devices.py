@@ -10,9 +10,8 @@ import torch
 
 from labelcut.tuning import apply_thresholds
 from labelcut.tuning import tune_thresholds as _tune_thresholds
-from labelcut.tuning.cpu import tune_labels_cpu
-from labelcut.tuning.select import TuningSpec
-from labelcut.tuning.torch_backend import tune_labels_torch
+from labelcut.tuning._checks import TuningSpec
+from labelcut.tuning._search import tune_labels_cpu, tune_labels_torch
 
 # These tests pin the per-label search itself: the default strategy pulls rare labels
 # toward a shared threshold, and the bootstrap is tested in test_tuning_decision_quality.
@@ -95,7 +94,7 @@ def test_lists_are_accepted():
 def test_many_labels_span_several_blocks(monkeypatch):
     from labelcut import tuning
 
-    monkeypatch.setattr(tuning.cpu, "_BLOCK_ELEMENTS", 600)  # 2 labels per block, threads
+    monkeypatch.setattr(tuning._sorted, "_BLOCK_ELEMENTS", 600)  # 2 labels per block, threads
     scores, targets = make_problem(4, n=300, n_labels=7)
     blocked = tune_thresholds(scores, targets, device="cpu")
     monkeypatch.undo()

@@ -1,14 +1,32 @@
-"""Decision rules: turn ``(n, L)`` scores and per-label thresholds into predicted labels."""
+"""Decisions: turn ``(n, L)`` scores and per-label thresholds into predicted labels."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import torch
 
-from labelcut.tuning import validation
+from labelcut.tuning import _checks
+from labelcut.tuning._checks import DECISION_RULES
 
-DECISION_RULES: tuple[str, ...] = ("threshold", "at_least_one", "exactly_one", "top_k")
+__all__ = ["DECISION_RULES", "apply_decision_rule", "apply_thresholds"]
+
+
+def apply_thresholds(scores: Any, thresholds: Any) -> np.ndarray:
+    """Predict labels: ``(n, L)`` bool array, True iff ``scores[i, j] >= thresholds[j]``.
+
+    ``scores``: ``(n, L)`` probabilities in [0, 1] (numpy or torch, any float
+    dtype); ``thresholds``: ``(L,)``. The comparison is made in float64, so it
+    agrees exactly with the thresholds reported by :func:`tuning.tune_thresholds`.
+    """
+    score_tensor = _checks.check_scores(scores)
+    limits = _checks.check_thresholds(thresholds, score_tensor.shape[1]).numpy()
+    values = score_tensor.cpu()
+    if values.dtype == torch.bfloat16:
+        values = values.to(torch.float32)
+    # numpy compares a float32 array with a float64 array in float64, without a copy.
+    return np.greater_equal(values.numpy(), limits[None, :])
 
 
 def apply_decision_rule(
@@ -30,15 +48,9 @@ def apply_decision_rule(
 
     Ties in score go to the lower label index (argmax and stable sorting).
     """
-    if not isinstance(rule, str) or rule not in DECISION_RULES:
-        raise ValueError(f"rule must be one of {', '.join(DECISION_RULES)}, but got {rule!r}.")
-    if rule == "top_k":
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be an integer of at least 1 for rule 'top_k', but got {k!r}.")
-    elif k is not None:
-        raise ValueError(f"k is only used with rule 'top_k', but got k={k!r} for rule {rule!r}.")
-    score_tensor = validation.check_scores(scores)
-    limits = validation.check_thresholds(thresholds, score_tensor.shape[1]).numpy()
+    rule, k = _checks.check_decision_rule(rule, k)
+    score_tensor = _checks.check_scores(scores)
+    limits = _checks.check_thresholds(thresholds, score_tensor.shape[1]).numpy()
     values = score_tensor.cpu().to(dtype=score_tensor.dtype).double().numpy()
     passes = values >= limits[None, :]
     rows = np.arange(values.shape[0])

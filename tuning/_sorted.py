@@ -1,0 +1,306 @@
+"""The one sorted pass per label that every result of a call is read from.
+
+Each label's scores and targets are packed into integer keys and sorted once
+per call; a label's :class:`Candidates` (one operating point per distinct
+score: the points of sklearn's ``precision_recall_curve``) are read off the
+sorted keys. :class:`SortedLabels` runs the pass on all CPU threads and, when
+asked, keeps the sorted keys so a second walk over the labels (once the
+shared threshold is known) needs no second sort.
+
+Keys: for a non-negative IEEE float, the bit pattern read as a signed integer orders
+exactly as the value does. Scores lie in [0, 1], so ``bits << 1 | target``
+fits in int32 (float32 scores) or int64 (float64 scores), and sorting these
+keys orders samples by score while carrying each target along in the lowest
+bit: no argsort, no index arrays, no gather. Equal scores share the same
+``key >> 1``, which is how distinct values are found after sorting.
+
+float16 and bfloat16 scores are widened to float32 first, which is exact, so
+no two distinct scores are ever merged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+# About this many scores per block: large enough to amortise Python overhead,
+# small enough that a block's working arrays stay far below the input's size.
+_BLOCK_ELEMENTS = 1 << 23
+
+_WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]] = {
+    torch.float16: (np.float32, np.int32),
+    torch.bfloat16: (np.float32, np.int32),
+    torch.float32: (np.float32, np.int32),
+    torch.float64: (np.float64, np.int64),
+}
+_TILE_ROWS = 1 << 14
+
+
+def work_dtypes(score_dtype: torch.dtype) -> tuple[type[np.floating], type[np.signedinteger]]:
+    """The float dtype scores are compared in and the integer dtype of their keys."""
+    return _WORK_DTYPES[score_dtype]
+
+
+def label_block(
+    scores: torch.Tensor, targets: torch.Tensor, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copy labels ``start:stop`` out of ``(n, L)`` inputs as C-ordered ``(C, n)`` arrays.
+
+    Returns scores in the work float dtype and targets as uint8 0/1. The copy
+    goes through tiles of rows: transposing a tile that fits in cache is several
+    times faster than numpy's transposing copy of the whole strided block.
+    """
+    float_dtype, _ = work_dtypes(scores.dtype)
+    block = scores[:, start:stop].cpu()
+    if block.dtype == torch.bfloat16:
+        block = block.to(torch.float32)
+    source_scores = block.numpy()
+    source_targets = targets[:, start:stop].cpu().numpy()
+    n_samples, n_labels = source_scores.shape
+    values = np.empty((n_labels, n_samples), dtype=float_dtype)
+    labels = np.empty((n_labels, n_samples), dtype=np.uint8)
+    for row in range(0, n_samples, _TILE_ROWS):
+        tile = slice(row, row + _TILE_ROWS)
+        values[:, tile] = source_scores[tile].T
+        labels[:, tile] = source_targets[tile].T
+    return values, labels
+
+
+def pack_keys(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Turn float ``values`` in [0, 1] and 0/1 ``labels`` into sort keys, in place.
+
+    ``values`` is overwritten and its memory reused for the returned keys.
+    """
+    values += 0.0  # -0.0 + 0.0 is +0.0: keeps -0.0 and 0.0 one distinct value
+    keys = values.view(np.int32 if values.dtype == np.float32 else np.int64)
+    keys <<= 1
+    keys |= labels
+    return keys
+
+
+def pack_keys_torch(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Torch version of :func:`pack_keys` for ``(C, n)`` float32/float64 ``values``."""
+    values = values + 0.0
+    keys = values.view(torch.int32 if values.dtype == torch.float32 else torch.int64)
+    return (keys << 1) | labels.to(keys.dtype)
+
+
+def query_bits(thresholds: np.ndarray, float_dtype: type[np.floating]) -> np.ndarray:
+    """Integer bit patterns ``q`` such that ``score >= threshold`` iff ``score_bits >= q``.
+
+    ``q`` is the bit pattern of the smallest work-dtype value that is >= the
+    float64 threshold; thresholds must lie in [0, 1].
+    """
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    rounded = thresholds.astype(float_dtype)
+    below = rounded.astype(np.float64) < thresholds
+    rounded[below] = np.nextafter(rounded[below], float_dtype(np.inf))
+    return rounded.view(np.int32 if float_dtype == np.float32 else np.int64)
+
+
+def bits_to_float(bits: np.ndarray, float_dtype: type[np.floating]) -> np.ndarray:
+    """Inverse of the score half of a key: bit patterns back to float64 values."""
+    return np.ascontiguousarray(bits).view(float_dtype).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One label's candidate thresholds, in increasing order of score.
+
+    ``bits`` (m,): bit patterns of the distinct scores (sorted increasing);
+    ``true_positives`` and ``predicted_positives`` (m,): counts for
+    ``score >= value g``, exact integers held as float64 (ready for the
+    objective arithmetic); ``n_samples`` and ``positives``: the label's totals.
+    """
+
+    bits: np.ndarray
+    true_positives: np.ndarray
+    predicted_positives: np.ndarray
+    n_samples: int
+    positives: int
+    float_dtype: type[np.floating]
+
+    @property
+    def values(self) -> np.ndarray:
+        """(m,) float64: the distinct scores, increasing."""
+        return bits_to_float(self.bits, self.float_dtype)
+
+    def value(self, group: int) -> float:
+        """The distinct score number ``group`` (0 is the lowest)."""
+        return float(bits_to_float(self.bits[group : group + 1], self.float_dtype)[0])
+
+    def index_at(self, threshold: float) -> int:
+        """Index of the first distinct score >= ``threshold`` (m when there is none)."""
+        query = query_bits(np.array([threshold]), self.float_dtype)[0]
+        return int(np.searchsorted(self.bits, query, side="left"))
+
+    def counts_at(self, threshold: float) -> tuple[int, int]:
+        """(true positives, predicted positives) for ``score >= threshold``."""
+        group = self.index_at(threshold)
+        if group == len(self.bits):
+            return 0, 0
+        return int(self.true_positives[group]), int(self.predicted_positives[group])
+
+
+class Scratch:
+    """Work arrays for :func:`candidates_from_sorted`, reused across the labels of a block.
+
+    Reusing them avoids fresh page faults for every label.
+    """
+
+    def __init__(self, n_samples: int, key_dtype: np.dtype) -> None:
+        self.bits = np.empty(n_samples, dtype=key_dtype)
+        count_dtype = np.int32 if n_samples < 2**31 else np.int64
+        self.counts = np.empty(n_samples, dtype=count_dtype)
+        self.changes = np.empty(max(n_samples - 1, 0), dtype=bool)
+
+
+def candidates_from_sorted(
+    keys: np.ndarray, float_dtype: type[np.floating], scratch: Scratch | None = None
+) -> Candidates:
+    """Build a label's :class:`Candidates` from its sort keys, sorted increasing.
+
+    ``scratch`` (optional) must have been made for ``len(keys)`` and keys' dtype.
+    """
+    n_samples = len(keys)
+    scratch = scratch or Scratch(n_samples, keys.dtype)
+    bits = np.right_shift(keys, 1, out=scratch.bits)
+    np.not_equal(bits[1:], bits[:-1], out=scratch.changes)
+    # ends[g]: last position of distinct value g; value g + 1 starts at ends[g] + 1.
+    ends = np.flatnonzero(scratch.changes)
+    cumulative = np.bitwise_and(keys, 1, out=scratch.counts, casting="same_kind")
+    np.cumsum(cumulative, out=cumulative)
+    positives = int(cumulative[-1])
+    n_values = len(ends) + 1
+
+    # Positives with score >= value g: all of them minus those sorted before it.
+    true_positives = np.empty(n_values, dtype=np.float64)
+    true_positives[0] = positives
+    np.subtract(positives, cumulative.take(ends), out=true_positives[1:])
+    predicted_positives = np.empty(n_values, dtype=np.float64)
+    predicted_positives[0] = n_samples
+    np.subtract(n_samples - 1, ends, out=predicted_positives[1:])
+    value_bits = np.empty(n_values, dtype=bits.dtype)
+    value_bits[0] = bits[0]
+    np.take(bits[1:], ends, out=value_bits[1:])
+    return Candidates(
+        bits=value_bits,
+        true_positives=true_positives,
+        predicted_positives=predicted_positives,
+        n_samples=n_samples,
+        positives=positives,
+        float_dtype=float_dtype,
+    )
+
+
+def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
+    """(labels per block, worker threads) for an ``(n_samples, n_labels)`` input.
+
+    Threads follow ``torch.get_num_threads()`` (capped by the CPUs this
+    process may use), so ``torch.set_num_threads`` also limits tuning.
+    """
+    threads = worker_threads()
+    # At least one block per thread, and no block above _BLOCK_ELEMENTS scores.
+    block_labels = max(1, min(-(-n_labels // threads), _BLOCK_ELEMENTS // max(n_samples, 1)))
+    n_blocks = -(-n_labels // block_labels)
+    return block_labels, min(threads, n_blocks)
+
+
+def worker_threads() -> int:
+    """Threads for per-label work: ``torch.get_num_threads()``, at most the usable CPUs."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cpus))
+
+
+class SortedLabels:
+    """Every label of validated ``(n, L)`` inputs, sorted once.
+
+    :meth:`walk` sorts the labels in blocks on the worker threads and calls a
+    function with each label's :class:`Candidates`; with ``keep=True`` the
+    sorted keys stay (4 bytes per score for float32 scores, 8 for float64) so
+    :meth:`walk_again` can read the candidates a second time without sorting.
+    """
+
+    def __init__(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        self.scores, self.targets = scores, targets
+        self.n_samples, self.n_labels = scores.shape
+        self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
+        self.block_labels, self.workers = block_plan(self.n_samples, self.n_labels)
+        self._kept: dict[int, np.ndarray] = {}
+
+    def _blocks(self, run: Callable[[int], list[T]]) -> list[T]:
+        starts = range(0, self.n_labels, self.block_labels)
+        if self.workers <= 1 or len(starts) <= 1:
+            blocks = [run(start) for start in starts]
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                blocks = list(pool.map(run, starts))
+        return [result for block in blocks for result in block]
+
+    def _each_row(self, start: int, keys: np.ndarray, handle) -> list:
+        scratch = Scratch(keys.shape[1], keys.dtype)
+        return [
+            handle(start + row, candidates_from_sorted(keys[row], self.float_dtype, scratch))
+            for row in range(keys.shape[0])
+        ]
+
+    def walk(self, handle: Callable[[int, Candidates], T], *, keep: bool = False) -> list[T]:
+        """``handle(label, candidates)`` for every label, sorting each; results in label order.
+
+        Each block is copied out, packed into keys and sorted (numpy releases
+        the GIL while sorting, so the threads use separate cores). Only one
+        label's candidates per thread are alive at a time.
+        """
+
+        def run(start: int) -> list[T]:
+            stop = min(start + self.block_labels, self.n_labels)
+            values, labels = label_block(self.scores, self.targets, start, stop)
+            keys = pack_keys(values, labels)
+            del values, labels
+            keys.sort(axis=1)
+            if keep:
+                self._kept[start] = keys
+            return self._each_row(start, keys, handle)
+
+        return self._blocks(run)
+
+    def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:
+        """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them."""
+
+        def run(start: int) -> list[T]:
+            keys = self._kept.pop(start)
+            return self._each_row(start, keys, handle)
+
+        return self._blocks(run)
+
+    def keys(self, label: int) -> np.ndarray:
+        """The kept sorted keys (n,) of ``label`` (after ``walk(..., keep=True)``)."""
+        start = label - label % self.block_labels
+        return self._kept[start][label - start]
+
+    def counts_at(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(true positives, predicted positives) int64 (L,) for ``score >= thresholds[j]``.
+
+        Read from the kept keys by binary search, then frees them.
+        """
+        queries = query_bits(np.asarray(thresholds, dtype=np.float64), self.float_dtype)
+        tp = np.empty(self.n_labels, dtype=np.int64)
+        pp = np.empty(self.n_labels, dtype=np.int64)
+        for label in range(self.n_labels):
+            keys = self.keys(label)
+            first = int(np.searchsorted(keys, keys.dtype.type(queries[label]) << 1, side="left"))
+            pp[label] = len(keys) - first
+            tp[label] = int(np.count_nonzero(keys[first:] & 1))
+        self._kept.clear()
+        return tp, pp
