@@ -74,17 +74,17 @@ class EvaluationResponse(BaseModel):
 
 
 def _set_of_loaded_model(service: Service, set_id: int) -> ThresholdSet:
+    """The stored set, if it belongs to the loaded model (weights and labels in order)."""
     try:
-        found = service.store.get(set_id)
+        found = service.require_store().get(set_id)
     except UnknownThresholdSet as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    model = service.loaded_model
-    if found.model_sha256 != model.sha256 or list(found.labels) != list(model.labels):
+    assert service.identity is not None  # ReadyService: the model is loaded
+    reason = found.mismatch_with(service.identity)
+    if reason is not None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
-            detail=f"Threshold set {set_id} was tuned for model '{found.model_name}' (sha256 "
-            f"{found.model_sha256[:12]}...), not for the loaded model (sha256 "
-            f"{model.sha256[:12]}...): it can be evaluated only with that model.",
+            detail=f"{reason} It can be evaluated only with the model it was tuned for.",
         )
     return found
 
@@ -130,7 +130,7 @@ async def evaluate_set(
     service: ReadyService,
     file: Annotated[UploadFile, File(description="Labelled data: .npz, .csv or .parquet.")],
 ) -> dict[str, Any]:
-    found = _set_of_loaded_model(service, set_id)
+    found = await run_in_threadpool(_set_of_loaded_model, service, set_id)
     try:
         fmt = detect_format(file.filename, file.content_type)
         return await run_in_threadpool(_evaluate_upload, service, found, file, fmt)

@@ -11,6 +11,7 @@ stored inactive unless `?activate=true`.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Annotated, Any, Literal
 
@@ -29,9 +30,10 @@ from labelcut.app.schemas import (
     ThresholdSetReport,
 )
 from labelcut.app.service import CURVE_POINTS, Service
-from labelcut.app.store import NewThresholdSet
+from labelcut.app.store import NewThresholdSet, StoreUnavailable
 
 router = APIRouter(tags=["thresholds"])
+log = logging.getLogger("labelcut")
 
 MAX_PUSH_BYTES = 32 * 2**20
 MAX_LABELS = 100_000
@@ -245,9 +247,14 @@ def _check_and_store(service: Service, body: bytes, activate: bool) -> dict[str,
         },
     )
     curves = None if report.curves is None else [c.model_dump() for c in report.curves]
-    stored = service.store.save(new, activate=False, curves=curves)
-    if activate:  # through the service, so the in-memory active set follows
-        service.activate(stored.id)
+    # Stored and activated in one transaction; then this replica's snapshot follows.
+    stored = service.require_store().save(new, activate=activate, curves=curves)
+    log.info("Stored pushed threshold set %d%s", stored.id, ", activated" if activate else "")
+    if activate:
+        try:
+            service.refresh()
+        except StoreUnavailable as exc:  # committed; the store's watcher catches up later
+            log.warning("%s; the active set will follow when the store answers", exc)
     return set_report(service, stored)
 
 
