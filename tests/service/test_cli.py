@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -81,3 +82,38 @@ def test_tune_strategy_flag(tmp_path, capsys):
         main(["tune", str(YEAST_TEST), "--strategy", "mean"])
     assert info.value.code == 2
     assert "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import labelcut
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"labelcut {labelcut.__version__}"
+
+
+def test_tune_decision_rule_goes_into_the_json(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["tune", str(YEAST_TEST), "--device", "cpu", "--n-bootstrap", "0", "--out", str(out)]
+    assert main([*args, "--decision-rule", "top_k", "--k", "2"]) == 0
+    assert "top_k (k=2)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    model = load_model(device="cpu")
+    assert (report["decision_rule"], report["k"]) == ("top_k", 2)
+    assert report["model"] == {"name": model.name, "sha256": model.sha256}
+    assert report["data_sha256"] == hashlib.sha256(YEAST_TEST.read_bytes()).hexdigest()
+    assert [c["label"] for c in report["curves"]] == list(model.labels)
+    assert [c["threshold"] for c in report["curves"]] == list(report["thresholds"].values())
+    assert main([*args, "--decision-rule", "top_k"]) == 2
+    assert "--k" in capsys.readouterr().err
+    assert main([*args, "--k", "2"]) == 2
+
+
+def test_push_reports_an_unreadable_file_and_no_server(tmp_path, capsys):
+    assert main(["push", str(tmp_path / "missing.json"), "--url", "http://127.0.0.1:9"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["push", str(bad), "--url", "http://127.0.0.1:9", "--timeout", "2"]) == 1
+    assert "no answer" in capsys.readouterr().err
