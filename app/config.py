@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,9 +32,39 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     admin_key: SecretStr | None = None
     api_key: SecretStr | None = None
+    admin_key_file: Path | None = Field(
+        default=None, description="A file holding the admin key (a mounted secret)."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="A file holding the /predict key (a mounted secret)."
+    )
     max_upload_mb: float = Field(default=512, gt=0, description="Largest request body, in MB.")
     max_data_mb: float = Field(
-        default=2048, gt=0, description="Largest arrays after parsing or inflating, in MB."
+        default=2048,
+        gt=0,
+        description="Memory for uploaded data in flight, in MB: no upload may decode to more, "
+        "and the tunes running at once share it (each costs TUNE_COST_FACTOR x its data).",
+    )
+    tune_workers: int = Field(
+        default=2, ge=1, le=64, description="Tunes that run at once (their own thread pool)."
+    )
+    tune_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How long a tune waits for its share of LABELCUT_MAX_DATA_MB before 503.",
+    )
+    max_header_kb: float = Field(
+        default=64, gt=0, le=1 << 20, description="Largest request line plus headers, in KB."
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest a client may take to send a request's headers."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between two pieces of a request body."
+    )
+    keep_alive_s: float = Field(
+        default=5.0, gt=0, description="How long an idle keep-alive connection stays open."
     )
     max_batch_rows: int = Field(default=10_000, gt=0, description="Rows per /predict request.")
     max_batch_size: int = Field(
@@ -65,6 +95,22 @@ class Settings(BaseSettings):
         # `-e LABELCUT_ADMIN_KEY=` must not become a key that is the empty string.
         return None if value == "" else value
 
+    @model_validator(mode="after")
+    def _keys_from_files(self) -> Settings:
+        # LABELCUT_ADMIN_KEY_FILE / LABELCUT_API_KEY_FILE: a secret mounted as a file
+        # (Docker/Kubernetes secrets), so the key is not in the environment.
+        for name in ("admin_key", "api_key"):
+            path = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            variable = f"LABELCUT_{name.upper()}"
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{variable} and {variable}_FILE are both set; set only one of them."
+                )
+            setattr(self, name, SecretStr(read_key_file(path, f"{variable}_FILE")))
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:
@@ -91,6 +137,23 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.data_dir / "thresholds.sqlite3"
+
+
+def read_key_file(path: Path, variable: str) -> str:
+    """The key in `path`: its text without the trailing newline (`echo key > file`).
+
+    Raises ValueError naming the variable when the file cannot be read or holds no key.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{variable}: cannot read the key file '{path}': {exc}") from exc
+    key = text.rstrip("\r\n")
+    if not key.strip():
+        raise ValueError(f"{variable}: the key file '{path}' is empty.")
+    if "\n" in key:
+        raise ValueError(f"{variable}: the key file '{path}' holds more than one line.")
+    return key
 
 
 @lru_cache

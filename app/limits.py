@@ -1,22 +1,38 @@
-"""ASGI middleware that caps the size of any request body while it streams in.
+"""Every guard that runs before a route reads its body, and the HTTP server's own limits.
 
-A declared `Content-Length` over the limit is answered 413 before a byte is
-read; a body without one (chunked) is counted as it arrives and cut off at the
-limit, so an oversized upload is never held in memory or on disk in full.
+* `BodySizeLimitMiddleware`: a declared `Content-Length` over the limit is answered 413
+  before a byte is read; a body without one (chunked) is counted as it arrives and cut
+  off at the limit, so an oversized upload is never held in memory or on disk in full.
+* `AdminGuardMiddleware`: admin routes (those that depend on `require_admin`) check the
+  admin key, or the loopback rule, before the body is received.
+* `server_options` / `GuardedHttpToolsProtocol`: the request line plus headers are capped
+  (431) and must arrive within a time limit (408), a request body may not stall between
+  two pieces (408), and idle keep-alive connections are closed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from labelcut.app.budget import TuneRunner
+from labelcut.app.deps import admin_refusal, require_admin
 
 if TYPE_CHECKING:
+    import asyncio
+
     from fastapi import FastAPI
 
     from labelcut.app.config import Settings
+
+log = logging.getLogger("labelcut")
 
 
 class BodyTooLarge(HTTPException):
@@ -102,17 +118,261 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
 
 
-def install_limits(app: FastAPI, settings: Settings) -> None:
-    """Add the request-limit middleware to `app` (called once by `create_app`).
+async def send_json(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+    """A whole JSON `{"detail": ...}` response that closes the connection (the request's
+    body, if any, is left unread)."""
+    body = json.dumps({"detail": detail}).encode()
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
-    One place for every guard that must run before a route reads its body (size,
-    and what the hardening work adds), so `main.py` does not change with them.
-    Added last means outermost: these run before metrics and routing.
+
+def _depends_on(route: BaseRoute, dependency: Callable[..., Any]) -> bool:
+    stack = [getattr(route, "dependant", None)]
+    while stack:
+        current = stack.pop()
+        if current is None:
+            continue
+        if current.call is dependency:
+            return True
+        stack.extend(current.dependencies)
+    return False
+
+
+class AdminGuardMiddleware:
+    """Refuse (401/403) a request to an admin route before its body is received.
+
+    An admin route is any route that depends on `deps.require_admin`, found by matching
+    the request against the app's routes, so a new admin route is covered without a list
+    here. Reads (GET/HEAD/OPTIONS) pass untouched; the answer for each (method, path) is
+    cached.
     """
+
+    _CACHE_SIZE = 4096
+
+    def __init__(
+        self, app: ASGIApp, settings: Settings, routes: Callable[[], Sequence[BaseRoute]]
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.routes = routes
+        self._is_admin: dict[tuple[str, str], bool] = {}
+
+    def _admin(self, scope: Scope) -> bool:
+        key = (scope["method"], scope["path"])
+        found = self._is_admin.get(key)
+        if found is None:
+            found = False
+            for route in self.routes():
+                match, _ = route.matches(scope)
+                if match == Match.FULL:
+                    found = _depends_on(route, require_admin)
+                    break
+            if len(self._is_admin) < self._CACHE_SIZE:
+                self._is_admin[key] = found
+        return found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+            and self._admin(scope)
+        ):
+            client = scope.get("client")
+            refusal = admin_refusal(
+                self.settings.admin_key, client[0] if client else None, scope["headers"]
+            )
+            if refusal is not None:
+                await send_json(send, refusal.status_code, refusal.detail, refusal.headers or {})
+                return
+        await self.app(scope, receive, send)
+
+
+def install_limits(app: FastAPI, settings: Settings) -> None:
+    """Add the request-limit middleware to `app` (called once by `create_app`), and the
+    tunes' memory budget and thread pool (`app.state.tune_runner`).
+
+    One place for every guard that must run before a route reads its body, so `main.py`
+    does not change with them. Added last means outermost: these run before metrics and
+    routing; the body limit runs first, then the admin check.
+    """
+    app.state.tune_runner = TuneRunner(settings)
+    app.add_middleware(AdminGuardMiddleware, settings=settings, routes=lambda: app.router.routes)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
 
 
+# --- the HTTP server ---------------------------------------------------------------------
+
+
+def _raw_response(status: int, reason: str, detail: str) -> bytes:
+    body = json.dumps({"detail": detail}).encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with limits it lacks: httptools has no header size
+    limit (a 256 MB header line is gathered with repeated bytes concatenation, blocking
+    the event loop for over a minute), and uvicorn has no read timeouts.
+
+    * the request line plus headers may take `max_head` bytes (431 past them), counted
+      as they arrive, so at most one read (256 KB) more is ever handed to the parser;
+    * they must arrive within `head_timeout` seconds of the connection (or of the
+      previous request's end) (408);
+    * once the headers are in, the body may not stall for `body_timeout` seconds
+      between two reads (408), except while the server itself has paused reading.
+
+    Subclassed per settings by `server_options` (the limits are class attributes).
+    """
+
+    max_head = 64 * 1024
+    head_timeout = 10.0
+    body_timeout = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # the next bytes belong to a request line or headers
+        self._head_bytes = 0
+        self._heads_done = 0
+        self._in_body = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- timers ---
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _refuse(self, status: int, reason: str, detail: str) -> None:
+        self._disarm()
+        if self.transport is None or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started or cycle.response_complete:
+            self.transport.write(_raw_response(status, reason, detail))
+        log.info("Refused a request from %s: %s %s", self.client, status, detail)
+        self.transport.close()
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if not self._in_head or busy or self.flow.read_paused:
+            if self._in_head:
+                self._arm(self.head_timeout, self._head_timed_out)
+            return
+        self._refuse(
+            408,
+            "Request Timeout",
+            f"The request line and headers did not arrive within {self.head_timeout:g} s "
+            "(LABELCUT_HEADER_TIMEOUT_S).",
+        )
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        if not self._in_body:
+            return
+        if self.flow.read_paused:  # the app is not reading yet: not the client's fault
+            self._arm(self.body_timeout, self._body_timed_out)
+            return
+        self._refuse(
+            408,
+            "Request Timeout",
+            f"The request body stalled for {self.body_timeout:g} s between two pieces "
+            "(LABELCUT_BODY_TIMEOUT_S).",
+        )
+
+    # --- protocol and parser callbacks ---
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._in_body = True
+        self._heads_done += 1
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._in_head = True
+        self._head_bytes = 0
+        self._disarm()
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            if self._timer is None:
+                self._arm(self.head_timeout, self._head_timed_out)
+            room = self.max_head - self._head_bytes
+            if len(data) > room:
+                heads_before = self._heads_done
+                if room > 0:
+                    self._head_bytes += room
+                    super().data_received(data[:room])
+                if self.transport.is_closing():
+                    return
+                if self._in_head and self._heads_done == heads_before:
+                    self._refuse(
+                        431,
+                        "Request Header Fields Too Large",
+                        f"The request line and headers are over {self.max_head // 1024} KB "
+                        "(LABELCUT_MAX_HEADER_KB).",
+                    )
+                    return
+                self.data_received(data[max(room, 0) :])
+                return
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_body and self.transport is not None and not self.transport.is_closing():
+            self._arm(self.body_timeout, self._body_timed_out)
+
+
+def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class with this service's limits."""
+    return type(
+        "LabelcutHttpProtocol",
+        (GuardedHttpToolsProtocol,),
+        {
+            "max_head": int(settings.max_header_kb * 1024),
+            "head_timeout": settings.header_timeout_s,
+            "body_timeout": settings.body_timeout_s,
+        },
+    )
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config` beyond app/host/port/log level (header and
-    slow-client limits live here, beside the body limits)."""
-    return {}
+    """Keyword arguments for `uvicorn.Config` beyond app/host/port/log level: the header
+    size and slow-client limits, beside the body limits.
+
+    httptools (the fast parser /predict relies on) through `GuardedHttpToolsProtocol`;
+    `h11_max_incomplete_event_size` bounds the same thing should h11 be chosen instead.
+    """
+    return {
+        "http": guarded_protocol(settings),
+        "h11_max_incomplete_event_size": int(settings.max_header_kb * 1024),
+        "timeout_keep_alive": settings.keep_alive_s,
+    }

@@ -11,17 +11,26 @@ Series (all prefixed ``labelcut_``):
 - ``queue_depth``: requests waiting for a forward pass, read at scrape time.
 - ``active_threshold_set_id``: the active set's id, 0 while none is active
   (0.5 for every label) or the model is not loaded yet; read at scrape time.
+
+A client that goes away before its response is counted with status 499 ("client
+closed request", as nginx logs it) and logged at info, never as a 500.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("labelcut")
+
+CLIENT_CLOSED = 499  # the status recorded for a request whose client went away
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
@@ -129,16 +138,56 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        started = False
+        disconnected = False  # before the response started: the request was cut short
+
+        async def watching_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started:
+                disconnected = True
+            return message
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
             await send(message)
 
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, watching_receive, recording_send)
+        except Exception as exc:
+            if not (disconnected or _is_disconnect(exc)):
+                raise
+            # The client left mid-request (mid-body, or before the answer): nothing to
+            # answer and nothing wrong with the server.
+            log.info(
+                "Client %s went away during %s %s",
+                scope.get("client"),
+                scope["method"],
+                scope["path"],
+            )
+            status = CLIENT_CLOSED
+        else:
+            if disconnected and status >= 400:
+                # A 400 ("error parsing the body") or 500 answered to a client that had
+                # already gone: what happened is the disconnect.
+                status = CLIENT_CLOSED
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"
             self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - start)
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """ClientDisconnect, or an error raised because of one (FastAPI wraps a failure while
+    parsing the body in an HTTPException 400, chained from the ClientDisconnect)."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ClientDisconnect):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -164,6 +164,16 @@ class ThresholdSetReport(BaseModel):
     )
 
 
+class TuneReport(ThresholdSetReport):
+    """What POST /tune-thresholds answers: the new set's report, or with `store=false` the
+    same figures for a set that was not stored (`stored: false`, `threshold_set: null`)."""
+
+    stored: bool = Field(default=True, description="Whether the tuned set was stored.")
+    threshold_set: ThresholdSetInfo | None = Field(  # type: ignore[assignment]
+        description="The stored set; null when store=false (nothing was stored, no id)."
+    )
+
+
 class ActiveThresholdsResponse(BaseModel):
     threshold_set: ThresholdSetInfo | None = Field(
         description="The active set; null when none is active (0.5 for every label)."

@@ -106,7 +106,7 @@ def read_validation_file(
     if fmt == "npz":
         return _read_npz(fileobj, spec, max_data_bytes)
     if fmt == "csv":
-        return _table_to_data(_read_csv(fileobj), spec, max_data_bytes)
+        return _table_to_data(_read_csv(fileobj, max_data_bytes), spec, max_data_bytes)
     if fmt == "parquet":
         return _table_to_data(_read_parquet(fileobj, max_data_bytes), spec, max_data_bytes)
     raise UploadError(f"Unknown format '{fmt}'; expected one of {', '.join(FORMATS)}.", 415)
@@ -115,35 +115,69 @@ def read_validation_file(
 # --- NPZ ---------------------------------------------------------------------------------
 
 
-def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype declared by a member's .npy header, read without inflating the data."""
+@dataclass(frozen=True)
+class _NpyHeader:
+    """What a member's .npy header declares, read without inflating the data."""
+
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    header_bytes: int  # magic + header length, where the data starts in the member
+
+    @property
+    def data_bytes(self) -> int:
+        return _declared_bytes(self.shape, self.dtype)
+
+
+# No axis of an array can be longer than this (numpy's intp); a declared axis past it,
+# even with another axis of length 0, is a lie about the array, not a big array.
+_MAX_AXIS = 2**62
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> _NpyHeader:
+    """Shape, order and dtype declared by a member's .npy header, checked for sanity."""
     name = member.removesuffix(".npy")
     try:
         with archive.open(member) as fh:
             version = np.lib.format.read_magic(fh)
             if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
             elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             else:
                 raise UploadError(
                     f"Array '{name}' uses .npy format version {version}, "
                     "which is not supported (use 1.0 or 2.0)."
                 )
+            header_bytes = fh.tell()
     except UploadError:
         raise
     except _ZIP_MEMBER_ERRORS as exc:
         raise UploadError(
             f"Array '{name}' in the .npz file is not a valid .npy array: {exc}"
         ) from exc
+    except Exception as exc:
+        # numpy parses the header's text as a Python literal: unbalanced brackets raise
+        # SyntaxError or tokenize.TokenError, a deep nesting RecursionError/MemoryError.
+        raise UploadError(
+            f"Array '{name}' in the .npz file has an unreadable .npy header "
+            f"({type(exc).__name__}: {str(exc)[:200]})."
+        ) from exc
     if any(s < 0 for s in shape):
         raise UploadError(f"Array '{name}' declares a negative dimension in its shape {shape}.")
+    if any(s > _MAX_AXIS for s in shape):
+        raise UploadError(
+            f"Array '{name}' declares an axis longer than any array can be "
+            f"({max(shape)} > 2**62) in its shape."
+        )
     if dtype.hasobject:
         raise UploadError(
             f"Array '{name}' holds Python objects (a pickled array); labelcut never "
             "unpickles uploads. Save plain numeric or string arrays."
         )
-    return tuple(int(s) for s in shape), dtype
+    if dtype.itemsize == 0:
+        raise UploadError(f"Array '{name}' has an element type of size 0 ({dtype.str}).")
+    return _NpyHeader(tuple(int(s) for s in shape), bool(fortran), dtype, header_bytes)
 
 
 # zipfile raises NotImplementedError for an unsupported compression method and
@@ -169,29 +203,13 @@ def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> Valid
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UploadError(f"The file is not a valid .npz archive: {exc}.") from exc
     with archive:
-        members = {m.removesuffix(".npy"): m for m in archive.namelist() if m.endswith(".npy")}
-        if "Y" not in members:
-            raise UploadError(
-                f"The .npz file has no array 'Y' (the 0/1 labels); it holds "
-                f"{sorted(members) or 'no arrays'}."
-            )
-        has_x, has_scores = "X" in members, "scores" in members
-        if has_x == has_scores:
-            raise UploadError(
-                "The .npz file must hold exactly one of 'X' (model inputs) or 'scores' "
-                f"(probabilities) next to 'Y'; it holds {sorted(members)}."
-            )
-        wanted = ["Y", "X" if has_x else "scores"]
-        wanted += [n for n in ("label_names", "feature_names") if n in members]
-        headers = {name: _npy_header(archive, members[name]) for name in wanted}
-        declared = sum(_declared_bytes(shape, dtype) for shape, dtype in headers.values())
-        if declared > max_data_bytes:
-            raise UploadError(
-                f"The .npz arrays would take {declared / 2**20:.1f} MB once inflated, over the "
-                f"limit of {max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
-                status_code=413,
-            )
-        arrays = {name: _load_member(archive, members[name], name) for name in wanted}
+        members, wanted = _npz_members(archive)
+        has_x = "X" in wanted
+        headers = _npz_headers(archive, members, wanted, max_data_bytes)
+        arrays = {
+            name: _load_member(archive, members[name], name, header)
+            for name, header in headers.items()
+        }
 
     targets = _check_targets_array(arrays["Y"], n_labels=len(spec.labels))
     order = _label_order(arrays.get("label_names"), spec.labels, n_found=targets.shape[1])
@@ -204,12 +222,100 @@ def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> Valid
     return ValidationData(targets=targets, scores=scores)
 
 
-def _load_member(archive: zipfile.ZipFile, member: str, name: str) -> np.ndarray:
+def _npz_members(archive: zipfile.ZipFile) -> tuple[dict[str, str], list[str]]:
+    """The archive's arrays by name, and the ones a validation file uses (refused if the
+    required ones are missing)."""
+    members = {m.removesuffix(".npy"): m for m in archive.namelist() if m.endswith(".npy")}
+    if "Y" not in members:
+        raise UploadError(
+            f"The .npz file has no array 'Y' (the 0/1 labels); it holds "
+            f"{sorted(members) or 'no arrays'}."
+        )
+    has_x, has_scores = "X" in members, "scores" in members
+    if has_x == has_scores:
+        raise UploadError(
+            "The .npz file must hold exactly one of 'X' (model inputs) or 'scores' "
+            f"(probabilities) next to 'Y'; it holds {sorted(members)}."
+        )
+    wanted = ["Y", "X" if has_x else "scores"]
+    wanted += [n for n in ("label_names", "feature_names") if n in members]
+    return members, wanted
+
+
+def _npz_headers(
+    archive: zipfile.ZipFile, members: dict[str, str], wanted: list[str], max_data_bytes: int
+) -> dict[str, _NpyHeader]:
+    """Every wanted member's header, with the sizes checked before a byte is inflated: the
+    declared arrays must fit `max_data_bytes`, and each zip member's inflated size must be
+    what its .npy header says (a member that claims to inflate to more is refused)."""
+    headers = {name: _npy_header(archive, members[name]) for name in wanted}
+    declared = sum(header.data_bytes for header in headers.values())
+    if declared > max_data_bytes:
+        raise UploadError(
+            f"The .npz arrays would take {declared / 2**20:.1f} MB once inflated, over the "
+            f"limit of {max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
+            status_code=413,
+        )
+    for name, header in headers.items():
+        inflated = archive.getinfo(members[name]).file_size
+        expected = header.header_bytes + header.data_bytes
+        if inflated != expected:
+            raise UploadError(
+                f"Array '{name}' in the .npz file inflates to {inflated} bytes, but its .npy "
+                f"header declares {expected} ({header.shape} of {header.dtype.str}); "
+                "the archive is damaged or forged."
+            )
+    return headers
+
+
+def npz_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
+    """Bytes the arrays of a .npz validation file declare, checked as `read_validation_file`
+    checks them but without inflating anything (for the memory budget of a tune)."""
+    del spec  # the same signature as the other formats' estimates
+    try:
+        archive = zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UploadError(f"The file is not a valid .npz archive: {exc}.") from exc
+    with archive:
+        members, wanted = _npz_members(archive)
+        headers = _npz_headers(archive, members, wanted, max_data_bytes)
+    fileobj.seek(0)
+    return sum(header.data_bytes for header in headers.values())
+
+
+_READ_CHUNK = 1 << 20
+
+
+def _load_member(
+    archive: zipfile.ZipFile, member: str, name: str, header: _NpyHeader
+) -> np.ndarray:
+    """Inflate one member into an array of its declared shape, a chunk at a time, never
+    past the declared size: the stream must end exactly where the header says."""
+    flat = np.empty(math.prod(header.shape), dtype=header.dtype)
+    view = memoryview(flat.view(np.uint8).reshape(-1))
     try:
         with archive.open(member) as fh:
-            return np.lib.format.read_array(fh, allow_pickle=False)
+            fh.seek(header.header_bytes)
+            done = 0
+            while done < len(view):
+                chunk = fh.read(min(_READ_CHUNK, len(view) - done))
+                if not chunk:
+                    raise UploadError(
+                        f"Array '{name}' in the .npz file is truncated: its data ends after "
+                        f"{done} of {len(view)} bytes."
+                    )
+                view[done : done + len(chunk)] = chunk
+                done += len(chunk)
+            if fh.read(1):
+                raise UploadError(
+                    f"Array '{name}' in the .npz file holds more data than its header "
+                    f"declares ({header.shape} of {header.dtype.str})."
+                )
+    except UploadError:
+        raise
     except _ZIP_MEMBER_ERRORS as exc:
         raise UploadError(f"Array '{name}' in the .npz file cannot be read: {exc}") from exc
+    return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
 
 
 def _show(value: np.generic) -> str:
@@ -336,44 +442,98 @@ def _check_scores_array(scores: np.ndarray, n: int, n_labels: int) -> np.ndarray
 # --- CSV and Parquet ---------------------------------------------------------------------
 
 
-def _read_csv(fileobj: IO[bytes]):  # -> pyarrow.Table
+def _csv_error(exc: Exception) -> UploadError:
+    message = str(exc).split("\n")[0]
+    if "Empty CSV file" in message:
+        return UploadError("The CSV file is empty: expected a header row and data rows.")
+    return UploadError(f"The CSV file cannot be parsed: {message}")
+
+
+def _read_csv(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+    """Decode a block (4 MB of text) at a time, refusing once the decoded columns pass
+    `max_data_bytes`: a CSV of short cells ("0,") decodes to 4x its size or more."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    errors = (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError)
     try:
-        return pacsv.read_csv(
+        reader = pacsv.open_csv(
             fileobj,
             read_options=pacsv.ReadOptions(block_size=1 << 22),
             # Only an empty field is missing; 'nan' stays a (non-finite) number, reported as such.
             convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=False),
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError) as exc:
-        message = str(exc).split("\n")[0]
-        if "Empty CSV file" in message:
-            raise UploadError(
-                "The CSV file is empty: expected a header row and data rows."
-            ) from exc
-        raise UploadError(f"The CSV file cannot be parsed: {message}") from exc
-
-
-def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
-    """Check the declared schema and row count in the footer, then decode.
-
-    A Parquet column of one repeated value compresses (and RLE-encodes) to a few
-    bytes per million rows, so the size is judged from the footer before any page is
-    decoded: only fixed-width numeric columns are accepted, and rows x widths must
-    fit in `max_data_bytes`.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError)
-    try:
-        parquet = pq.ParquetFile(fileobj)
-        schema = parquet.schema_arrow
-        n_rows = parquet.metadata.num_rows
+        batches = []
+        decoded = 0
+        for batch in reader:
+            decoded += batch.nbytes
+            if decoded > max_data_bytes:
+                raise UploadError(
+                    f"The CSV file decodes to more than {max_data_bytes / 2**20:.1f} MB "
+                    f"(past row {sum(len(b) for b in batches) + len(batch)}), over the limit "
+                    "(LABELCUT_MAX_DATA_MB).",
+                    status_code=413,
+                )
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
     except errors as exc:
-        raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
+        raise _csv_error(exc) from exc
+
+
+def csv_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
+    """An estimate of what a CSV decodes to, from its first 1 MB: rows (file size over the
+    sampled bytes per row) x columns x 8 bytes. Only an estimate: the decode itself is
+    bounded by `max_data_bytes` as it goes."""
+    del spec, max_data_bytes
+    fileobj.seek(0, 2)
+    size = fileobj.tell()
+    fileobj.seek(0)
+    sample = fileobj.read(1 << 20)
+    fileobj.seek(0)
+    header, _, rest = sample.partition(b"\n")
+    n_columns = header.count(b",") + 1
+    lines = rest.count(b"\n")
+    bytes_per_row = len(rest) / lines if lines else max(len(rest), 1)
+    rows = max(1.0, (size - len(header) - 1) / bytes_per_row)
+    return int(rows * n_columns * 8)
+
+
+def _parquet_layout(parquet, file_size: int) -> tuple[int, list[int]]:  # parquet: ParquetFile
+    """Row count and per-row-group row counts, checked against each other and against the
+    file before any page is decoded: the file's footer, every row group and every column
+    chunk must agree, and no column chunk may claim more bytes than the file holds."""
+    meta = parquet.metadata
+    group_rows = []
+    compressed = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        if group.num_rows < 0:
+            raise UploadError(f"Parquet row group {i} declares {group.num_rows} rows.")
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.num_values != group.num_rows:
+                raise UploadError(
+                    f"Parquet row group {i} declares {group.num_rows} rows but its column "
+                    f"'{chunk.path_in_schema}' declares {chunk.num_values} values; the file's "
+                    "metadata does not agree with itself."
+                )
+            if chunk.total_compressed_size < 0 or chunk.total_uncompressed_size < 0:
+                raise UploadError(
+                    f"Parquet row group {i}, column '{chunk.path_in_schema}' declares a "
+                    "negative size."
+                )
+            compressed += chunk.total_compressed_size
+        group_rows.append(group.num_rows)
+    if compressed > file_size:
+        raise UploadError(
+            f"The Parquet file's column chunks declare {compressed} bytes, more than the "
+            f"whole file ({file_size} bytes); its metadata is forged or damaged."
+        )
+    return max(meta.num_rows, sum(group_rows)), group_rows
+
+
+def _parquet_row_bytes(schema) -> int:  # schema: pyarrow.Schema
+    """Bytes per decoded row; only fixed-width numeric columns are accepted."""
     row_bytes = 0
     for column in schema:
         kind = column.type
@@ -383,6 +543,34 @@ def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
                 f"the Parquet file declares it as {kind}."
             )
         row_bytes += max(kind.bit_width // 8, 1)
+    return row_bytes
+
+
+def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+    """Check the declared schema and row counts in the footer, then decode a column of a
+    row group at a time with a running bound.
+
+    A Parquet column of one repeated value compresses (and RLE-encodes) to a few
+    bytes per million rows, so the size is judged from the metadata before any page is
+    decoded: only fixed-width numeric columns are accepted, the footer's row count must
+    match its row groups' and theirs their column chunks', and rows x widths must fit in
+    `max_data_bytes`. While decoding, each piece must hold the rows its metadata says.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError)
+    fileobj.seek(0, 2)
+    file_size = fileobj.tell()
+    fileobj.seek(0)
+    try:
+        parquet = pq.ParquetFile(fileobj)
+        schema = parquet.schema_arrow
+        footer_rows = parquet.metadata.num_rows
+    except errors as exc:
+        raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
+    row_bytes = _parquet_row_bytes(schema)
+    n_rows, group_rows = _parquet_layout(parquet, file_size)
     declared = n_rows * row_bytes
     if declared > max_data_bytes:
         raise UploadError(
@@ -391,10 +579,82 @@ def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
             f"{max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
             status_code=413,
         )
+    if footer_rows != sum(group_rows):
+        raise UploadError(
+            f"The Parquet footer declares {footer_rows} rows but its row groups hold "
+            f"{sum(group_rows)}; the file's metadata is forged or damaged."
+        )
     try:
-        return parquet.read()
+        return _decode_parquet(parquet, schema, group_rows, max_data_bytes)
     except errors as exc:
         raise UploadError(f"The Parquet file cannot be decoded: {exc}") from exc
+
+
+def _decode_parquet(parquet, schema, group_rows: list[int], max_data_bytes: int):
+    import pyarrow as pa
+
+    names = list(schema.names)
+    pieces: dict[str, list] = {name: [] for name in names}
+    decoded = 0
+    for i, expected in enumerate(group_rows):
+        for name in names:
+            column = parquet.read_row_group(i, columns=[name]).column(0)
+            decoded += column.nbytes
+            if len(column) != expected:
+                raise UploadError(
+                    f"Parquet row group {i}, column '{name}' holds {len(column)} rows; its "
+                    f"metadata declares {expected}."
+                )
+            if decoded > max_data_bytes:
+                raise UploadError(
+                    f"The Parquet file decodes to more than {max_data_bytes / 2**20:.1f} MB, "
+                    "over the limit (LABELCUT_MAX_DATA_MB).",
+                    status_code=413,
+                )
+            pieces[name].extend(column.chunks)
+    arrays = [pa.chunked_array(pieces[name], type=schema.field(name).type) for name in names]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def parquet_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
+    """Bytes a Parquet file declares once decoded, checked as `read_validation_file` checks
+    them (schema, row counts, sizes) but without decoding a page."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    del spec
+    fileobj.seek(0, 2)
+    file_size = fileobj.tell()
+    fileobj.seek(0)
+    try:
+        parquet = pq.ParquetFile(fileobj)
+        schema = parquet.schema_arrow
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
+        raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
+    row_bytes = _parquet_row_bytes(schema)
+    n_rows, _ = _parquet_layout(parquet, file_size)
+    declared = n_rows * row_bytes
+    if declared > max_data_bytes:
+        raise UploadError(
+            f"The Parquet file declares {n_rows} rows of {len(schema)} columns, "
+            f"{declared / 2**20:.1f} MB once decoded, over the limit of "
+            f"{max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
+            status_code=413,
+        )
+    return declared
+
+
+def estimate_data_bytes(fileobj: IO[bytes], fmt: str, spec: InputSpec, max_data_bytes: int) -> int:
+    """What the upload will decode to, judged without decoding it (for the tune's memory
+    budget): exact for .npz and Parquet (declared, and checked), an estimate for CSV.
+    Raises `UploadError` where the declared sizes alone refuse the file."""
+    estimate = {"npz": npz_data_bytes, "csv": csv_data_bytes, "parquet": parquet_data_bytes}
+    if fmt not in estimate:
+        raise UploadError(f"Unknown format '{fmt}'; expected one of {', '.join(FORMATS)}.", 415)
+    try:
+        return estimate[fmt](fileobj, spec, max_data_bytes)
+    finally:
+        fileobj.seek(0)
 
 
 def _column_as_float(table, name: str) -> np.ndarray:
