@@ -108,16 +108,26 @@ class Postgres:
         self._run(pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
         return self
 
+    def _pid(self) -> int | None:
+        """The running postmaster's pid, or None (never started, stopped, or killed)."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if Path(f"/proc/{pid}").exists() else None
+
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
+        if self._pid() is not None:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def kill(self) -> None:
         """SIGKILL the postmaster and its children: no shutdown, as after a power cut."""
-        pid_file = self.data / "postmaster.pid"
-        pid = int(pid_file.read_text().split()[0])
+        pid = self._pid()
+        if pid is None:
+            return
         children = _children(pid)
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
