@@ -30,9 +30,11 @@ far less than a rare label's). Under ``strategy="global"`` with a tuned shared
 threshold, the shared threshold itself is resampled: pooled positives and
 negatives per score bucket (:mod:`tuning._shared`) are drawn the same way
 (treating (row, label) pairs as independent) and its optimum taken among
-bucket edges; every label gets that interval. When the shared threshold could
-not be tuned, "global" labels keep their own thresholds, and their intervals
-are those of their own re-tuned optima. F1 "at that threshold" is the F1 of
+edges of at most :data:`MAX_GROUPS` merged buckets; every label gets that
+interval (and its F1 replicates need only the counts above and below its
+threshold). When the shared threshold could not be tuned, "global" labels
+keep their own thresholds, and their intervals are those of their own
+re-tuned optima. F1 "at that threshold" is the F1 of
 the reported threshold on each replicate. Intervals are percentile intervals
 at ``confidence`` (default 0.9: the 5th and 95th percentiles). A label is
 ``unstable`` when either interval is wider than :data:`WIDE_INTERVAL`.
@@ -106,7 +108,7 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
     """Start indices of merged groups of distinct scores (increasing) and the index
     of the group that starts at the reported threshold's cut (len(starts) if none)."""
     m = len(candidates.bits)
@@ -114,6 +116,13 @@ def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, np.nd
     starts = np.unique(np.linspace(0, m, num=min(m, MAX_GROUPS) + 1).astype(np.int64)[:-1])
     starts = np.union1d(starts, [cut] if cut < m else [])
     return starts.astype(np.int64), int(np.searchsorted(starts, cut))
+
+
+def _split_at(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
+    """As :func:`_groups` with only the groups below and above the threshold's cut."""
+    cut = candidates.index_at(threshold)
+    starts = np.unique(np.array([0, cut if cut < len(candidates.bits) else 0], dtype=np.int64))
+    return starts, int(np.searchsorted(starts, cut))
 
 
 def _replicate_optima(
@@ -148,14 +157,15 @@ def label_intervals(
     the threshold ends are NaN here: every label gets the shared interval.
     """
     n_boot = spec.n_bootstrap
-    starts, cut_group = _groups(candidates, threshold)
+    retune = not (spec.strategy == "global" and shared is not None)
+    # Without re-tuning, F1 at the threshold needs only the counts above and below it.
+    starts, cut_group = (_groups if retune else _split_at)(candidates, threshold)
     tp_edges = np.append(candidates.true_positives, 0.0)
     pp_edges = np.append(candidates.predicted_positives, 0.0)
     ends = np.append(starts[1:], len(candidates.bits))
     positives_in = tp_edges[starts] - tp_edges[ends]
     negatives_in = (pp_edges[starts] - pp_edges[ends]) - positives_in
     positive_rng, negative_rng = np.random.default_rng([spec.seed, 0, label]).spawn(2)
-    retune = not (spec.strategy == "global" and shared is not None)
     if retune:
         values = candidates.values
         lower = np.where(starts > 0, values[np.maximum(starts - 1, 0)], 0.0)
@@ -191,15 +201,23 @@ def label_intervals(
 
 
 def shared_interval(histogram: PooledHistogram, spec: TuningSpec) -> tuple[float, float]:
-    """Percentile interval of the shared threshold, re-tuned on pooled bucket replicates."""
+    """Percentile interval of the shared threshold, re-tuned on pooled replicates.
+
+    The filled buckets are merged into at most :data:`MAX_GROUPS` groups (equal
+    numbers of buckets), as a label's distinct scores are; the replicate
+    optimum is taken among group edges.
+    """
     filled = np.flatnonzero(histogram.counts)
-    positives_in = histogram.positives[filled].astype(np.float64)
-    negatives_in = histogram.counts[filled] - positives_in
-    edges = histogram.edges[filled]
+    starts = np.unique(
+        np.linspace(0, len(filled), num=min(len(filled), MAX_GROUPS) + 1).astype(np.int64)[:-1]
+    )
+    positives_in = np.add.reduceat(histogram.positives[filled], starts).astype(np.float64)
+    negatives_in = np.add.reduceat(histogram.counts[filled], starts) - positives_in
+    edges = histogram.edges[filled[starts]]
     positive_rng, negative_rng = np.random.default_rng([spec.seed, 1]).spawn(2)
     replicate_thresholds = np.empty(spec.n_bootstrap)
-    for rows in replicate_chunks(spec.n_bootstrap, len(filled)):
-        size = (rows.stop - rows.start, len(filled))
+    for rows in replicate_chunks(spec.n_bootstrap, len(starts)):
+        size = (rows.stop - rows.start, len(starts))
         tp = _suffix_sums(positive_rng.poisson(positives_in, size=size))
         pp = tp + _suffix_sums(negative_rng.poisson(negatives_in, size=size))
         best, ok = _replicate_optima(tp, pp, tp[:, 0], spec)
