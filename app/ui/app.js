@@ -5,8 +5,19 @@
 const KEY_STORAGE = "labelcut.adminKey";
 const CONSTRAINED = new Set(["recall_at_precision", "precision_at_recall"]);
 const COLORS = { curve: "#1f5fa8", chosen: "#c0392b", fallback: "#555555", slider: "#1e8449" };
+// The compared sets: first and second (colour-blind-safe blue and orange).
+const PAIR_COLORS = ["#1f5fa8", "#d35400"];
 
-const state = { model: null, activeId: null, shownId: null, shownReport: null, token: 0, plots: [] };
+const state = {
+  model: null,
+  activeId: null,
+  shownId: null,
+  shownReport: null,
+  token: 0,
+  plots: [],
+  items: [],
+  compared: null,
+};
 
 // --- small helpers --------------------------------------------------------------------
 
@@ -178,7 +189,31 @@ async function loadHistory() {
   byId("history-empty").hidden = items.length > 0;
   byId("history-table").hidden = items.length === 0;
   for (const item of items) rows.append(historyRow(item));
+  state.items = items;
+  fillSetSelects(items);
   return items;
+}
+
+/** The set pickers of "Evaluate" and "Compare": kept choices survive a refresh. */
+function fillSetSelects(items) {
+  const preferred = state.activeId ?? items[0]?.id;
+  const other = items.find((item) => item.id !== preferred)?.id ?? preferred;
+  const defaults = { "evaluate-set": preferred, "compare-a": preferred, "compare-b": other };
+  for (const [id, fallback] of Object.entries(defaults)) {
+    const select = byId(id);
+    const kept = Number(select.value);
+    select.replaceChildren(
+      ...items.map((item) =>
+        el("option", {
+          value: String(item.id),
+          textContent: `#${item.id} · ${objectiveText(item.objective, item.params)}${item.active ? " · active" : ""}`,
+        }),
+      ),
+    );
+    const chosen = items.some((item) => item.id === kept) ? kept : fallback;
+    if (chosen !== undefined && chosen !== null) select.value = String(chosen);
+  }
+  for (const id of ["evaluate-submit", "compare-submit"]) byId(id).disabled = items.length === 0;
 }
 
 function historyRow(item) {
@@ -534,6 +569,10 @@ function curveCard(curve, index, labelStatus) {
 
 // --- the tune form --------------------------------------------------------------------
 
+function syncRuleFields() {
+  byId("tune-k-field").hidden = byId("tune-decision-rule").value !== "top_k";
+}
+
 function syncObjectiveFields() {
   const objective = byId("tune-objective").value;
   byId("tune-beta-field").hidden = objective !== "fbeta";
@@ -565,6 +604,10 @@ async function submitTune(event) {
   if (CONSTRAINED.has(objective)) form.append("target", byId("tune-target").value);
   form.append("strategy", byId("tune-strategy").value);
   form.append("min_positives", byId("tune-min-positives").value || "1");
+  const rule = byId("tune-decision-rule").value;
+  form.append("decision_rule", rule);
+  if (rule === "top_k") form.append("k", byId("tune-k").value || "1");
+  form.append("n_bootstrap", byId("tune-n-bootstrap").value || "0");
   form.append("activate", byId("tune-activate").checked ? "true" : "false");
 
   const button = byId("tune-submit");
@@ -592,6 +635,218 @@ async function submitTune(event) {
   );
   await refreshSets();
   await showSet(info.id, { report });
+}
+
+// --- evaluate a set on a file ---------------------------------------------------------
+
+async function submitEvaluate(event) {
+  event.preventDefault();
+  const status = byId("evaluate-status");
+  const error = byId("evaluate-error");
+  showMessage(error, "");
+  const file = byId("evaluate-file").files[0];
+  const id = Number(byId("evaluate-set").value);
+  if (!id) {
+    showMessage(error, "No threshold set to evaluate yet: tune one first.");
+    return;
+  }
+  if (!file) {
+    showMessage(error, "Choose a labelled file first.");
+    byId("evaluate-file").focus();
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const button = byId("evaluate-submit");
+  button.disabled = true;
+  showMessage(status, `Evaluating set ${id} on ${file.name}…`);
+  let found;
+  try {
+    found = await api(`/thresholds/${id}/evaluate`, { method: "POST", body: form, admin: true });
+  } catch (failure) {
+    showMessage(status, "");
+    showMessage(error, `Set ${id} was not evaluated. ${failure.message}`);
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  byId("admin-key").removeAttribute("aria-invalid");
+  renderEvaluation(found, file.name);
+  showMessage(status, `Set ${id} evaluated on ${found.n_samples} rows of ${file.name}; nothing stored.`);
+}
+
+function renderEvaluation(found, name) {
+  const tuned = found.summary.at_threshold;
+  const fallback = found.summary.at_default;
+  byId("evaluate-summary").textContent =
+    `Set ${found.threshold_set_id} on ${name} (${found.n_samples} rows, sha256 ` +
+    `${shortHash(found.data_sha256)}): macro-F1 ${fmt(tuned.macro.f1)} ` +
+    `(${fmt(fallback.macro.f1)} at 0.5), micro-F1 ${fmt(tuned.micro.f1)} ` +
+    `(${fmt(fallback.micro.f1)} at 0.5).`;
+  const rows = found.per_label.map((row) =>
+    el(
+      "tr",
+      { dataset: { label: row.label } },
+      el("th", { scope: "row", textContent: row.label }),
+      el("td", { className: "num", textContent: fmt(row.threshold, 4) }),
+      el("td", { className: "num", textContent: String(row.support) }),
+      el("td", { className: "num", textContent: fmt(row.at_threshold.precision) }),
+      el("td", { className: "num", textContent: fmt(row.at_threshold.recall) }),
+      el("td", { className: "num", textContent: fmt(row.at_threshold.f1) }),
+      el("td", { className: "num", textContent: fmt(row.at_default.f1) }),
+    ),
+  );
+  byId("evaluate-rows").replaceChildren(...rows);
+  byId("evaluate-body").hidden = false;
+}
+
+// --- compare two sets -----------------------------------------------------------------
+
+async function curvesOrNull(id) {
+  try {
+    return await api(`/thresholds/${id}/curves`);
+  } catch (error) {
+    if (error.status === 404) return null;
+    throw error;
+  }
+}
+
+async function submitCompare(event) {
+  event.preventDefault();
+  const status = byId("compare-status");
+  const error = byId("compare-error");
+  showMessage(error, "");
+  const ids = [Number(byId("compare-a").value), Number(byId("compare-b").value)];
+  if (!ids[0] || !ids[1]) {
+    showMessage(error, "Two threshold sets are needed to compare: tune another first.");
+    return;
+  }
+  showMessage(status, `Comparing sets ${ids[0]} and ${ids[1]}…`);
+  let reports;
+  let curves;
+  try {
+    reports = await Promise.all(ids.map((id) => api(`/thresholds/${id}`)));
+    curves = await Promise.all(ids.map((id) => curvesOrNull(id)));
+  } catch (failure) {
+    showMessage(status, "");
+    showMessage(error, `The sets could not be compared. ${failure.message}`);
+    return;
+  }
+  state.compared = { ids, reports, curves };
+  renderComparison();
+  showMessage(status, `Sets ${ids[0]} and ${ids[1]} side by side.`);
+}
+
+function renderComparison() {
+  const { ids, reports } = state.compared;
+  const [a, b] = reports;
+  const describe = (id, report) => {
+    const info = report.threshold_set;
+    const { macro_f1: macro, micro_f1: micro } = report.summary;
+    return (
+      `Set ${id} (${objectiveText(info.objective, info.params)}): ` +
+      `macro-F1 ${fmt(macro.tuned)}, micro-F1 ${fmt(micro.tuned)}.`
+    );
+  };
+  byId("compare-summary").textContent = `${describe(ids[0], a)} ${describe(ids[1], b)}`;
+  const titles = [
+    "Label", `Threshold #${ids[0]}`, `Threshold #${ids[1]}`, `F1 #${ids[0]}`, `F1 #${ids[1]}`,
+    `F1 change (#${ids[1]} − #${ids[0]})`,
+  ];
+  byId("compare-head").replaceChildren(
+    ...titles.map((title) => el("th", { scope: "col", textContent: title })),
+  );
+  const second = new Map(b.per_label.map((row) => [row.label, row]));
+  const rows = a.per_label.map((row) => {
+    const other = second.get(row.label);
+    const change = other ? other.f1 - row.f1 : NaN;
+    return el(
+      "tr",
+      { dataset: { label: row.label } },
+      el("th", { scope: "row", textContent: row.label }),
+      el("td", { className: "num", textContent: fmt(row.threshold, 4) }),
+      el("td", { className: "num", textContent: fmt(other?.threshold, 4) }),
+      el("td", { className: "num", textContent: fmt(row.f1) }),
+      el("td", { className: "num", textContent: fmt(other?.f1) }),
+      el("td", {
+        className: `num ${change > 0 ? "better" : change < 0 ? "worse" : ""}`,
+        textContent: Number.isFinite(change) ? `${change > 0 ? "+" : ""}${change.toFixed(3)}` : "–",
+      }),
+    );
+  });
+  byId("compare-rows").replaceChildren(...rows);
+  const select = byId("compare-label");
+  const kept = select.value;
+  select.replaceChildren(
+    ...a.per_label.map((row) => el("option", { value: row.label, textContent: row.label })),
+  );
+  if (a.per_label.some((row) => row.label === kept)) select.value = kept;
+  byId("compare-body").hidden = false;
+  drawComparison();
+}
+
+function drawComparison() {
+  const { ids, curves } = state.compared;
+  const label = byId("compare-label").value;
+  const plot = byId("compare-plot");
+  const status = byId("compare-chart-status");
+  window.Plotly?.purge(plot);
+  const found = curves.map((data) => data?.curves.find((curve) => curve.label === label) ?? null);
+  const missing = ids.filter((_, i) => found[i] === null);
+  if (!window.Plotly) {
+    showMessage(status, "plotly.js did not load, so the chart cannot be drawn.");
+    return;
+  }
+  const traces = [];
+  const described = [];
+  found.forEach((curve, i) => {
+    if (!curve) return;
+    const chosen = pointAt(curve, curve.chosen_index);
+    const color = PAIR_COLORS[i];
+    traces.push({
+      x: curve.recall,
+      y: curve.precision,
+      mode: "lines",
+      name: `set ${ids[i]} curve`,
+      line: { color, width: 2, dash: i === 0 ? "solid" : "dash" },
+      hovertemplate: `set ${ids[i]}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>`,
+    });
+    traces.push({
+      x: [chosen.recall],
+      y: [chosen.precision],
+      mode: "markers",
+      name: `set ${ids[i]} chosen ${fmt(curve.threshold, 3)}`,
+      marker: { symbol: i === 0 ? "diamond" : "star", color, size: 14, line: { color: "#fff", width: 1 } },
+      hovertemplate: `set ${ids[i]} chosen<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>`,
+    });
+    described.push(`set ${ids[i]} chose ${pointText(curve.threshold, chosen)}`);
+  });
+  plot.dataset.label = label;
+  plot.dataset.traces = String(traces.length);
+  plot.setAttribute(
+    "aria-label",
+    `Precision-recall curves of ${label} for sets ${ids[0]} and ${ids[1]}: ${described.join("; ")}.`,
+  );
+  if (traces.length === 0) {
+    showMessage(status, `Sets ${missing.join(" and ")} have no stored curves to draw.`);
+    return;
+  }
+  const layout = {
+    height: 360,
+    margin: { l: 52, r: 12, t: 8, b: 44 },
+    showlegend: true,
+    legend: { orientation: "h", y: -0.2 },
+    xaxis: { title: { text: "Recall" }, range: [-0.02, 1.02], zeroline: false },
+    yaxis: { title: { text: "Precision" }, range: [-0.02, 1.05], zeroline: false },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "#fbfbfd",
+    font: { family: "system-ui, sans-serif", size: 12 },
+  };
+  window.Plotly.newPlot(plot, traces, layout, { displayModeBar: false, responsive: true });
+  showMessage(
+    status,
+    missing.length ? `Set ${missing[0]} has no stored curves; only the other is drawn.` : "",
+  );
 }
 
 // --- admin key ------------------------------------------------------------------------
@@ -628,7 +883,12 @@ async function start() {
   setUpAdminKey();
   byId("tune-objective").addEventListener("change", syncObjectiveFields);
   byId("tune-form").addEventListener("submit", submitTune);
+  byId("tune-decision-rule").addEventListener("change", syncRuleFields);
+  byId("evaluate-form").addEventListener("submit", submitEvaluate);
+  byId("compare-form").addEventListener("submit", submitCompare);
+  byId("compare-label").addEventListener("change", drawComparison);
   syncObjectiveFields();
+  syncRuleFields();
   try {
     await loadModel();
     const [, items] = await Promise.all([loadActive(), loadHistory()]);
