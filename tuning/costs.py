@@ -3,7 +3,8 @@
 The search is exact over every cut of the label (:mod:`tuning.cutpoints`):
 each distinct score and "predict nothing" (the right answer when a false alarm
 costs more than every positive's miss is worth). Costs are compared exactly
-(:mod:`tuning.exact_pick`), and ties go to the higher threshold, as in
+(:mod:`tuning.exact_pick`, reading each cost as the decimal it was written
+as), and ties go to the higher threshold, as in
 ``tune_thresholds``. Labels that cannot be tuned get ``fallback`` with the
 project's statuses ("no_positives", "no_negatives", "too_few_positives").
 
@@ -11,9 +12,9 @@ Costs: a number for every label, a sequence of L numbers, or a mapping from
 label name to number (``"*"`` gives the default for names left out). Each must
 be finite and >= 0; a label with both costs 0 is refused (every threshold
 would cost 0, so there is nothing to choose). A cost of 0 on one side makes
-the other side's errors the only ones that count: ``cost_fp = 0`` predicts
-every row positive (the lowest threshold, FN = 0), ``cost_fn = 0`` predicts
-nothing.
+the other side's errors the only ones that count: with ``cost_fp = 0`` the
+threshold sits just below the lowest-scored positive (the highest cut with
+FN = 0), with ``cost_fn = 0`` the label predicts nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from labelcut.tuning.cutpoints import (
     cut_threshold,
     untunable_status,
 )
-from labelcut.tuning.exact_pick import best_cut
+from labelcut.tuning.exact_pick import best_cut, decimal_fraction
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -158,7 +158,7 @@ def cheapest_cut(cuts: LabelCuts, cost_fp: float, cost_fn: float) -> int:
     """Index of the exact minimum-cost cut (ties to the higher threshold)."""
     false_positives, false_negatives = label_errors(cuts)
     approx = cost_fp * false_positives + cost_fn * false_negatives
-    exact_fp, exact_fn = Fraction(cost_fp), Fraction(cost_fn)
+    exact_fp, exact_fn = decimal_fraction(cost_fp), decimal_fraction(cost_fn)
     return best_cut(
         approx,
         (cost_fp + cost_fn) * cuts.n_samples,

@@ -6,8 +6,14 @@ float64 rounds those products, so two cuts that are equally good as real
 numbers can compare unequal, and the tie rule (the higher threshold wins) would
 then depend on rounding. So: compute the objective in float64 for every cut,
 keep the cuts within a rounding bound of the best, and compare only those as
-exact :class:`fractions.Fraction` values (each float is an exact binary
-fraction). The answer is the exact optimum, ties to the highest cut index.
+exact :class:`fractions.Fraction` values. The answer is the exact optimum,
+ties to the highest cut index.
+
+User numbers are read as the decimals they were written as
+(:func:`decimal_fraction`: ``0.1`` is 1/10, not the binary float nearest to
+it), so ``cost_fp = 0.3`` for one false positive ties exactly with
+``cost_fn = 0.1`` for three misses, as the user means it (float64 says
+``0.1 * 3 > 0.3``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ import numpy as np
 
 # A float64 sum of a few rounded products is within this many ulps of the exact value.
 _ULPS = 16.0
+
+
+def decimal_fraction(value: float) -> Fraction:
+    """``value`` as the exact fraction of its shortest decimal form (``repr``)."""
+    return Fraction(repr(float(value)))
 
 
 def best_cut(

@@ -32,8 +32,8 @@ Every label is tuned, including those without positives in the validation data
 (they predict nothing); there is no per-label fallback.
 
 Exactness: ``lam`` is an exact fraction and each label's maximiser is settled
-in exact arithmetic (:mod:`tuning.exact_pick`), ``b²`` being the square of the
-float ``beta`` as given.
+in exact arithmetic (:mod:`tuning.exact_pick`), ``b²`` being the square of
+``beta`` read as the decimal it was written as.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from labelcut.tuning.cutpoints import (
     as_target_array,
     cut_threshold,
 )
-from labelcut.tuning.exact_pick import best_cut
+from labelcut.tuning.exact_pick import best_cut, decimal_fraction
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -203,7 +203,7 @@ def tune_micro_fbeta(
         raise ValueError("start_threshold must be a finite number >= 0.")
 
     cuts = all_label_cuts(score_array, truth)
-    beta2 = Fraction(beta) ** 2
+    beta2 = decimal_fraction(beta) ** 2
     positives = sum(label.positives for label in cuts)
     n_samples, n_labels = score_array.shape
     support = np.array([label.positives for label in cuts], dtype=np.int64)
