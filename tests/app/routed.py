@@ -1,8 +1,8 @@
-"""The app with this work's routers (evaluate, push) included, whether or not
+"""The app with issue 14's routers (evaluate, push, archive) included, whether or not
 `labelcut.app.main.create_app` includes them yet; in process and as a real server.
 
-Once `create_app` includes both routers, `with_routers` changes nothing and the
-real server is plain `labelcut serve`.
+Once `create_app` includes them, `with_routers` changes nothing and the real server
+is plain `labelcut serve`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from labelcut.app.config import Settings
 from labelcut.app.main import create_app
-from labelcut.app.routes import evaluate, push
+from labelcut.app.routes import archive, evaluate, push
 
 from ..support.inprocess import LOOPBACK
 from ..support.server import REPO, Server, free_port
@@ -36,6 +36,8 @@ def with_routers(app: FastAPI) -> FastAPI:
         app.include_router(evaluate.router)
     if not _has(app, "POST", "/thresholds"):
         app.include_router(push.router)
+    if not _has(app, "POST", "/thresholds/{set_id}/archive"):
+        app.include_router(archive.router)
     return app
 
 

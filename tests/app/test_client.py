@@ -97,6 +97,17 @@ def test_tune_from_file_pair_and_frame_then_activate_evaluate_history(client, se
     assert client.evaluate(first, {"scores": proba, "Y": Y})["per_label"] == evaluated["per_label"]
 
 
+def test_archive_hides_a_set_but_not_the_active_one(client, yeast):
+    kept = client.tune(YEAST_TEST, n_bootstrap=0)["threshold_set"]["id"]  # active
+    hidden = client.tune(YEAST_TEST, n_bootstrap=0, activate=False)["threshold_set"]["id"]
+    assert client.archive(hidden)["threshold_set"]["archived"] is True
+    assert hidden not in [item["id"] for item in client.history()]
+    with pytest.raises(LabelcutError) as info:
+        client.archive(kept)
+    assert info.value.status_code == 409
+    assert client.get(hidden)["threshold_set"]["id"] == hidden  # never deleted
+
+
 def test_errors_carry_status_and_detail(client, server, yeast):
     with pytest.raises(LabelcutError) as info:
         client.get(10**6)
