@@ -62,10 +62,15 @@ class DriftWindow:
     def add(self, scores: np.ndarray, flags: np.ndarray) -> None:
         """Add rows: ``scores`` ``(m, L)`` or ``(L,)`` and their predicted-positive ``flags``
         of the same shape (the served decisions, whatever the rule). O(m L)."""
-        s = np.asarray(scores, dtype=np.float64).reshape(-1, self.n_labels)
-        f = np.asarray(flags, dtype=bool).reshape(-1, self.n_labels)
+        s = np.asarray(scores, dtype=np.float64)
+        f = np.asarray(flags, dtype=bool)
         if s.shape != f.shape:
             raise ValueError(f"scores {s.shape} and flags {f.shape} must have one shape.")
+        if s.ndim not in (1, 2) or s.shape[-1] != self.n_labels:
+            raise ValueError(
+                f"scores must be (m, {self.n_labels}) or ({self.n_labels},), got {s.shape}."
+            )
+        s, f = s.reshape(-1, self.n_labels), f.reshape(-1, self.n_labels)
         if len(s) > self.size:  # only the newest rows can stay
             s, f = s[-self.size :], f[-self.size :]
         with self._lock:
