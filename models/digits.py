@@ -131,12 +131,23 @@ def train_digits(
     out_dir = Path(out_dir)
     x_train, y_train = load_digits_split(train_path)
     mean, std = pixel_standardization(x_train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SmallCNN(8, 8, len(CLASS_NAMES))
-        fit_classifier(
-            model, (x_train - mean) / std, y_train, nn.CrossEntropyLoss(), seed=seed, epochs=epochs
-        )
+    threads = torch.get_num_threads()
+    try:
+        # One thread: the model is tiny, and more threads on busy cores are far slower.
+        torch.set_num_threads(1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SmallCNN(8, 8, len(CLASS_NAMES))
+            fit_classifier(
+                model,
+                (x_train - mean) / std,
+                y_train,
+                nn.CrossEntropyLoss(),
+                seed=seed,
+                epochs=epochs,
+            )
+    finally:
+        torch.set_num_threads(threads)
     save_bundle(
         model,
         out_dir,
