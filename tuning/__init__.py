@@ -19,7 +19,9 @@ from labelcut.tuning._checks import (
     STRATEGIES,
     TUNE_PARAMETERS,
     Parameter,
+    parameter,
     parameter_fields,
+    parameter_table_markdown,
 )
 from labelcut.tuning.curves import (
     PRCurve,
@@ -49,7 +51,9 @@ __all__ = [
     "diagnose",
     "downsample_curve",
     "operating_index",
+    "parameter",
     "parameter_fields",
+    "parameter_table_markdown",
     "precision_recall_curves",
     "tune_thresholds",
 ]

@@ -159,6 +159,20 @@ class Parameter:
     required_when: tuple[str, ...] = ()
     group: str = "tune"
 
+    @property
+    def python_type(self) -> type:
+        """The Python type of a value: str, float, int or bool."""
+        return {"str": str, "float": float, "int": int, "bool": bool}[self.kind]
+
+    def constraints(self) -> dict[str, float]:
+        """The bounds as pydantic/annotated-types keywords (``gt``/``ge``, ``lt``/``le``)."""
+        found: dict[str, float] = {}
+        if self.minimum is not None:
+            found["gt" if self.exclusive_minimum else "ge"] = self.minimum
+        if self.maximum is not None:
+            found["lt" if self.exclusive_maximum else "le"] = self.maximum
+        return found
+
     def bounds_text(self) -> str:
         """The bounds as an interval ("(0, 1]", ">= 0", ...), "" when unbounded."""
         low, high = self.minimum, self.maximum
@@ -281,7 +295,9 @@ def parameter_fields(group: str | None = None) -> list[dict[str, Any]]:
     """Every option as a JSON-ready dict (the fields of :class:`Parameter` plus ``bounds``).
 
     ``group``: "tune", "decision" or None for both. What a pydantic schema,
-    a form, a CLI or a README table is generated from.
+    a form, a CLI or a README table is generated from: ``constraints`` holds
+    the bounds as pydantic keywords (``{"gt": 0, "le": 1e6}``), ``bounds`` as
+    text (``"(0, 1e+06]"``).
     """
     return [
         {
@@ -289,10 +305,29 @@ def parameter_fields(group: str | None = None) -> list[dict[str, Any]]:
             "choices": None if p.choices is None else list(p.choices),
             "required_when": list(p.required_when),
             "bounds": p.bounds_text(),
+            "constraints": p.constraints(),
         }
         for p in TUNE_PARAMETERS
         if group is None or p.group == group
     ]
+
+
+def parameter_table_markdown(group: str | None = None) -> str:
+    """The README's table of options (markdown), generated from :data:`TUNE_PARAMETERS`."""
+    rows = [
+        "| field | type | default | bounds / choices | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for p in TUNE_PARAMETERS:
+        if group is not None and p.group != group:
+            continue
+        default = "–" if p.default is None else f"`{p.default}`"
+        allowed = " \\| ".join(f"`{c}`" for c in p.choices) if p.choices else p.bounds_text()
+        required = f" Required when {', '.join(p.required_when)}." if p.required_when else ""
+        rows.append(
+            f"| `{p.name}` | {p.kind} | {default} | {allowed or '–'} | {p.help}{required} |"
+        )
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True)

@@ -310,3 +310,9 @@ def test_table_bounds_text():
     assert by_name["confidence"].bounds_text() == "(0, 1)"
     assert by_name["min_positives"].bounds_text() == ">= 0"
     assert by_name["k"].bounds_text() == ">= 1"
+    assert tuning.parameter("beta").constraints() == {"gt": 0.0, "le": 1e6}
+    assert tuning.parameter("n_bootstrap").constraints() == {"ge": 0, "le": 10_000}
+    assert tuning.parameter("seed").python_type is int
+    table = tuning.parameter_table_markdown().splitlines()
+    assert len(table) == 2 + len(TUNE_PARAMETERS)
+    assert "| `beta` | float | `1.0` | (0, 1e+06] |" in table[3]
