@@ -179,7 +179,9 @@ class ThresholdStore:
             if _is_unavailable(exc):
                 raise self._unavailable(exc) from exc
             raise
-        if before != after:
+        if before == 0:
+            log.info("Threshold store %s: created (schema version %d)", self.shown, after)
+        elif before != after:
             log.warning(
                 "Threshold store %s: schema upgraded from version %d to %d",
                 self.shown,
