@@ -2,8 +2,8 @@
 
 Nothing is stored: the answer is per-label precision, recall and F1 at the set's
 thresholds and at 0.5, with macro and micro averages (`labelcut.tuning.evaluate`).
-The upload is read like a tuning upload (same formats, limits and errors), so it
-is an admin operation like `/tune-thresholds`.
+The upload is read like a tuning upload (same formats, limits and errors, the same
+memory budget and thread pool), so it is an admin operation like `/tune-thresholds`.
 """
 
 from __future__ import annotations
@@ -11,22 +11,29 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from labelcut.app.deps import ReadyService, admin_bearer, require_admin
+from labelcut.app.budget import BudgetBusy, NeverFits, TuneRunner
+from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
 from labelcut.app.schemas import ErrorResponse
 from labelcut.app.scoring import score_inputs
 from labelcut.app.service import Service, sha256_of_file
 from labelcut.app.store import ThresholdSet, UnknownThresholdSet
-from labelcut.app.uploads import UploadError, detect_format, read_validation_file
+from labelcut.app.uploads import (
+    UploadError,
+    detect_format,
+    estimate_data_bytes,
+    read_validation_file,
+)
 from labelcut.tuning.evaluate import evaluate_thresholds
 
-router = APIRouter(tags=["thresholds"])
+# Like the thresholds router: parameters and form fields a route does not declare are 422.
+router = APIRouter(tags=["thresholds"], dependencies=[Depends(reject_unknown_parameters)])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 503)
 }
 
 
@@ -90,29 +97,31 @@ def _set_of_loaded_model(service: Service, set_id: int) -> ThresholdSet:
 
 
 def _evaluate_upload(
-    service: Service, found: ThresholdSet, file: UploadFile, fmt: str
+    service: Service, found: ThresholdSet, file: UploadFile, fmt: str, max_data_bytes: int
 ) -> dict[str, Any]:
+    """Hash, decode, score and evaluate one upload; runs on the tune pool, under a
+    reservation of the tunes' memory budget (it holds a whole file's arrays, as a tune)."""
     model = service.loaded_model
-    # One upload in memory at a time, shared with tuning: each holds a whole file's arrays.
-    with service.tune_lock:
-        data_sha256 = sha256_of_file(file.file)
-        data = read_validation_file(
-            file.file, fmt, service.input_spec, max_data_bytes=service.settings.max_data_bytes
+    data_sha256 = sha256_of_file(file.file)
+    data = read_validation_file(file.file, fmt, service.input_spec, max_data_bytes=max_data_bytes)
+    scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise UploadError(
+            f"Row {int(np.argmax(bad)) + 1} of the inputs drives the model to a non-finite "
+            "output: its values are too large for float32 arithmetic."
         )
-        scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
-        bad = ~np.isfinite(scores).all(axis=1)
-        if bad.any():
-            raise UploadError(
-                f"Row {int(np.argmax(bad)) + 1} of the inputs drives the model to a non-finite "
-                "output: its values are too large for float32 arithmetic."
-            )
-        report = evaluate_thresholds(
-            scores,
-            data.targets,
-            np.asarray(found.thresholds, dtype=np.float64),
-            label_names=list(model.labels),
-        )
+    report = evaluate_thresholds(
+        scores,
+        data.targets,
+        np.asarray(found.thresholds, dtype=np.float64),
+        label_names=list(model.labels),
+    )
     return {"threshold_set_id": found.id, "data_sha256": data_sha256, **report}
+
+
+def tune_runner(request: Request) -> TuneRunner:
+    return request.app.state.tune_runner
 
 
 @router.post(
@@ -128,13 +137,26 @@ def _evaluate_upload(
 async def evaluate_set(
     set_id: int,
     service: ReadyService,
+    runner: Annotated[TuneRunner, Depends(tune_runner)],
     file: Annotated[UploadFile, File(description="Labelled data: .npz, .csv or .parquet.")],
 ) -> dict[str, Any]:
     found = await run_in_threadpool(_set_of_loaded_model, service, set_id)
+    limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
     try:
         fmt = detect_format(file.filename, file.content_type)
-        return await run_in_threadpool(_evaluate_upload, service, found, file, fmt)
+        # Judged from the declared sizes, without decoding: what the budget must hold.
+        data_bytes = await run_in_threadpool(
+            estimate_data_bytes, file.file, fmt, service.input_spec, limit
+        )
+        return await runner.run(
+            data_bytes, lambda: _evaluate_upload(service, found, file, fmt, limit)
+        )
     except UploadError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from exc
+    except NeverFits as exc:
+        raise HTTPException(413, detail=str(exc)) from exc
+    except BudgetBusy as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        raise HTTPException(503, detail=str(exc), headers=headers) from exc
     except ValueError as exc:  # evaluate_thresholds' checks: sentences naming the problem
         raise HTTPException(422, detail=str(exc)) from exc

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from labelcut.app.deps import ReadyService, admin_bearer, require_admin
+from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
 from labelcut.app.routes.thresholds import set_report
 from labelcut.app.schemas import (
     DecisionRule,
@@ -32,7 +32,8 @@ from labelcut.app.schemas import (
 from labelcut.app.service import CURVE_POINTS, Service
 from labelcut.app.store import NewThresholdSet, StoreUnavailable
 
-router = APIRouter(tags=["thresholds"])
+# Like the thresholds router: query parameters a route does not declare are 422.
+router = APIRouter(tags=["thresholds"], dependencies=[Depends(reject_unknown_parameters)])
 log = logging.getLogger("labelcut")
 
 MAX_PUSH_BYTES = 32 * 2**20

@@ -112,3 +112,22 @@ def test_evaluate_needs_the_admin_key_when_set(tmp_path, yeast):
         right = {"authorization": "Bearer s3cret"}
         # Past the key: no set 1 yet.
         assert c.post("/thresholds/1/evaluate", files=files, headers=right).status_code == 404
+
+
+def test_unknown_fields_and_oversized_data_are_refused(tmp_path, yeast):
+    files = {"file": ("v.npz", YEAST_TEST.read_bytes(), "application/x-npz")}
+    with routed_client(tmp_path / "small", max_data_mb=0.3) as c:
+        wait_ready(c)
+        set_id = c.post(
+            "/tune-thresholds",
+            files={"file": ("s.npz", _npz(X=yeast[0][:50], Y=yeast[1][:50]), "application/x-npz")},
+            data={"n_bootstrap": "0"},
+        )
+        assert set_id.status_code == 200, set_id.text
+        found = set_id.json()["threshold_set"]["id"]
+        unknown = c.post(f"/thresholds/{found}/evaluate", files=files, data={"objective": "f1"})
+        assert unknown.status_code == 422 and "objective" in str(unknown.json()["detail"])
+        # The whole test split decodes to more than a tune may hold under this budget.
+        big = c.post(f"/thresholds/{found}/evaluate", files=files)
+        assert big.status_code == 413, big.text
+        assert "LABELCUT_MAX_DATA_MB" in big.json()["detail"]

@@ -124,3 +124,9 @@ def test_push_is_an_admin_operation(tmp_path, report):
     with routed_client(tmp_path / "e", client=("203.0.113.9", 4000)) as c:
         wait_ready(c)
         assert c.post("/thresholds", json=report).status_code == 403
+
+
+def test_unknown_query_parameters_are_refused(client, report):
+    answer = client.post("/thresholds?activte=true", json=report)
+    assert answer.status_code == 422 and "activte" in str(answer.json()["detail"])
+    assert client.get("/thresholds/history").json()["items"] == []
