@@ -5,10 +5,11 @@ from validation scores ``(n, L)`` and 0/1 targets ``(n, L)``:
 
 - ``"none"``: the scores as they are;
 - ``"temperature"``: ``p = sigmoid(z / T_j)``, one ``T_j > 0`` per label on the logit ``z``,
-  fit by minimising the log loss over ``log T_j`` in ``[log 0.01, log 100]``;
+  fit by minimising the log loss, with ``T_j`` in ``[0.01, 100]``;
 - ``"platt"``: ``p = sigmoid(a_j z + b_j)``, Platt's (2000) logistic fit on the logit with
   his smoothed targets ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` as the regulariser,
   the objective of scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``;
+  both are fit by Newton's method on all labels at once (``calibration_fit``);
 - ``"isotonic"``: a non-decreasing step-linear map fit by pool-adjacent-violators on the
   probability, with scikit-learn's ``IsotonicRegression(out_of_bounds="clip", y_min=0,
   y_max=1)`` semantics, stored as breakpoints ``(x, y)`` and applied with ``np.interp``.
@@ -38,8 +39,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import isotonic_regression, minimize, minimize_scalar
+from scipy.optimize import isotonic_regression
 from scipy.special import expit
+
+from labelcut.tuning.calibration_fit import fit_inverse_temperatures, fit_platt
 
 METHODS = ("none", "temperature", "platt", "isotonic")
 SCHEMA_VERSION = 1
@@ -228,35 +231,6 @@ def check_fit_inputs(
     return s, y.astype(np.float64)
 
 
-def _fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
-    def loss(log_t: float) -> float:
-        u = z * math.exp(-log_t)
-        return float(np.mean(np.logaddexp(0.0, u) - y * u))
-
-    lo, hi = (math.log(v) for v in TEMPERATURE_RANGE)
-    found = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-9})
-    return math.exp(float(found.x))
-
-
-def _fit_platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    positives = float(y.sum())
-    negatives = len(y) - positives
-    t = np.where(y > 0, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
-
-    def loss_grad(ab: np.ndarray) -> tuple[float, np.ndarray]:
-        u = ab[0] * z + ab[1]
-        residual = expit(u) - t
-        loss = np.mean(np.logaddexp(0.0, u) - t * u)
-        return float(loss), np.array([np.mean(residual * z), np.mean(residual)])
-
-    start = np.array([1.0, math.log((positives + 1.0) / (negatives + 1.0))])
-    found = minimize(
-        loss_grad, start, jac=True, method="L-BFGS-B",
-        options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 2000},
-    )  # fmt: skip
-    return float(found.x[0]), float(found.x[1])
-
-
 def _fit_isotonic(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(p, kind="stable")
     x_sorted, y_sorted = p[order], y[order]
@@ -308,12 +282,16 @@ def fit_calibrator(
         )
         return Calibrator(method, n_labels, fitted, breakpoints=points)
     z = np.clip(s, -LOGIT_CLIP, LOGIT_CLIP) if logits else to_logits(s)
+    cols = np.flatnonzero(fitted)
     if method == "temperature":
         temperature = np.ones(n_labels)
-        for j in np.flatnonzero(fitted):
-            temperature[j] = _fit_temperature(z[:, j], y[:, j])
+        lo, hi = TEMPERATURE_RANGE
+        temperature[cols] = 1.0 / fit_inverse_temperatures(z[:, cols], y[:, cols], (1 / hi, 1 / lo))
         return Calibrator(method, n_labels, fitted, temperature=temperature)
+    # Platt's targets: (N+ + 1) / (N+ + 2) for positives, 1 / (N- + 2) for negatives.
+    yc = y[:, cols]
+    pos, neg = yc.sum(axis=0), len(yc) - yc.sum(axis=0)
+    soft = np.where(yc > 0, (pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0))
     slope, intercept = np.ones(n_labels), np.zeros(n_labels)
-    for j in np.flatnonzero(fitted):
-        slope[j], intercept[j] = _fit_platt(z[:, j], y[:, j])
+    slope[cols], intercept[cols] = fit_platt(z[:, cols], soft)
     return Calibrator(method, n_labels, fitted, slope=slope, intercept=intercept)
