@@ -154,3 +154,20 @@ def untunable_status(cuts: LabelCuts, min_positives: int) -> str | None:
     if cuts.positives < min_positives:
         return "too_few_positives"
     return None
+
+
+def all_cut_thresholds(cuts: LabelCuts, score_dtype: np.dtype) -> np.ndarray:
+    """float64 (m + 1,): :func:`cut_threshold` of every cut of one label, at once."""
+    dtype = np.dtype(score_dtype).type
+    values = cuts.values
+    top = float(values[-1])
+    upper = np.append(values, 1.0)
+    lower = np.concatenate(([0.0], values))
+    has_lower = np.arange(len(upper)) > 0
+    with np.errstate(under="ignore", over="ignore"):
+        rounded = ((upper + lower) / 2.0).astype(dtype).astype(np.float64)
+    outside = (rounded > upper) | (has_lower & (rounded <= lower))
+    thresholds = np.where(outside, upper, rounded)
+    if top >= 1.0:
+        thresholds[-1] = float(np.nextafter(dtype(1.0), dtype(np.inf)))
+    return thresholds

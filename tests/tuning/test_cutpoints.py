@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_curve
 
-from labelcut.tuning.cutpoints import all_label_cuts, as_float_array, cut_threshold
+from labelcut.tuning.cutpoints import (
+    all_cut_thresholds,
+    all_label_cuts,
+    as_float_array,
+    cut_threshold,
+)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -43,3 +48,13 @@ def test_thresholds_reproduce_every_cut(dtype):
             assert (column >= threshold).sum() == cuts.predicted_positives[index]
             if index < cuts.nothing:
                 assert threshold <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_all_cut_thresholds_equal_one_at_a_time(dtype):
+    rng = np.random.default_rng(5)
+    scores = rng.random((300, 2)).astype(dtype)
+    scores[:2, 1] = [0.0, 1.0]
+    for cuts in all_label_cuts(as_float_array(scores), rng.random((300, 2)) < 0.3):
+        expected = [cut_threshold(cuts, i, scores.dtype) for i in range(cuts.nothing + 1)]
+        np.testing.assert_array_equal(all_cut_thresholds(cuts, scores.dtype), expected)
