@@ -294,7 +294,9 @@ class Service:
     ) -> tuple[ThresholdSet, dict[str, Any]]:
         """Score (if needed), tune, store, and optionally activate. Blocking: run in a thread."""
         model = self.loaded_model
-        store = self.require_store()  # before the work: a lost store answers 503 at once
+        store = self.require_store()
+        if not store.health.reachable:  # known lost: answer 503 before the work, not after
+            raise StoreUnavailable(store.health.error or "The threshold store is unreachable.")
         scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
         _require_finite_scores(scores)
         result = tune_scores(scores, data.targets, params, device=self.settings.device)
