@@ -98,6 +98,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 2
     try:
         model = load_model(settings.model_dir, device=settings.device)
+        if args.k is not None and not 1 <= args.k <= len(model.labels):
+            raise ValueError(f"--k must be 1 to the model's {len(model.labels)} labels.")
         spec = InputSpec(list(model.labels), tuple(model.input_shape), model.feature_names)
         fmt = detect_format(path.name, None)
         with path.open("rb") as fh:

@@ -188,6 +188,8 @@ def _check_against_model(report: PushedReport, labels: list[str], sha256: str) -
             _unprocessable(f"curve of '{curve.label}' has another threshold than 'thresholds'.")
     if (report.decision_rule == "top_k") != (report.k is not None):
         _unprocessable("k goes with decision_rule 'top_k', and only with it.")
+    if report.k is not None and report.k > len(labels):
+        _unprocessable(f"k must be at most the model's number of labels ({len(labels)}).")
     if report.diagnosis is not None and _depth(report.diagnosis) > MAX_DIAGNOSIS_DEPTH:
         _unprocessable(f"diagnosis is nested deeper than {MAX_DIAGNOSIS_DEPTH} levels.")
 

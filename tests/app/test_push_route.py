@@ -82,6 +82,7 @@ CASES = {
     "macro F1 made up": (_set(("summary", "macro_f1", "tuned"), 0.99), "macro_f1"),
     "unknown objective": (_set(("objective",), "accuracy"), "objective"),
     "k without top_k": (_set(("decision_rule",), "threshold"), "k goes with"),
+    "k over the labels": (_set(("k",), 15), "at most"),
     "bad data hash": (_set(("data_sha256",), "xyz"), "data_sha256"),
     "curve too long": (_set(("curves", 0, "thresholds"), [0.5] * 5000), "curves.0"),
     "deep diagnosis": (_set(("diagnosis",), {"a": {"b": {"c": {"d": {"e": [1]}}}}}), "deeper"),

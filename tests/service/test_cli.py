@@ -108,6 +108,8 @@ def test_tune_decision_rule_goes_into_the_json(tmp_path, capsys):
     assert main([*args, "--decision-rule", "top_k"]) == 2
     assert "--k" in capsys.readouterr().err
     assert main([*args, "--k", "2"]) == 2
+    assert main([*args, "--decision-rule", "top_k", "--k", "15"]) == 2
+    assert "--k must be 1 to the model's 14 labels" in capsys.readouterr().err
 
 
 def test_push_reports_an_unreadable_file_and_no_server(tmp_path, capsys):
