@@ -50,7 +50,7 @@ import numpy as np
 from labelcut.tuning._checks import TuningSpec
 from labelcut.tuning._search import OK, last_maximum, objective_values, status_codes
 from labelcut.tuning._shared import PooledHistogram, blend, shrinkage_weight
-from labelcut.tuning._sorted import Candidates
+from labelcut.tuning._sorted import Candidates, bits_to_float
 
 MAX_GROUPS = 512
 #: An interval wider than this (threshold in score units, or F1) marks the label unstable.
@@ -125,6 +125,14 @@ def _split_at(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int
     return starts, int(np.searchsorted(starts, cut))
 
 
+def _counts_at_starts(candidates: Candidates, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, pp) float64 at distinct-score indices ``starts``; index m (past the end) gives 0."""
+    inside = starts < len(candidates.bits)
+    clipped = np.where(inside, starts, 0)
+    tp = np.where(inside, candidates.true_positives[clipped], 0.0)
+    return tp, np.where(inside, candidates.predicted_positives[clipped], 0.0)
+
+
 def _replicate_optima(
     tp: np.ndarray, pp: np.ndarray, positives: np.ndarray, spec: TuningSpec
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,16 +168,14 @@ def label_intervals(
     retune = not (spec.strategy == "global" and shared is not None)
     # Without re-tuning, F1 at the threshold needs only the counts above and below it.
     starts, cut_group = (_groups if retune else _split_at)(candidates, threshold)
-    tp_edges = np.append(candidates.true_positives, 0.0)
-    pp_edges = np.append(candidates.predicted_positives, 0.0)
-    ends = np.append(starts[1:], len(candidates.bits))
-    positives_in = tp_edges[starts] - tp_edges[ends]
-    negatives_in = (pp_edges[starts] - pp_edges[ends]) - positives_in
+    tp_at, pp_at = _counts_at_starts(candidates, np.append(starts, len(candidates.bits)))
+    positives_in = tp_at[:-1] - tp_at[1:]
+    negatives_in = (pp_at[:-1] - pp_at[1:]) - positives_in
     positive_rng, negative_rng = np.random.default_rng([spec.seed, 0, label]).spawn(2)
     if retune:
-        values = candidates.values
-        lower = np.where(starts > 0, values[np.maximum(starts - 1, 0)], 0.0)
-        edges = (values[starts] + lower) / 2.0
+        value_at = bits_to_float(candidates.bits[starts], candidates.float_dtype)
+        below = bits_to_float(candidates.bits[np.maximum(starts - 1, 0)], candidates.float_dtype)
+        edges = (value_at + np.where(starts > 0, below, 0.0)) / 2.0
 
     replicate_thresholds = np.empty(n_boot)
     replicate_f1 = np.empty(n_boot)
