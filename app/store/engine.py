@@ -66,8 +66,12 @@ def locate(database_url: str | None, sqlite_path: Path) -> StoreLocation:
 
 
 def database_url_from(settings: Any) -> str | None:
-    """The setting when `Settings` has one, else the environment variable."""
-    return getattr(settings, "database_url", None) or os.environ.get(DATABASE_URL_ENV) or None
+    """`settings.database_url` (a str or SecretStr) when Settings has one, else the
+    environment variable; None (the SQLite file) when neither is set or it is empty."""
+    value = getattr(settings, "database_url", None)
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    return value or os.environ.get(DATABASE_URL_ENV) or None
 
 
 def make_engine(where: StoreLocation) -> Engine:
