@@ -197,12 +197,16 @@ def test_bad_contract_arguments_and_manifest_fields(tmp_path):
         load_model(path, device="cpu")
 
 
-def test_old_manifests_without_the_contract_load_as_sigmoid_logits():
-    raw = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
-    model = load_model(DEFAULT_MODEL_DIR, device="cpu")
-    if "activation" not in raw:
-        assert "outputs" not in raw
+def test_old_manifests_without_the_contract_load_as_sigmoid_logits(tmp_path):
+    path = _save("export", None, tmp_path / "b", activation="softmax")
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["activation"], manifest["outputs"]  # as written before the fields existed
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    model = load_model(path, device="cpu")
     assert (model.activation, model.outputs) == ("sigmoid", "logits")
+    logits = model.predict_logits(ROWS)
+    assert np.allclose(model.predict_proba(ROWS), 1 / (1 + np.exp(-logits)), atol=1e-6)
+    assert load_model(DEFAULT_MODEL_DIR, device="cpu").activation == "sigmoid"
 
 
 def test_export_cli_writes_the_activation(tmp_path):
