@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from labelcut.models import (
     DIGITS_MODEL_DIR,
@@ -55,8 +56,6 @@ def test_the_bundle_is_a_softmax_model_that_reproduces_its_metrics(digits):
 def test_flat_and_image_inputs_give_the_same_logits():
     model = SmallCNN(8, 8, 10)
     x = np.random.default_rng(0).random((3, 64), dtype=np.float32)
-    import torch
-
     flat = model(torch.from_numpy(x))
     image = model(torch.from_numpy(x).reshape(3, 1, 8, 8))
     assert torch.equal(flat, image) and flat.shape == (3, 10)
@@ -69,3 +68,23 @@ def test_train_digits_is_seeded_and_writes_a_loadable_softmax_bundle(tmp_path):
     model = load_model(tmp_path / "a", device="cpu")
     assert model.activation == "softmax"
     assert 0.0 <= first["test"]["accuracy"] <= 1.0
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [None, "float16", "bfloat16"])
+def test_digits_softmax_and_guard_on_cuda(dtype):
+    # The guard's rows and the example rows go to the GPU; half precision loosens the
+    # sum-to-one tolerance but the bundle must still load and agree with the CPU.
+    x, _ = load_digits_split(DIGITS_TEST)
+    cpu = load_model(DIGITS_MODEL_DIR, device="cpu").predict_proba(x)
+    model = load_model(DIGITS_MODEL_DIR, device="cuda", dtype=dtype)
+    out = model.predict_proba(torch.from_numpy(x).cuda())
+    assert out.dtype == torch.float32 and out.device.type == "cuda"
+    gpu = out.cpu().numpy()
+    assert np.allclose(gpu.sum(axis=1), 1.0, atol=1e-3)
+    assert np.abs(gpu - cpu).max() < (1e-4 if dtype is None else 0.05)
+    assert (gpu.argmax(axis=1) == cpu.argmax(axis=1)).mean() >= 0.99
