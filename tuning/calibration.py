@@ -12,7 +12,8 @@ from validation scores ``(n, L)`` and 0/1 targets ``(n, L)``:
   both are fit by Newton's method on all labels at once (``calibration_fit``);
 - ``"isotonic"``: a non-decreasing step-linear map fit by pool-adjacent-violators on the
   probability, with scikit-learn's ``IsotonicRegression(out_of_bounds="clip", y_min=0,
-  y_max=1)`` semantics, stored as breakpoints ``(x, y)`` and applied with ``np.interp``.
+  y_max=1)`` semantics, stored as breakpoints ``(x, y)`` and applied with ``np.interp``
+  (probabilities are clipped to ``[PROBA_EPS, 1 - PROBA_EPS]`` there too).
 
 A fitted :class:`Calibrator` is plain arrays: it serialises to a small JSON-able dict
 (:meth:`Calibrator.to_dict` / :meth:`Calibrator.from_dict`) and applies with numpy and
@@ -134,9 +135,12 @@ class Calibrator:
     def _interpolate(self, p: np.ndarray) -> np.ndarray:
         assert self.breakpoints is not None
         out = np.empty_like(p)
+        # Scores below PROBA_EPS (or above 1 - PROBA_EPS) are one value: np.interp divides
+        # by the gaps between breakpoints, and gaps of subnormal size would overflow.
+        p = np.clip(p, PROBA_EPS, 1.0 - PROBA_EPS)
         for j, (x, y) in enumerate(self.breakpoints):
-            out[:, j] = np.interp(p[:, j], x, y)  # clips outside [x[0], x[-1]]
-        return out
+            out[:, j] = np.interp(p[:, j], x, y)  # constant outside [x[0], x[-1]]
+        return np.clip(out, 0.0, 1.0)
 
     def _offset(self, p: np.ndarray, dtype: np.dtype) -> np.ndarray:
         if self.logit_offset.any():
@@ -232,6 +236,7 @@ def check_fit_inputs(
 
 
 def _fit_isotonic(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.clip(p, PROBA_EPS, 1.0 - PROBA_EPS)  # as applied (see Calibrator._interpolate)
     order = np.argsort(p, kind="stable")
     x_sorted, y_sorted = p[order], y[order]
     # Tied scores share one point: the mean of their targets, weighted by their count

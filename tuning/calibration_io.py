@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MAX_LABELS = 100_000
 MAX_BREAKPOINTS = 1_000_000
+MIN_GAP = 1e-300  # np.interp divides by the gaps: subnormal ones would overflow
 
 
 def _numbers(data: Mapping[str, Any], key: str, n: int) -> np.ndarray:
@@ -41,12 +42,13 @@ def _breakpoints(data: Mapping[str, Any], n: int) -> tuple[tuple[np.ndarray, np.
         if not 1 <= size <= MAX_BREAKPOINTS:
             raise ValueError(f"calibrator breakpoints of label {j} need 1 to {MAX_BREAKPOINTS}.")
         x, y = _numbers(item, "x", size), _numbers(item, "y", size)
-        if (np.diff(x) <= 0).any() or (np.diff(y) < 0).any():
+        if (np.diff(x) < MIN_GAP).any() or (np.diff(y) < 0).any():
             raise ValueError(
-                f"calibrator breakpoints of label {j}: x must increase and y must not decrease."
+                f"calibrator breakpoints of label {j}: x must increase (by at least "
+                f"{MIN_GAP:g}) and y must not decrease."
             )
-        if (y < 0).any() or (y > 1).any():
-            raise ValueError(f"calibrator breakpoints of label {j}: y must lie in [0, 1].")
+        if (x < 0).any() or (x > 1).any() or (y < 0).any() or (y > 1).any():
+            raise ValueError(f"calibrator breakpoints of label {j}: x and y must lie in [0, 1].")
         out.append((x, y))
     return tuple(out)
 
