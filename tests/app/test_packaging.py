@@ -4,10 +4,13 @@ outside the repository. Also the image's health check (it must be readiness)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,9 +98,39 @@ def test_client_import_loads_neither_torch_nor_fastapi(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
-def test_the_image_health_check_is_readiness():
+def _health_check() -> tuple[str, list[str]]:
+    """The Dockerfile's HEALTHCHECK options and its CMD (exec form, a JSON array)."""
     text = (REPO / "Dockerfile").read_text()
-    (check,) = re.findall(r"^HEALTHCHECK (.+?)\n(?:\s+CMD (.+))?$", text, flags=re.M)
-    assert "/readyz" in check[1] and "/healthz" not in check[1]
-    start = re.search(r"--start-period=(\d+)s", check[0])
+    (found,) = re.findall(r"^HEALTHCHECK (.+?)\\\n\s+CMD (\[.+\])$", text, flags=re.M)
+    return found[0], json.loads(found[1])
+
+
+class _Readiness(BaseHTTPRequestHandler):
+    status = 200  # what /readyz answers; every other path is 404
+
+    def do_GET(self) -> None:  # the stdlib calls it by this name
+        self.send_response(self.status if self.path == "/readyz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
+def test_the_image_health_check_is_readiness(status, healthy):
+    options, command = _health_check()
+    start = re.search(r"--start-period=(\d+)s", options)
     assert start is not None and int(start.group(1)) >= 60  # room for a model load
+    handler = type("Handler", (_Readiness,), {"status": status})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # The image's own command, pointed at this stand-in instead of port 8000.
+        port = str(server.server_address[1])
+        argv = [sys.executable, *[part.replace(":8000/", f":{port}/") for part in command[1:]]]
+        assert command[0] == "python" and any(":8000/readyz" in part for part in command)
+        done = subprocess.run(argv, capture_output=True, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (done.returncode == 0) is healthy, done.stderr
