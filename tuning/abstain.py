@@ -38,10 +38,10 @@ import numpy as np
 
 from labelcut.tuning.cutpoints import (
     LabelCuts,
-    all_label_cuts,
     as_float_array,
     as_target_array,
     cut_threshold,
+    iter_label_cuts,
     untunable_status,
 )
 
@@ -176,7 +176,7 @@ def tune_abstain(
     counts = np.zeros((5, n_labels), dtype=np.int64)  # yes, no, yes tp, no tn, support
     clipped = np.zeros(n_labels, dtype=bool)
     statuses = []
-    for j, cuts in enumerate(all_label_cuts(score_array, truth)):
+    for j, cuts in enumerate(iter_label_cuts(score_array, truth)):
         status = untunable_status(cuts, min_positives)
         hi, lo = cuts.nothing, None
         if status is None:

@@ -28,11 +28,11 @@ import numpy as np
 
 from labelcut.tuning.cutpoints import (
     LabelCuts,
-    all_label_cuts,
     as_float_array,
     as_target_array,
     counts_at,
     cut_threshold,
+    iter_label_cuts,
     untunable_status,
 )
 from labelcut.tuning.exact_pick import best_cut, decimal_fraction
@@ -207,7 +207,7 @@ def tune_costs(
     statuses: list[str] = []
     counts = np.zeros((4, n_labels), dtype=np.int64)  # fp, fn, default fp, default fn
     nothing = np.zeros(n_labels, dtype=bool)
-    for j, cuts in enumerate(all_label_cuts(score_array, truth)):
+    for j, cuts in enumerate(iter_label_cuts(score_array, truth)):
         status = untunable_status(cuts, min_positives)
         if status is None:
             best = cheapest_cut(cuts, float(fp_costs[j]), float(fn_costs[j]))

@@ -22,12 +22,14 @@ torch tensors, which it copies to the host.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+_BLOCK_ELEMENTS = 1 << 22  # elements per row block when checking inputs
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,18 @@ def as_float_array(scores: Any, name: str = "scores") -> np.ndarray:
             raise ValueError(f"{name} must be a float array, got dtype {array.dtype}.")
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         raise ValueError(f"{name} must be 2-D (rows, labels) with at least one of each.")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be finite (found NaN or infinity).")
-    if array.min() < 0 or array.max() > 1:
-        raise ValueError(f"{name} must lie in [0, 1].")
+    for block in _row_blocks(array):  # bounded temporaries, whatever the input's size
+        if not np.isfinite(block).all():
+            raise ValueError(f"{name} must be finite (found NaN or infinity).")
+        if block.min() < 0 or block.max() > 1:
+            raise ValueError(f"{name} must lie in [0, 1].")
     return array
+
+
+def _row_blocks(array: np.ndarray) -> Iterator[np.ndarray]:
+    rows = max(1, _BLOCK_ELEMENTS // max(array.shape[1], 1))
+    for start in range(0, array.shape[0], rows):
+        yield array[start : start + rows]
 
 
 def as_target_array(targets: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -88,9 +97,11 @@ def as_target_array(targets: Any, shape: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(targets)
     if array.shape != shape:
         raise ValueError(f"targets must have the shape of scores {shape}, got {array.shape}.")
-    if array.dtype != bool and not np.isin(array, (0, 1)).all():
-        raise ValueError("targets must hold only 0 and 1.")
-    return array.astype(bool)
+    if array.dtype != bool:
+        for block in _row_blocks(array):
+            if not ((block == 0) | (block == 1)).all():
+                raise ValueError("targets must hold only 0 and 1.")
+    return array.astype(bool, copy=False)
 
 
 def label_cuts(column_scores: np.ndarray, column_targets: np.ndarray) -> LabelCuts:
@@ -112,9 +123,11 @@ def label_cuts(column_scores: np.ndarray, column_targets: np.ndarray) -> LabelCu
     return LabelCuts(ordered[starts], true_positives, predicted_positives, n_samples, positives)
 
 
-def all_label_cuts(scores: np.ndarray, targets: np.ndarray) -> list[LabelCuts]:
-    """:func:`label_cuts` of every column of validated ``(n, L)`` arrays."""
-    return [label_cuts(scores[:, j], targets[:, j]) for j in range(scores.shape[1])]
+def iter_label_cuts(scores: np.ndarray, targets: np.ndarray) -> Iterator[LabelCuts]:
+    """:func:`label_cuts` of every column of validated ``(n, L)`` arrays, one at a time
+    (so memory holds one label's cuts, O(n), however many labels there are)."""
+    for j in range(scores.shape[1]):
+        yield label_cuts(scores[:, j], targets[:, j])
 
 
 def cut_threshold(cuts: LabelCuts, index: int, score_dtype: np.dtype) -> float:

@@ -31,6 +31,11 @@ true positives at ``lam`` drops out of micro F-beta, which is what maximises it.
 Every label is tuned, including those without positives in the validation data
 (they predict nothing); there is no per-label fallback.
 
+Memory and time: one pass sorts each label once (one label's cuts in memory at
+a time) and keeps only the cuts that can win a step for some ``lam`` in (0, 1]
+(local maxima: see :func:`_candidates`; at most the label's positives + 2), so
+each step costs O(kept cuts) and memory follows the positives, not the rows.
+
 Exactness: ``lam`` is an exact fraction and each label's maximiser is settled
 in exact arithmetic (:mod:`tuning.exact_pick`), ``b²`` being the square of
 ``beta`` read as the decimal it was written as.
@@ -48,10 +53,10 @@ import numpy as np
 
 from labelcut.tuning.cutpoints import (
     LabelCuts,
-    all_label_cuts,
+    all_cut_thresholds,
     as_float_array,
     as_target_array,
-    cut_threshold,
+    iter_label_cuts,
 )
 from labelcut.tuning.exact_pick import best_cut, decimal_fraction
 
@@ -132,16 +137,59 @@ def _fbeta(tp: int, pp: int, positives: int, beta2: Fraction) -> Fraction:
     return (1 + beta2) * tp / (pp + beta2 * positives)
 
 
-def _best_cuts(cuts: list[LabelCuts], gain: Fraction, lam: Fraction) -> list[int]:
-    """Each label's highest cut maximising ``gain * TP - lam * PP`` exactly."""
+@dataclass(frozen=True)
+class _Candidates:
+    """The cuts of one label that can win a Dinkelbach step, in increasing threshold order.
+
+    (k,) int64 ``true_positives``/``predicted_positives``, float64 ``thresholds``.
+    """
+
+    true_positives: np.ndarray
+    predicted_positives: np.ndarray
+    thresholds: np.ndarray
+
+
+def _candidates(cuts: LabelCuts, gain: float, score_dtype: np.dtype) -> _Candidates:
+    """The cuts that can maximise ``gain * TP - lam * PP`` for some ``lam`` in (0, 1].
+
+    Every maximiser is a local one: going from cut ``i`` up to ``i + 1`` drops
+    group ``i`` (the rows at the i-th distinct score: ``pos_i`` positives of
+    ``cnt_i``), which must not help, ``gain * pos_i >= lam * cnt_i``; going down
+    to ``i - 1`` adds group ``i - 1``, which must not help either,
+    ``gain * pos_(i-1) <= lam * cnt_(i-1)``. With ``lam > 0`` the first needs
+    ``pos_i > 0``; together they need ``pos_(i-1) / cnt_(i-1) <= pos_i / cnt_i``,
+    and ``lam <= 1`` (micro F-beta never exceeds 1) needs
+    ``gain * pos_(i-1) <= cnt_(i-1)``. Only cuts meeting all three (and the end
+    cuts: everything, nothing) are kept: at most ``positives + 2`` per label, so
+    memory follows the positives, not the rows. Ties survive (the conditions are
+    weak), so the highest maximiser is kept too.
+    """
+    tp, pp = cuts.true_positives, cuts.predicted_positives
+    group_pos, group_cnt = tp[:-1] - tp[1:], pp[:-1] - pp[1:]  # (m,) per distinct score
+    keep = np.ones(len(tp), dtype=bool)
+    pos, cnt = group_pos[1:], group_cnt[1:]  # group i, for cuts i = 1 .. m-1
+    prev_pos, prev_cnt = group_pos[:-1], group_cnt[:-1]  # group i - 1
+    keep[1:-1] = (
+        (pos > 0)
+        & (prev_pos * cnt <= pos * prev_cnt)  # exact: products of counts fit int64
+        & (gain * prev_pos <= prev_cnt * (1.0 + 1e-9))  # a margin only keeps more cuts
+    )
+    thresholds = all_cut_thresholds(cuts, score_dtype)
+    return _Candidates(tp[keep], pp[keep], thresholds[keep])
+
+
+def _best_cuts(
+    candidates: list[_Candidates], gain: Fraction, lam: Fraction, n_samples: int
+) -> list[int]:
+    """Each label's highest candidate maximising ``gain * TP - lam * PP`` exactly."""
     gain_f, lam_f = float(gain), float(lam)
     chosen = []
-    for label in cuts:
+    for label in candidates:
         tp, pp = label.true_positives, label.predicted_positives
         chosen.append(
             best_cut(
                 gain_f * tp - lam_f * pp,
-                (gain_f + lam_f) * label.n_samples,
+                (gain_f + lam_f) * n_samples,
                 lambda i, tp=tp, pp=pp: gain * int(tp[i]) - lam * int(pp[i]),
                 maximise=True,
             )
@@ -149,9 +197,10 @@ def _best_cuts(cuts: list[LabelCuts], gain: Fraction, lam: Fraction) -> list[int
     return chosen
 
 
-def _pooled(cuts: list[LabelCuts], chosen: list[int]) -> tuple[int, int]:
-    tp = sum(int(label.true_positives[i]) for label, i in zip(cuts, chosen, strict=True))
-    pp = sum(int(label.predicted_positives[i]) for label, i in zip(cuts, chosen, strict=True))
+def _pooled(candidates: list[_Candidates], chosen: list[int]) -> tuple[int, int]:
+    pairs = list(zip(candidates, chosen, strict=True))
+    tp = sum(int(label.true_positives[i]) for label, i in pairs)
+    pp = sum(int(label.predicted_positives[i]) for label, i in pairs)
     return tp, pp
 
 
@@ -202,40 +251,49 @@ def tune_micro_fbeta(
     ):
         raise ValueError("start_threshold must be a finite number >= 0.")
 
-    cuts = all_label_cuts(score_array, truth)
     beta2 = decimal_fraction(beta) ** 2
-    positives = sum(label.positives for label in cuts)
+    gain = 1 + beta2
     n_samples, n_labels = score_array.shape
-    support = np.array([label.positives for label in cuts], dtype=np.int64)
+    if start_threshold is None:
+        start_threshold = _global_start(score_array, truth, beta)
+    # One pass, one label's cuts in memory at a time: counts at the start, at 0.5 and at
+    # the fallback, and the candidates that can win a step.
+    at = np.zeros((4, 3, n_labels), dtype=np.int64)  # (start, 0.5, fallback, all) x (tp, pp, P)
+    candidates = []
+    for j, cuts in enumerate(iter_label_cuts(score_array, truth)):
+        for row, threshold in enumerate((start_threshold, DEFAULT_THRESHOLD, fallback, 0.0)):
+            index = cuts.nothing if threshold is None else cuts.cut_at(threshold)
+            at[row, :, j] = (
+                cuts.true_positives[index],
+                cuts.predicted_positives[index],
+                cuts.positives,
+            )
+        candidates.append(_candidates(cuts, float(gain), score_array.dtype))
+    support = at[0, 2]
+    positives = int(support.sum())
 
-    def pooled_fbeta(chosen: list[int]) -> Fraction:
-        return _fbeta(*_pooled(cuts, chosen), positives, beta2)
+    def fbeta_at(tp: np.ndarray, pp: np.ndarray) -> Fraction:
+        return _fbeta(int(tp.sum()), int(pp.sum()), positives, beta2)
 
-    default = [label.cut_at(DEFAULT_THRESHOLD) for label in cuts]
     if positives == 0:
-        zeros = np.zeros(n_labels, dtype=np.int64)
-        pp = np.array([label.predicted_positives[label.cut_at(fallback)] for label in cuts])
+        tp, pp = at[2, 0], at[2, 1]
         return MicroResult(
-            np.full(n_labels, fallback), beta, "no_positives", zeros, pp, support,
+            np.full(n_labels, fallback), beta, "no_positives", tp, pp, support,
             pp == 0, 0.0, 1.0 if pp.sum() == 0 else 0.0, 0.0, 0.0, 0.0, None, None, 0, [],
             n_samples,
         )  # fmt: skip
 
-    if start_threshold is None:
-        start_threshold = _global_start(score_array, truth, beta)
-    if start_threshold is None:
-        chosen = [label.nothing for label in cuts]  # F = 0: a valid start for Dinkelbach
-        start_value = None
-    else:
-        chosen = [label.cut_at(start_threshold) for label in cuts]
-        start_value = pooled_fbeta(chosen)
-    lam = pooled_fbeta(chosen)
+    start_value = None if start_threshold is None else fbeta_at(at[0, 0], at[0, 1])
+    # Dinkelbach needs lam > 0 for the candidates above: without a start that gets any
+    # positive right, start from predicting everything (F > 0 when there is a positive).
+    lam = start_value if start_value else fbeta_at(at[3, 0], at[3, 1])
     trace: list[float] = []
     iterations = 0
+    chosen: list[int] = []
     while iterations < max_iterations:
         iterations += 1
-        candidate = _best_cuts(cuts, 1 + beta2, lam)
-        value = pooled_fbeta(candidate)
+        candidate = _best_cuts(candidates, gain, lam, n_samples)
+        value = _fbeta(*_pooled(candidates, candidate), positives, beta2)
         trace.append(float(value))
         # The previous configuration scores exactly 0 at lam, so the maximiser cannot be worse.
         assert value >= lam, "Dinkelbach step decreased micro F-beta"
@@ -243,22 +301,21 @@ def tune_micro_fbeta(
         if value == lam:
             break
         lam = value
-    tp, pp = _pooled(cuts, chosen)
-    pairs = list(zip(cuts, chosen, strict=True))
-    thresholds = np.array([cut_threshold(label, i, score_array.dtype) for label, i in pairs])
+    tp, pp = _pooled(candidates, chosen)
+    pairs = list(zip(candidates, chosen, strict=True))
     return MicroResult(
-        thresholds=thresholds,
+        thresholds=np.array([label.thresholds[i] for label, i in pairs]),
         beta=beta,
         status="ok",
         true_positives=np.array([label.true_positives[i] for label, i in pairs]),
         predicted_positives=np.array([label.predicted_positives[i] for label, i in pairs]),
         support=support,
-        predicts_nothing=np.array([i == label.nothing for label, i in pairs]),
+        predicts_nothing=np.array([i == len(label.thresholds) - 1 for label, i in pairs]),
         micro_fbeta=float(_fbeta(tp, pp, positives, beta2)),
         micro_precision=1.0 if pp == 0 else tp / pp,
         micro_recall=tp / positives,
         micro_f1=float(_fbeta(tp, pp, positives, Fraction(1))),
-        default_micro_fbeta=float(pooled_fbeta(default)),
+        default_micro_fbeta=float(fbeta_at(at[1, 0], at[1, 1])),
         start_threshold=start_threshold,
         start_micro_fbeta=None if start_value is None else float(start_value),
         iterations=iterations,

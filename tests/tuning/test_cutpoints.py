@@ -11,9 +11,9 @@ from sklearn.metrics import precision_recall_curve
 
 from labelcut.tuning.cutpoints import (
     all_cut_thresholds,
-    all_label_cuts,
     as_float_array,
     cut_threshold,
+    iter_label_cuts,
 )
 
 
@@ -22,7 +22,7 @@ def test_cuts_are_sklearns_curve_plus_predict_nothing(seed):
     rng = np.random.default_rng(seed)
     targets = rng.random((300, 4)) < [0.0, 0.05, 0.3, 0.7]
     scores = np.round(rng.random((300, 4)), 2)  # ties
-    for j, cuts in enumerate(all_label_cuts(scores, targets)):
+    for j, cuts in enumerate(iter_label_cuts(scores, targets)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # no positives in label 0
             precision, recall, thresholds = precision_recall_curve(targets[:, j], scores[:, j])
@@ -40,7 +40,7 @@ def test_thresholds_reproduce_every_cut(dtype):
     scores = rng.random((200, 2)).astype(dtype)
     scores[:3, 0] = [0.0, 1.0, np.nextafter(dtype(1), dtype(0))]  # both ends of [0, 1]
     targets = rng.random((200, 2)) < 0.4
-    for j, cuts in enumerate(all_label_cuts(as_float_array(scores), targets)):
+    for j, cuts in enumerate(iter_label_cuts(as_float_array(scores), targets)):
         column = scores[:, j].astype(np.float64)
         for index in range(cuts.nothing + 1):
             threshold = cut_threshold(cuts, index, scores.dtype)
@@ -55,6 +55,6 @@ def test_all_cut_thresholds_equal_one_at_a_time(dtype):
     rng = np.random.default_rng(5)
     scores = rng.random((300, 2)).astype(dtype)
     scores[:2, 1] = [0.0, 1.0]
-    for cuts in all_label_cuts(as_float_array(scores), rng.random((300, 2)) < 0.3):
+    for cuts in iter_label_cuts(as_float_array(scores), rng.random((300, 2)) < 0.3):
         expected = [cut_threshold(cuts, i, scores.dtype) for i in range(cuts.nothing + 1)]
         np.testing.assert_array_equal(all_cut_thresholds(cuts, scores.dtype), expected)
