@@ -165,3 +165,38 @@ def test_compare_two_sets_side_by_side_and_on_one_chart(watched, server):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.locator("#compare").screenshot(path=str(ARTIFACTS / "compare.png"))
     watched.check_clean()
+
+
+def test_compare_with_a_pushed_set_without_curves(watched, server):
+    from playwright.sync_api import expect
+
+    page, url = watched.page, server.url
+    tuned = _tune_by_api(url, activate="false")
+    info = tuned["threshold_set"]
+    # A report as an older `labelcut tune --out` wrote it: no curves, model or data hash.
+    old = {
+        "objective": info["objective"],
+        "strategy": tuned["strategy"],
+        "params": {k: v for k, v in info["params"].items() if k not in ("decision_rule", "k")},
+        "n_samples": info["n_samples"],
+        "thresholds": tuned["thresholds"],
+        "per_label": tuned["per_label"],
+        "summary": tuned["summary"],
+        "global_threshold": tuned["global_threshold"],
+        "diagnosis": tuned["diagnosis"],
+    }
+    pushed = httpx.post(url + "/thresholds", json=old, timeout=30)
+    assert pushed.status_code == 201, pushed.text
+    pushed_id = pushed.json()["threshold_set"]["id"]
+    open_page(page, url)
+    page.get_by_label("First set").select_option(str(info["id"]))
+    page.get_by_label("Second set").select_option(str(pushed_id))
+    page.get_by_role("button", name="Compare").click()
+    expect(page.locator("#compare-chart-status")).to_contain_text(
+        f"Set {pushed_id} has no stored curves"
+    )
+    expect(page.locator("#compare-plot")).to_have_attribute("data-traces", "2")
+    # Same thresholds: no change in any label's F1.
+    changes = page.locator("#compare-rows tr td:nth-child(6)").all_text_contents()
+    assert set(changes) == {"0.000"}
+    watched.check_clean()
