@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_recall_curve
 
+from labelcut.tuning.adapt import adapt_to_unlabelled
 from labelcut.tuning.calibration import Calibrator
+from labelcut.tuning.cross_fit import cross_fit_calibrate
 from labelcut.tuning.label_shift import (
     adjust_probabilities,
     estimate_priors,
@@ -33,6 +35,10 @@ def _draw(n: int, prevalence: np.ndarray, rng: np.random.Generator):
 def _posterior(x: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """The exact (calibrated) posterior of y = 1 given x under ``prior``."""
     return 1 / (1 + np.exp(-(2 * SEPARATION * x + np.log(prior / (1 - prior)))))
+
+
+def _log_odds(x: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    return 2 * SEPARATION * x + np.log(prior / (1 - prior))
 
 
 def _curves(scores: np.ndarray, targets: np.ndarray) -> list[Curve]:
@@ -177,3 +183,35 @@ def test_retune_constrained_objectives_and_kept_labels():
         )
     with pytest.raises(ValueError, match="prior_new"):
         retune_for_priors(curves, y.sum(axis=0), old_t, prior, np.array([0.5, 1.5, 0.1]))
+
+
+def test_adapt_flow_from_raw_over_confident_scores():
+    """The service's flow: calibrate (cross-fitted), tune on OOF scores, then adapt the set
+    to unlabelled shifted rows; served probabilities follow the new prior and the served
+    thresholds gain F1 there, or keep every decision when only mapped."""
+    rng = np.random.default_rng(7)
+    old, new = OLD[:3], NEW[:3]
+    x_val, y_val = _draw(10_000, old, rng)
+    x_new, y_new = _draw(20_000, new, rng)
+    # An over-confident model: three times the true log-odds.
+    raw_val, raw_new = (1 / (1 + np.exp(-3 * _log_odds(x, old))) for x in (x_val, x_new))
+    fit = cross_fit_calibrate(raw_val, y_val, "temperature")
+    curves = _curves(fit.calibrated, y_val)
+    thresholds = np.array([_best_f1_threshold(c) for c in curves])
+    prior = y_val.mean(axis=0)
+    adapted = adapt_to_unlabelled(
+        fit.calibrator, raw_new, prior, thresholds, curves=curves, positives=y_val.sum(axis=0)
+    )
+    served = adapted.calibrator.apply(raw_new)
+    # 0.03 here (0.02 with exact posteriors above): the temperature is fit on 10k rows.
+    np.testing.assert_array_less(np.abs(served.mean(axis=0) - y_new.mean(axis=0)), 0.03)
+    before = fit.calibrator.apply(raw_new) >= thresholds
+    after = served >= adapted.thresholds
+    for j in range(3):
+        assert f1_score(y_new[:, j], after[:, j]) > f1_score(y_new[:, j], before[:, j]) + 0.01
+    mapped = adapt_to_unlabelled(fit.calibrator, raw_new, prior, thresholds)
+    same = mapped.calibrator.apply(raw_new) >= mapped.thresholds
+    assert (same == before).mean() > 0.9999  # equal but for float ties at a threshold
+    report = adapted.report(["a", "b", "c"])
+    assert [r["threshold_status"] for r in report] == ["ok"] * 3
+    assert report[0]["prevalence_old"] == pytest.approx(prior[0])
