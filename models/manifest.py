@@ -50,8 +50,9 @@ from labelcut.models.formats import (
 MANIFEST_NAME = "manifest.json"
 EXAMPLES_NAME = "examples.npy"
 SCHEMA_VERSION = 1
-#: Most example rows a bundle may carry (they are loaded whole at every load).
+#: Most example rows a bundle may carry (they are loaded whole at every load), and bytes.
 MAX_EXAMPLE_ROWS = 256
+MAX_EXAMPLE_BYTES = 64 * 1024 * 1024
 
 Activation = Literal["sigmoid", "softmax"]
 Outputs = Literal["logits", "probabilities"]
@@ -324,6 +325,12 @@ def read_examples(directory: str | os.PathLike[str], manifest: Manifest) -> np.n
     spec = manifest.examples
     if spec is None:
         return None
+    path = Path(directory) / spec.file
+    if path.is_file() and path.stat().st_size > MAX_EXAMPLE_BYTES + 4096:  # + the .npy header
+        raise BundleError(
+            f"{path}: {path.stat().st_size} bytes; example rows may take at most "
+            f"{MAX_EXAMPLE_BYTES} bytes."
+        )
     path = _checked_file(Path(directory), spec.file, spec.sha256, "examples")
     try:
         rows = np.load(path, allow_pickle=False)

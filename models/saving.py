@@ -22,6 +22,7 @@ from labelcut.models.guard import check_raw_outputs, standard_normal_rows
 from labelcut.models.manifest import (
     ACTIVATIONS,
     EXAMPLES_NAME,
+    MAX_EXAMPLE_BYTES,
     MAX_EXAMPLE_ROWS,
     OUTPUTS,
     SCHEMA_VERSION,
@@ -204,6 +205,10 @@ def _check_examples(examples: Any, shape: tuple[int, ...]) -> np.ndarray | None:
     if not 1 <= rows.shape[0] <= MAX_EXAMPLE_ROWS:
         raise ValueError(f"examples must have 1 to {MAX_EXAMPLE_ROWS} rows; got {rows.shape[0]}.")
     rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.nbytes > MAX_EXAMPLE_BYTES:
+        raise ValueError(
+            f"examples take {rows.nbytes} bytes as float32; at most {MAX_EXAMPLE_BYTES} fit."
+        )
     if not np.all(np.isfinite(rows)):
         raise ValueError("examples must be finite numbers.")
     return rows

@@ -163,15 +163,15 @@ def _from_names(array: np.ndarray, class_names: Sequence[str] | None) -> np.ndar
     if class_names is None:
         raise ValueError("class names need the model's class_names to map them to indices.")
     position = {name: i for i, name in enumerate(class_names)}
-    indices = np.empty(array.shape[0], dtype=np.int64)
-    for row, value in enumerate(array.tolist()):
-        found = position.get(value) if isinstance(value, str) else None
-        if found is None:
-            known = ", ".join(list(class_names)[:10])
-            raise ValueError(
-                f"row {row + 1}: class {value!r} is not one of the model's classes ({known})."
-            )
-        indices[row] = found
+    values = array.tolist()  # about 0.1 s per million rows; object arrays may mix types
+    found = [position.get(v, -1) if isinstance(v, str) else -1 for v in values]
+    indices = np.array(found, dtype=np.int64)
+    if (indices < 0).any():
+        row = int(np.flatnonzero(indices < 0)[0])
+        known = ", ".join(list(class_names)[:10])
+        raise ValueError(
+            f"row {row + 1}: class {values[row]!r} is not one of the model's classes ({known})."
+        )
     return indices
 
 
