@@ -79,8 +79,8 @@ def make_engine(where: StoreLocation) -> Engine:
         return _sqlite_engine(where)
     return create_engine(
         where.url,
-        pool_size=4,
-        max_overflow=4,
+        pool_size=5,
+        max_overflow=10,
         pool_timeout=CONNECT_TIMEOUT_S,
         # After PostgreSQL restarts, pooled connections are dead: test each on checkout,
         # so the first write after the database returns succeeds instead of failing once.

@@ -126,6 +126,5 @@ def _describe_labels(stored: Sequence[str], loaded: Sequence[str]) -> str:
         )
     extra = sorted(set(stored) - set(loaded))[:5]
     missing = sorted(set(loaded) - set(stored))[:5]
-    return f"{len(stored)} labels instead of {len(loaded)} (only in the set: {extra}, " + (
-        f"only in the model: {missing})"
-    )
+    count = "" if len(stored) == len(loaded) else f" ({len(stored)} instead of {len(loaded)})"
+    return f"of another model{count}: only in the set {extra}, only in the model {missing}"
