@@ -4,24 +4,30 @@ The method of :mod:`tuning.bootstrap`: a Poisson bootstrap over validation rows.
 With Poisson(1) row weights, a label's weighted positives and negatives at each
 distinct score are independent Poisson counts with means equal to the observed
 counts, so a replicate is drawn from the label's cuts alone
-(:mod:`tuning.cutpoints`), ``O(B * m)`` per label without touching the rows
-again. Each label draws from its own seeded streams, one per block of
-:data:`REPLICATES_PER_BLOCK` replicates, so the answer depends on ``seed`` only
-(not on memory limits). Labels are drawn independently, as the project's
-bootstrap of the shared threshold treats (row, label) pairs; the correlation
-between labels through shared rows is ignored.
+(:mod:`tuning.cutpoints`), without touching the rows again.
 
-In every replicate the objective is re-tuned the same way (exact over the
-replicate's cuts, ties to the higher threshold, in float64: intervals need no
-exact tie-breaking), giving an interval for each reported threshold; the
-figure of merit is the one *of the reported thresholds* on each replicate
-(cost per label; micro F-beta; review share per label). Percentile intervals
-at ``confidence``. Returns None when ``n_bootstrap`` is 0.
+Cost: each label's distinct scores are merged into at most :data:`MAX_GROUPS`
+consecutive groups (equal numbers of distinct scores, always split at the
+reported thresholds, so the figure of merit there is exact): ``O(B *
+MAX_GROUPS)`` per label after its one sort, whatever ``n``. With fewer
+distinct scores the replicate optimum is exact; with more, it is found among
+group edges. Each label draws from its own seeded stream per block of
+:data:`REPLICATES_PER_BLOCK` replicates, so the answer depends on ``seed`` only.
+Labels are drawn independently (as the project's bootstrap of the shared
+threshold treats (row, label) pairs): the correlation between labels through
+shared rows is ignored.
+
+In every replicate the objective is re-tuned the same way (ties to the higher
+threshold, in float64: intervals need no exact tie-breaking), which gives an
+interval for each reported threshold; the figure of merit is that *of the
+reported thresholds* on each replicate (cost per label; pooled micro F-beta;
+review share per label). Percentile intervals at ``confidence``. Each function
+returns None when ``n_bootstrap`` is 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +36,24 @@ import numpy as np
 from labelcut.tuning.cutpoints import (
     LabelCuts,
     all_cut_thresholds,
-    all_label_cuts,
     as_float_array,
     as_target_array,
+    iter_label_cuts,
 )
 
-REPLICATES_PER_BLOCK = 50
+MAX_GROUPS = 256
+REPLICATES_PER_BLOCK = 25
 
 
 @dataclass(frozen=True)
 class ObjectiveIntervals:
-    """Percentile intervals: ``thresholds`` (L, 2) [low, high] for each reported threshold
-    (for abstain, of ``upper``), ``lower_thresholds`` (L, 2) (abstain only, else None),
-    ``merit`` (L, 2) per label or (2,) pooled (micro), named by ``merit_name``."""
+    """Percentile intervals, ``[low, high]`` in the last axis.
+
+    ``thresholds`` (L, 2): each label's re-tuned threshold (for abstain, ``upper``);
+    ``lower_thresholds`` (L, 2): abstain's ``lower`` (None otherwise); ``merit``:
+    (L, 2) per label (cost, review share) or (2,) pooled (micro F-beta), named by
+    ``merit_name``.
+    """
 
     thresholds: np.ndarray
     merit: np.ndarray
@@ -50,23 +61,55 @@ class ObjectiveIntervals:
     lower_thresholds: np.ndarray | None = None
 
 
-def _label_blocks(
-    cuts: LabelCuts, label: int, n_bootstrap: int, seed: int
+@dataclass(frozen=True)
+class Groups:
+    """One label's cuts merged into groups: the replicates' raw material.
+
+    ``edges`` (K,) int: the cut indices kept (increasing, first 0, last ``m``:
+    "predict nothing"); ``thresholds`` (K,): their thresholds; ``group_pos``,
+    ``group_neg`` (K - 1,) float64: positives and negatives between edge ``k``
+    and ``k + 1``.
+    """
+
+    edges: np.ndarray
+    thresholds: np.ndarray
+    group_pos: np.ndarray
+    group_neg: np.ndarray
+
+    def position(self, cut: int) -> int:
+        """Index into ``edges`` of a cut that is one of them."""
+        return int(np.searchsorted(self.edges, cut))
+
+
+def label_groups(cuts: LabelCuts, score_dtype: np.dtype, keep: Sequence[int]) -> Groups:
+    """:class:`Groups` of one label, with at most :data:`MAX_GROUPS` groups plus the
+    cuts in ``keep`` as edges."""
+    m = cuts.nothing
+    edges = np.unique(
+        np.concatenate((np.linspace(0, m, min(m, MAX_GROUPS) + 1).round(), list(keep)))
+    ).astype(np.int64)
+    tp = cuts.true_positives[edges].astype(np.float64)
+    pp = cuts.predicted_positives[edges].astype(np.float64)
+    group_pos = tp[:-1] - tp[1:]
+    thresholds = all_cut_thresholds(cuts, score_dtype)[edges]
+    return Groups(edges, thresholds, group_pos, pp[:-1] - pp[1:] - group_pos)
+
+
+def draw_blocks(
+    groups: Groups, label: int, n_bootstrap: int, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Blocks of replicates of one label: ``(tp, pp)`` float64 (b, m + 1) per cut and
-    ``positives`` (b,), from the label's own seeded stream per block."""
-    tp, pp = cuts.true_positives, cuts.predicted_positives
-    group_pos = (tp[:-1] - tp[1:]).astype(np.float64)
-    group_neg = (pp[:-1] - pp[1:]).astype(np.float64) - group_pos
+    """Blocks of replicates of one label: ``(tp, pp)`` float64 (b, K) at each edge and
+    ``positives`` (b,), each block from the label's own seeded stream."""
     for block, start in enumerate(range(0, n_bootstrap, REPLICATES_PER_BLOCK)):
         size = min(REPLICATES_PER_BLOCK, n_bootstrap - start)
         rng = np.random.default_rng([seed, label, block])
-        pos = rng.poisson(group_pos, size=(size, len(group_pos))).astype(np.float64)
-        neg = rng.poisson(group_neg, size=(size, len(group_neg))).astype(np.float64)
+        shape = (size, len(groups.group_pos))
+        pos = rng.poisson(groups.group_pos, size=shape).astype(np.float64)
+        neg = rng.poisson(groups.group_neg, size=shape).astype(np.float64)
         zeros = np.zeros((size, 1))
-        rep_tp = np.concatenate((np.cumsum(pos[:, ::-1], axis=1)[:, ::-1], zeros), axis=1)
-        rep_pp = rep_tp + np.concatenate((np.cumsum(neg[:, ::-1], axis=1)[:, ::-1], zeros), axis=1)
-        yield rep_tp, rep_pp, rep_tp[:, 0]
+        tp = np.concatenate((np.cumsum(pos[:, ::-1], axis=1)[:, ::-1], zeros), axis=1)
+        fp = np.concatenate((np.cumsum(neg[:, ::-1], axis=1)[:, ::-1], zeros), axis=1)
+        yield tp, tp + fp, tp[:, 0]
 
 
 def _last_argmax(values: np.ndarray) -> np.ndarray:
@@ -75,19 +118,20 @@ def _last_argmax(values: np.ndarray) -> np.ndarray:
 
 
 def _interval(samples: np.ndarray, confidence: float) -> np.ndarray:
-    """[low, high] along axis 0 (percentiles at ``confidence``)."""
+    """[low, high] percentiles along axis 0, moved to the last axis."""
     alpha = (1.0 - confidence) / 2.0
     return np.moveaxis(np.quantile(samples, [alpha, 1.0 - alpha], axis=0), 0, -1)
 
 
-def _setup(scores: Any, targets: Any, n_bootstrap: int, confidence: float):
+def _labels(scores: Any, targets: Any, n_bootstrap: int, confidence: float):
+    """Validated inputs: (score dtype, iterator over each label's cuts)."""
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
         raise ValueError("n_bootstrap must be an integer >= 0.")
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1).")
     score_array = as_float_array(scores)
     truth = as_target_array(targets, score_array.shape)
-    return score_array, all_label_cuts(score_array, truth)
+    return score_array.dtype, iter_label_cuts(score_array, truth)
 
 
 def cost_intervals(
@@ -103,24 +147,24 @@ def cost_intervals(
 ) -> ObjectiveIntervals | None:
     """Intervals for each label's cost-optimal threshold and the cost of ``thresholds``.
 
-    ``cost_fp``/``cost_fn``: (L,) as :func:`tuning.costs.cost_vector` gives them;
+    ``cost_fp``/``cost_fn`` (L,) as :func:`tuning.costs.cost_vector` gives them;
     ``thresholds`` (L,): the reported ones (``CostResult.thresholds``).
     """
-    score_array, cuts = _setup(scores, targets, n_bootstrap, confidence)
+    dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
-    n_labels = len(cuts)
-    rep_thresholds = np.empty((n_bootstrap, n_labels))
-    rep_cost = np.empty((n_bootstrap, n_labels))
-    for j, label in enumerate(cuts):
-        cut_thresholds = all_cut_thresholds(label, score_array.dtype)
-        reported = label.cut_at(thresholds[j])
+    rep_thresholds = np.empty((n_bootstrap, len(thresholds)))
+    rep_cost = np.empty((n_bootstrap, len(thresholds)))
+    for j, cuts in enumerate(labels):
+        reported = cuts.cut_at(thresholds[j])
+        groups = label_groups(cuts, dtype, [reported])
+        at = groups.position(reported)
         row = 0
-        for tp, pp, positives in _label_blocks(label, j, n_bootstrap, seed):
+        for tp, pp, positives in draw_blocks(groups, j, n_bootstrap, seed):
             cost = cost_fp[j] * (pp - tp) + cost_fn[j] * (positives[:, None] - tp)
-            best = _last_argmax(-cost)
-            rep_thresholds[row : row + len(tp), j] = cut_thresholds[best]
-            rep_cost[row : row + len(tp), j] = cost[:, reported]
+            rows = slice(row, row + len(tp))
+            rep_thresholds[rows, j] = groups.thresholds[_last_argmax(-cost)]
+            rep_cost[rows, j] = cost[:, at]
             row += len(tp)
     return ObjectiveIntervals(
         _interval(rep_thresholds, confidence), _interval(rep_cost, confidence), "cost"
@@ -141,42 +185,44 @@ def micro_intervals(
     """Intervals for each jointly tuned threshold and the micro F-beta of ``thresholds``.
 
     Each replicate re-runs Dinkelbach's iteration (:mod:`tuning.micro`) from the
-    reported thresholds, all replicates of a block at once.
+    reported thresholds, the replicates of a block all at once. Memory: every
+    label's block, ``L * REPLICATES_PER_BLOCK * (MAX_GROUPS + 2)`` float64 pairs.
     """
-    score_array, cuts = _setup(scores, targets, n_bootstrap, confidence)
+    dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
-    beta2, n_labels = beta * beta, len(cuts)
-    cut_thresholds = [all_cut_thresholds(label, score_array.dtype) for label in cuts]
-    reported = [label.cut_at(t) for label, t in zip(cuts, thresholds, strict=True)]
-    streams = [_label_blocks(label, j, n_bootstrap, seed) for j, label in enumerate(cuts)]
-    rep_thresholds = np.empty((n_bootstrap, n_labels))
+    gain = 1.0 + beta * beta
+    beta2 = beta * beta
+    groups, reported = [], []
+    for cuts, threshold in zip(labels, thresholds, strict=True):
+        cut = cuts.cut_at(threshold)
+        groups.append(label_groups(cuts, dtype, [cut]))
+        reported.append(groups[-1].position(cut))
+    streams = [draw_blocks(g, j, n_bootstrap, seed) for j, g in enumerate(groups)]
+    rep_thresholds = np.empty((n_bootstrap, len(groups)))
     rep_merit = np.empty(n_bootstrap)
     for start in range(0, n_bootstrap, REPLICATES_PER_BLOCK):
         blocks = [next(stream) for stream in streams]
         positives = sum(block[2] for block in blocks)
+        rows = np.arange(len(positives))
 
-        def fbeta(chosen: list[np.ndarray], blocks=blocks, positives=positives) -> np.ndarray:
-            rows = np.arange(len(positives))
+        def fbeta(chosen, blocks=blocks, positives=positives, rows=rows) -> np.ndarray:
             tp = sum(block[0][rows, i] for block, i in zip(blocks, chosen, strict=True))
             pp = sum(block[1][rows, i] for block, i in zip(blocks, chosen, strict=True))
-            return np.where(tp > 0, (1 + beta2) * tp / np.maximum(pp + beta2 * positives, 1), 0)
+            return np.where(tp > 0, gain * tp / np.maximum(pp + beta2 * positives, 1e-300), 0.0)
 
-        size = len(positives)
-        chosen = [np.full(size, i) for i in reported]
+        chosen = [np.full(len(rows), i) for i in reported]
         lam = fbeta(chosen)
-        rep_merit[start : start + size] = lam
+        rep_merit[start : start + len(rows)] = lam
         for _ in range(max_iterations):
-            chosen = [
-                _last_argmax((1 + beta2) * tp - lam[:, None] * pp) for tp, pp, _positives in blocks
-            ]
+            chosen = [_last_argmax(gain * tp - lam[:, None] * pp) for tp, pp, _pos in blocks]
             value = fbeta(chosen)
-            done = value <= lam * (1 + 1e-12) + 1e-15
+            converged = value <= lam * (1.0 + 1e-12)
             lam = np.maximum(value, lam)
-            if done.all():
+            if converged.all():
                 break
         for j, i in enumerate(chosen):
-            rep_thresholds[start : start + size, j] = cut_thresholds[j][i]
+            rep_thresholds[start : start + len(rows), j] = groups[j].thresholds[i]
     return ObjectiveIntervals(
         _interval(rep_thresholds, confidence), _interval(rep_merit, confidence), "micro_fbeta"
     )
@@ -195,36 +241,35 @@ def abstain_intervals(
     confidence: float = 0.9,
 ) -> ObjectiveIntervals | None:
     """Intervals for each label's ``upper`` and ``lower`` and the review share of the
-    reported band ``[lower, upper)`` (same rules as :func:`tuning.abstain.tune_abstain`;
-    a replicate with no cut meeting a target takes that side's empty threshold)."""
-    score_array, cuts = _setup(scores, targets, n_bootstrap, confidence)
+    reported band ``[lower, upper)``, with the rules of :func:`tuning.abstain.tune_abstain`
+    (a replicate where no cut meets a target takes that side's empty threshold)."""
+    dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
-    n_labels = len(cuts)
-    rep_upper = np.empty((n_bootstrap, n_labels))
-    rep_lower = np.empty((n_bootstrap, n_labels))
-    rep_share = np.empty((n_bootstrap, n_labels))
-    for j, label in enumerate(cuts):
-        cut_thresholds = all_cut_thresholds(label, score_array.dtype)
-        hi_reported, lo_reported = label.cut_at(upper[j]), label.cut_at(lower[j])
-        m = label.nothing
+    shape = (n_bootstrap, len(upper))
+    rep_upper, rep_lower, rep_share = np.empty(shape), np.empty(shape), np.empty(shape)
+    for j, cuts in enumerate(labels):
+        hi_cut, lo_cut = cuts.cut_at(upper[j]), cuts.cut_at(lower[j])
+        groups = label_groups(cuts, dtype, [hi_cut, lo_cut])
+        hi_at, lo_at = groups.position(hi_cut), groups.position(lo_cut)
+        last = len(groups.edges) - 1  # "predict nothing"
         row = 0
-        for tp, pp, positives in _label_blocks(label, j, n_bootstrap, seed):
-            size, total = len(tp), pp[:, 0]
+        for tp, pp, positives in draw_blocks(groups, j, n_bootstrap, seed):
+            total = pp[:, 0]
+            below = total[:, None] - pp  # rows under each edge
+            negatives_below = below - (positives[:, None] - tp)
             with np.errstate(divide="ignore", invalid="ignore"):
-                meets = (pp[:, :m] > 0) & (tp[:, :m] / pp[:, :m] >= target)
-                below = total[:, None] - pp
-                negatives_below = below - (positives[:, None] - tp)
+                meets = (pp[:, :last] > 0) & (tp[:, :last] / pp[:, :last] >= target)
                 npv_ok = (below > 0) & (negatives_below / below >= npv_target)
-            hi = np.where(meets.any(axis=1), np.argmax(meets, axis=1), m)
-            npv_ok &= np.arange(m + 1)[None, :] <= hi[:, None]
-            lo = np.where(npv_ok.any(axis=1), _last_argmax(npv_ok.astype(np.int8)), -1)
-            rows = slice(row, row + size)
-            rep_upper[rows, j] = cut_thresholds[hi]
-            rep_lower[rows, j] = np.where(lo >= 0, cut_thresholds[np.maximum(lo, 0)], 0.0)
-            band = pp[:, lo_reported] - pp[:, hi_reported]
-            rep_share[rows, j] = np.where(total > 0, band / np.maximum(total, 1), 0.0)
-            row += size
+            hi = np.where(meets.any(axis=1), np.argmax(meets, axis=1), last)
+            npv_ok &= np.arange(last + 1)[None, :] <= hi[:, None]
+            lo = _last_argmax(npv_ok.astype(np.int8))
+            rows = slice(row, row + len(tp))
+            rep_upper[rows, j] = groups.thresholds[hi]
+            rep_lower[rows, j] = np.where(npv_ok.any(axis=1), groups.thresholds[lo], 0.0)
+            band = pp[:, lo_at] - pp[:, hi_at]
+            rep_share[rows, j] = np.where(total > 0, band / np.maximum(total, 1.0), 0.0)
+            row += len(tp)
     return ObjectiveIntervals(
         _interval(rep_upper, confidence),
         _interval(rep_share, confidence),

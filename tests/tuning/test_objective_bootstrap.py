@@ -30,14 +30,14 @@ def case(seed=0, n=400, n_labels=6):
 def identity_replicates(monkeypatch):
     """Every replicate is the observed data itself."""
 
-    def blocks(cuts, label, n_bootstrap, seed):
-        tp = cuts.true_positives.astype(np.float64)
-        pp = cuts.predicted_positives.astype(np.float64)
+    def blocks(groups, label, n_bootstrap, seed):
+        tp = np.append(np.cumsum(groups.group_pos[::-1])[::-1], 0.0)
+        pp = tp + np.append(np.cumsum(groups.group_neg[::-1])[::-1], 0.0)
         for start in range(0, n_bootstrap, objective_bootstrap.REPLICATES_PER_BLOCK):
             size = min(objective_bootstrap.REPLICATES_PER_BLOCK, n_bootstrap - start)
             yield np.tile(tp, (size, 1)), np.tile(pp, (size, 1)), np.full(size, tp[0])
 
-    monkeypatch.setattr(objective_bootstrap, "_label_blocks", blocks)
+    monkeypatch.setattr(objective_bootstrap, "draw_blocks", blocks)
 
 
 def test_identity_replicates_retune_to_the_reported_thresholds(identity_replicates):
@@ -65,8 +65,10 @@ def test_identity_replicates_retune_to_the_reported_thresholds(identity_replicat
 def test_a_drawn_cost_replicate_retunes_like_the_exact_tuner_on_its_rows():
     scores, targets = case(3, n=120, n_labels=1)
     cuts = label_cuts(scores[:, 0], targets[:, 0])
-    tp, pp, _ = next(objective_bootstrap._label_blocks(cuts, 0, 5, seed=9))
-    thresholds = objective_bootstrap.all_cut_thresholds(cuts, scores.dtype)
+    groups = objective_bootstrap.label_groups(cuts, scores.dtype, [])
+    assert len(groups.edges) == cuts.nothing + 1  # fewer distinct scores than MAX_GROUPS
+    tp, pp, _ = next(objective_bootstrap.draw_blocks(groups, 0, 5, seed=9))
+    thresholds = groups.thresholds
     for b in range(5):
         group_tp = (tp[b, :-1] - tp[b, 1:]).astype(int)
         group_fp = (pp[b, :-1] - pp[b, 1:]).astype(int) - group_tp
@@ -93,6 +95,20 @@ def test_seeded_ordered_and_off_at_zero():
     micro = tune_micro_fbeta(scores, targets, start_threshold=0.5)
     got = micro_intervals(scores, targets, micro.thresholds, n_bootstrap=100)
     assert got.merit[0] <= micro.micro_fbeta <= got.merit[1]
+
+
+def test_many_distinct_scores_are_grouped_but_exact_at_the_reported_threshold(
+    identity_replicates,
+):
+    rng = np.random.default_rng(8)
+    targets = rng.random((3000, 2)) < 0.3
+    scores = np.clip(0.3 * targets + 0.7 * rng.random((3000, 2)), 0, 1)  # 3000 distinct
+    costs = tune_costs(scores, targets, 1.0, 2.0)
+    got = cost_intervals(scores, targets, costs.cost_fp, costs.cost_fn, costs.thresholds)
+    np.testing.assert_allclose(got.merit[:, 0], costs.cost)  # the reported cut is an edge
+    cuts = label_cuts(scores[:, 0], targets[:, 0])
+    groups = objective_bootstrap.label_groups(cuts, scores.dtype, [17])
+    assert len(groups.edges) <= objective_bootstrap.MAX_GROUPS + 2 and 17 in groups.edges
 
 
 def test_intervals_narrow_with_more_rows():
