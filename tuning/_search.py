@@ -136,28 +136,86 @@ def midpoint_thresholds(
     return np.where(outside, upper, rounded)
 
 
+# Sorted positions per chunk of the bounded search.
+_CHUNK_POSITIONS = 1024
+
+
+def _best_bounded(candidates: _sorted.Candidates, spec: TuningSpec) -> tuple[int, int]:
+    """(position, previous position or -1) of the best F1/F-beta cut, read chunk by chunk.
+
+    Exact without evaluating every candidate: in a chunk of sorted positions
+    ``[a, b)`` every candidate has ``tp <= tp(a)`` and ``pp >= n - (b - 1)``,
+    and F1/F-beta grow with tp and fall with pp (also in rounded float64), so
+    ``objective(tp(a), n - (b - 1))`` bounds the chunk. Any chunk whose bound
+    reaches the best value seen at a chunk start may hold a maximum; only those
+    chunks are searched exactly, and :func:`last_maximum` over their candidates
+    is the last maximum over all.
+    """
+    keys, n, positives = candidates.keys, candidates.n_samples, float(candidates.positives)
+    first = np.arange(0, n, _CHUNK_POSITIONS, dtype=np.int64)
+    last = np.minimum(first + _CHUNK_POSITIONS, n) - 1
+    tp_first = positives - candidates.positives_before(first)
+    bound, _ = objective_values(tp_first, (n - last).astype(np.float64), positives, spec)
+    starts_value = np.ones(len(first), dtype=bool)  # does a distinct score start at `first`?
+    starts_value[1:] = (keys[first[1:]] >> 1) != (keys[first[1:] - 1] >> 1)
+    at_first, _ = objective_values(tp_first, (n - first).astype(np.float64), positives, spec)
+    lower = float(at_first[starts_value].max())  # position 0 always starts a value
+    chosen = np.flatnonzero(bound >= lower)
+    positions = np.concatenate([np.arange(first[c], last[c] + 1) for c in chosen.tolist()])
+    is_start = positions == 0
+    inner = ~is_start
+    is_start[inner] = (keys[positions[inner]] >> 1) != (keys[positions[inner] - 1] >> 1)
+    positions = positions[is_start]
+    tp = positives - candidates.positives_before(positions)
+    values, _ = objective_values(tp, (n - positions).astype(np.float64), positives, spec)
+    index, _ = last_maximum(values)
+    best = int(positions[int(index)])
+    return best, best - 1
+
+
 def choose_label(
     candidates: _sorted.Candidates, spec: TuningSpec, score_dtype: torch.dtype
 ) -> LabelOutcomes:
-    """Tune one label from its candidates: its own optimum, status and counts (CPU)."""
+    """Tune one label from its candidates: its own optimum, status and counts (CPU).
+
+    F1 and F-beta use the bounded search of :func:`_best_bounded`; the
+    constrained objectives evaluate every candidate.
+    """
     positives = candidates.positives
-    best, reachable = None, False
+    upper = lower = None
+    reachable = False
     if 0 < positives < candidates.n_samples:
-        values, feasible = objective_values(
-            candidates.true_positives, candidates.predicted_positives, float(positives), spec
-        )
-        index, reachable = last_maximum(values, feasible)
-        best = int(index)
+        if spec.constrained:
+            values, feasible = objective_values(
+                candidates.true_positives, candidates.predicted_positives, float(positives), spec
+            )
+            index, reachable = last_maximum(values, feasible)
+            best = int(index)
+            upper = candidates.value(best)
+            lower = candidates.value(best - 1) if best > 0 else None
+        else:
+            position, previous = _best_bounded(candidates, spec)
+            reachable = True
+            keys = candidates.keys
+            upper = float(
+                _sorted.bits_to_float(keys[position : position + 1] >> 1, candidates.float_dtype)[0]
+            )
+            if previous >= 0:
+                lower = float(
+                    _sorted.bits_to_float(
+                        keys[previous : previous + 1] >> 1, candidates.float_dtype
+                    )[0]
+                )
     [status] = label_statuses(
         candidates.n_samples, np.array([positives]), np.array([bool(reachable)]), spec
     )
     threshold = spec.fallback
     if status == "ok":
-        assert best is not None
+        assert upper is not None
         [threshold] = midpoint_thresholds(
-            np.array([candidates.value(best)]),
-            np.array([candidates.value(best - 1) if best > 0 else 0.0]),
-            np.array([best > 0]),
+            np.array([upper]),
+            np.array([0.0 if lower is None else lower]),
+            np.array([lower is not None]),
             score_dtype,
         )
     return label_outcome(candidates, float(threshold), status)

@@ -184,15 +184,17 @@ class PooledCounts:
         self._lock = threading.Lock()
 
     def add(self, candidates: _sorted.Candidates) -> None:
-        """Add one label's counts at each edge (a binary search of its distinct scores)."""
-        at = np.searchsorted(candidates.bits, self.bucketing.edge_bits, side="left")
-        inside = at < len(candidates.bits)
-        clipped = np.minimum(at, len(candidates.bits) - 1)
-        tp = np.where(inside, candidates.true_positives[clipped], 0.0).astype(np.int64)
-        pp = np.where(inside, candidates.predicted_positives[clipped], 0.0).astype(np.int64)
+        """Add one label's counts at each edge (a binary search of the edges in its keys)."""
+        first = np.searchsorted(candidates.keys, self._edge_keys(candidates.keys.dtype))
+        tp = candidates.positives - candidates.positives_before(first)
+        pp = candidates.n_samples - first
         with self._lock:
             self.true_positives[:-1] += tp
             self.predicted_positives[:-1] += pp
+
+    def _edge_keys(self, key_dtype: np.dtype) -> np.ndarray:
+        """Edge bit patterns as keys (``bits << 1``): the first key of each bucket."""
+        return self.bucketing.edge_bits.astype(key_dtype) << 1
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -111,22 +110,110 @@ def bits_to_float(bits: np.ndarray, float_dtype: type[np.floating]) -> np.ndarra
     return np.ascontiguousarray(bits).view(float_dtype).astype(np.float64)
 
 
-@dataclass(frozen=True)
 class Candidates:
-    """One label's candidate thresholds, in increasing order of score.
+    """One label's candidate thresholds (its distinct scores, increasing), read from its keys.
 
-    ``bits`` (m,): bit patterns of the distinct scores (sorted increasing);
-    ``true_positives`` and ``predicted_positives`` (m,): counts for
-    ``score >= value g``, exact integers held as float64 (ready for the
-    objective arithmetic); ``n_samples`` and ``positives``: the label's totals.
+    Candidate ``g`` is "predict positive iff ``score >= value g``". Everything
+    is computed on demand from the sorted keys and cached: the cumulative
+    positives (one pass), the positions where distinct scores start (one pass,
+    only when a caller needs candidate indices), and the full per-candidate
+    arrays (only for whole curves). Hot paths use the ``*_at`` methods, which
+    read just the candidates they ask for.
+
+    Full arrays: ``bits`` (m,) the distinct scores' bit patterns;
+    ``true_positives`` and ``predicted_positives`` (m,) float64 exact counts
+    for ``score >= value g``. ``n_samples`` and ``positives``: the label's
+    totals. Valid until the next label of the same :class:`Scratch`.
     """
 
-    bits: np.ndarray
-    true_positives: np.ndarray
-    predicted_positives: np.ndarray
-    n_samples: int
-    positives: int
-    float_dtype: type[np.floating]
+    def __init__(
+        self, keys: np.ndarray, float_dtype: type[np.floating], scratch: Scratch | None = None
+    ) -> None:
+        self.keys = keys
+        self.float_dtype = float_dtype
+        self.n_samples = len(keys)
+        self._scratch = scratch or Scratch(len(keys), keys.dtype)
+        self._cumulative: np.ndarray | None = None
+        self._starts: np.ndarray | None = None
+
+    # -- positions in the sorted keys ---------------------------------------------------------
+    @property
+    def cumulative(self) -> np.ndarray:
+        """(n,) positives among sorted positions ``<= i``."""
+        if self._cumulative is None:
+            counts = np.bitwise_and(self.keys, 1, out=self._scratch.counts, casting="same_kind")
+            self._cumulative = np.cumsum(counts, out=counts)
+        return self._cumulative
+
+    @property
+    def positives(self) -> int:
+        return int(self.cumulative[-1])
+
+    def positives_before(self, positions: np.ndarray) -> np.ndarray:
+        """int64 positives among sorted positions ``< p`` for each ``p`` in 0..n."""
+        positions = np.asarray(positions, dtype=np.int64)
+        shifted = self.cumulative.take(np.maximum(positions - 1, 0))
+        return np.where(positions > 0, shifted, 0).astype(np.int64)
+
+    def position_at(self, threshold: float) -> int:
+        """First sorted position with ``score >= threshold`` (n when there is none)."""
+        query = query_bits(np.array([threshold]), self.float_dtype)[0]
+        return int(np.searchsorted(self.keys, self.keys.dtype.type(query) << 1, side="left"))
+
+    def counts_at(self, threshold: float) -> tuple[int, int]:
+        """(true positives, predicted positives) for ``score >= threshold``."""
+        first = self.position_at(threshold)
+        before = int(self.positives_before(np.array([first]))[0])
+        return self.positives - before, self.n_samples - first
+
+    # -- candidate indices -------------------------------------------------------------------
+    @property
+    def starts(self) -> np.ndarray:
+        """(m,) int64 sorted position where each distinct score starts."""
+        if self._starts is None:
+            bits = np.right_shift(self.keys, 1, out=self._scratch.bits)
+            np.not_equal(bits[1:], bits[:-1], out=self._scratch.changes)
+            ends = np.flatnonzero(self._scratch.changes)
+            starts = np.empty(len(ends) + 1, dtype=np.int64)
+            starts[0] = 0
+            np.add(ends, 1, out=starts[1:])
+            self._starts = starts
+        return self._starts
+
+    @property
+    def m(self) -> int:
+        """Number of candidates (distinct scores)."""
+        return len(self.starts)
+
+    def index_at(self, threshold: float) -> int:
+        """Index of the first distinct score >= ``threshold`` (m when there is none)."""
+        return int(np.searchsorted(self.starts, self.position_at(threshold), side="left"))
+
+    def true_positives_at(self, index: np.ndarray) -> np.ndarray:
+        """float64 true positives of candidates ``index`` (each < m)."""
+        return (self.positives - self.positives_before(self.starts[index])).astype(np.float64)
+
+    def predicted_positives_at(self, index: np.ndarray) -> np.ndarray:
+        """float64 predicted positives of candidates ``index`` (each < m)."""
+        return (self.n_samples - self.starts[index]).astype(np.float64)
+
+    def values_at(self, index: np.ndarray) -> np.ndarray:
+        """float64 distinct scores of candidates ``index`` (each < m)."""
+        return bits_to_float(self.keys[self.starts[index]] >> 1, self.float_dtype)
+
+    # -- whole arrays (curves, constrained searches) -----------------------------------------
+    @property
+    def bits(self) -> np.ndarray:
+        """(m,) bit patterns of the distinct scores."""
+        return self.keys[self.starts] >> 1
+
+    @property
+    def true_positives(self) -> np.ndarray:
+        return self.true_positives_at(np.arange(self.m))
+
+    @property
+    def predicted_positives(self) -> np.ndarray:
+        return self.predicted_positives_at(np.arange(self.m))
 
     @property
     def values(self) -> np.ndarray:
@@ -135,23 +222,11 @@ class Candidates:
 
     def value(self, group: int) -> float:
         """The distinct score number ``group`` (0 is the lowest)."""
-        return float(bits_to_float(self.bits[group : group + 1], self.float_dtype)[0])
-
-    def index_at(self, threshold: float) -> int:
-        """Index of the first distinct score >= ``threshold`` (m when there is none)."""
-        query = query_bits(np.array([threshold]), self.float_dtype)[0]
-        return int(np.searchsorted(self.bits, query, side="left"))
-
-    def counts_at(self, threshold: float) -> tuple[int, int]:
-        """(true positives, predicted positives) for ``score >= threshold``."""
-        group = self.index_at(threshold)
-        if group == len(self.bits):
-            return 0, 0
-        return int(self.true_positives[group]), int(self.predicted_positives[group])
+        return float(self.values_at(np.array([group]))[0])
 
 
 class Scratch:
-    """Work arrays for :func:`candidates_from_sorted`, reused across the labels of a block.
+    """Work arrays for :class:`Candidates`, reused across the labels of a block.
 
     Reusing them avoids fresh page faults for every label.
     """
@@ -166,39 +241,11 @@ class Scratch:
 def candidates_from_sorted(
     keys: np.ndarray, float_dtype: type[np.floating], scratch: Scratch | None = None
 ) -> Candidates:
-    """Build a label's :class:`Candidates` from its sort keys, sorted increasing.
+    """A label's :class:`Candidates` from its sort keys, sorted increasing.
 
     ``scratch`` (optional) must have been made for ``len(keys)`` and keys' dtype.
     """
-    n_samples = len(keys)
-    scratch = scratch or Scratch(n_samples, keys.dtype)
-    bits = np.right_shift(keys, 1, out=scratch.bits)
-    np.not_equal(bits[1:], bits[:-1], out=scratch.changes)
-    # ends[g]: last position of distinct value g; value g + 1 starts at ends[g] + 1.
-    ends = np.flatnonzero(scratch.changes)
-    cumulative = np.bitwise_and(keys, 1, out=scratch.counts, casting="same_kind")
-    np.cumsum(cumulative, out=cumulative)
-    positives = int(cumulative[-1])
-    n_values = len(ends) + 1
-
-    # Positives with score >= value g: all of them minus those sorted before it.
-    true_positives = np.empty(n_values, dtype=np.float64)
-    true_positives[0] = positives
-    np.subtract(positives, cumulative.take(ends), out=true_positives[1:])
-    predicted_positives = np.empty(n_values, dtype=np.float64)
-    predicted_positives[0] = n_samples
-    np.subtract(n_samples - 1, ends, out=predicted_positives[1:])
-    value_bits = np.empty(n_values, dtype=bits.dtype)
-    value_bits[0] = bits[0]
-    np.take(bits[1:], ends, out=value_bits[1:])
-    return Candidates(
-        bits=value_bits,
-        true_positives=true_positives,
-        predicted_positives=predicted_positives,
-        n_samples=n_samples,
-        positives=positives,
-        float_dtype=float_dtype,
-    )
+    return Candidates(keys, float_dtype, scratch)
 
 
 def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:

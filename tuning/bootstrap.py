@@ -50,7 +50,7 @@ import numpy as np
 from labelcut.tuning._checks import TuningSpec
 from labelcut.tuning._search import OK, last_maximum, objective_values, status_codes
 from labelcut.tuning._shared import PooledHistogram, blend, shrinkage_weight
-from labelcut.tuning._sorted import Candidates, bits_to_float
+from labelcut.tuning._sorted import Candidates
 
 MAX_GROUPS = 512
 #: An interval wider than this (threshold in score units, or F1) marks the label unstable.
@@ -111,7 +111,7 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
 def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
     """Start indices of merged groups of distinct scores (increasing) and the index
     of the group that starts at the reported threshold's cut (len(starts) if none)."""
-    m = len(candidates.bits)
+    m = candidates.m
     cut = candidates.index_at(threshold)
     starts = np.unique(np.linspace(0, m, num=min(m, MAX_GROUPS) + 1).astype(np.int64)[:-1])
     starts = np.union1d(starts, [cut] if cut < m else [])
@@ -121,16 +121,16 @@ def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
 def _split_at(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
     """As :func:`_groups` with only the groups below and above the threshold's cut."""
     cut = candidates.index_at(threshold)
-    starts = np.unique(np.array([0, cut if cut < len(candidates.bits) else 0], dtype=np.int64))
+    starts = np.unique(np.array([0, cut if cut < candidates.m else 0], dtype=np.int64))
     return starts, int(np.searchsorted(starts, cut))
 
 
 def _counts_at_starts(candidates: Candidates, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(tp, pp) float64 at distinct-score indices ``starts``; index m (past the end) gives 0."""
-    inside = starts < len(candidates.bits)
+    inside = starts < candidates.m
     clipped = np.where(inside, starts, 0)
-    tp = np.where(inside, candidates.true_positives[clipped], 0.0)
-    return tp, np.where(inside, candidates.predicted_positives[clipped], 0.0)
+    tp = np.where(inside, candidates.true_positives_at(clipped), 0.0)
+    return tp, np.where(inside, candidates.predicted_positives_at(clipped), 0.0)
 
 
 def _replicate_optima(
@@ -168,14 +168,13 @@ def label_intervals(
     retune = not (spec.strategy == "global" and shared is not None)
     # Without re-tuning, F1 at the threshold needs only the counts above and below it.
     starts, cut_group = (_groups if retune else _split_at)(candidates, threshold)
-    tp_at, pp_at = _counts_at_starts(candidates, np.append(starts, len(candidates.bits)))
+    tp_at, pp_at = _counts_at_starts(candidates, np.append(starts, candidates.m))
     positives_in = tp_at[:-1] - tp_at[1:]
     negatives_in = (pp_at[:-1] - pp_at[1:]) - positives_in
     positive_rng, negative_rng = np.random.default_rng([spec.seed, 0, label]).spawn(2)
     if retune:
-        value_at = bits_to_float(candidates.bits[starts], candidates.float_dtype)
-        below = bits_to_float(candidates.bits[np.maximum(starts - 1, 0)], candidates.float_dtype)
-        edges = (value_at + np.where(starts > 0, below, 0.0)) / 2.0
+        below = candidates.values_at(np.maximum(starts - 1, 0))
+        edges = (candidates.values_at(starts) + np.where(starts > 0, below, 0.0)) / 2.0
 
     replicate_thresholds = np.empty(n_boot)
     replicate_f1 = np.empty(n_boot)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from labelcut.tuning._checks import check_scores, check_targets
-from labelcut.tuning._sorted import Candidates, SortedLabels, bits_to_float
+from labelcut.tuning._sorted import Candidates, SortedLabels
 
 DEFAULT_MAX_POINTS = 1000
 
@@ -96,20 +96,20 @@ def compact_curve(
     Equal to ``downsample_curve(curve_from_candidates(candidates), max_points, keep)``,
     but computes precision and recall only at the points it keeps.
     """
-    m = len(candidates.bits)
+    m = candidates.m
     if m + 1 <= max_points:
         return curve_from_candidates(candidates)
     kept = {candidates.index_at(t) for t in keep}
     spread = np.linspace(0, m - 1, num=max(max_points - 1 - len(kept), 2)).round().astype(int)
     index = np.union1d(spread, np.array(sorted(kept | {0, m}), dtype=int))
     points = index[index < m]
-    tp = candidates.true_positives[points]
+    tp = candidates.true_positives_at(points)
     positives = candidates.positives
     recall = tp / positives if positives else np.ones_like(tp)
     return PRCurve(
-        precision=np.concatenate((tp / candidates.predicted_positives[points], [1.0])),
+        precision=np.concatenate((tp / candidates.predicted_positives_at(points), [1.0])),
         recall=np.concatenate((recall, [0.0])),
-        thresholds=bits_to_float(candidates.bits[points], candidates.float_dtype),
+        thresholds=candidates.values_at(points),
     )
 
 

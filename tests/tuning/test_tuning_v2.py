@@ -316,3 +316,35 @@ def test_table_bounds_text():
     table = tuning.parameter_table_markdown().splitlines()
     assert len(table) == 2 + len(TUNE_PARAMETERS)
     assert "| `beta` | float | `1.0` | (0, 1e+06] |" in table[3]
+
+
+# ---------------------------------------------------------------------------
+# the bounded per-label search against the torch backend, which scores every position
+
+
+@pytest.mark.parametrize("chunk", [3, 64, 1024])
+@pytest.mark.parametrize(("objective", "beta"), [("f1", 1.0), ("fbeta", 0.3), ("fbeta", 4.0)])
+def test_bounded_search_equals_scoring_every_candidate(monkeypatch, chunk, objective, beta):
+    import torch
+
+    from labelcut.tuning._checks import TuningSpec
+    from labelcut.tuning._search import tune_labels_cpu, tune_labels_torch
+
+    monkeypatch.setattr(tuning._search, "_CHUNK_POSITIONS", chunk)
+    rng = np.random.default_rng(50 + chunk)
+    n = 6000
+    scores = rng.random((n, 6))
+    scores[:, 0] = np.round(scores[:, 0], 2)  # long runs of equal scores across chunk edges
+    scores[: n // 4, 1] = 1.0
+    scores[:, 2] = np.round(scores[:, 2] * 3) / 3  # four distinct values
+    targets = rng.random((n, 6)) < scores * np.array([1.0, 0.6, 0.9, 0.05, 0.01, 0.3])
+    spec = TuningSpec(objective, beta, None, 1, 0.5)
+    for dtype in (torch.float32, torch.float64):
+        score_tensor = torch.from_numpy(scores).to(dtype)
+        target_tensor = torch.from_numpy(targets)
+        ours = tune_labels_cpu(score_tensor, target_tensor, spec)
+        every = tune_labels_torch(score_tensor, target_tensor, spec, torch.device("cpu"))
+        assert ours.statuses == every.statuses
+        assert np.array_equal(ours.thresholds, every.thresholds)
+        assert np.array_equal(ours.true_positives, every.true_positives)
+        assert np.array_equal(ours.predicted_positives, every.predicted_positives)
