@@ -8,10 +8,13 @@ split. Reported on the test split, against the raw scores:
 
 - ECE (15 equal-width bins, pooled over labels, and the mean of the per-label ECEs) and
   Brier score;
-- macro/micro-F1 of thresholds tuned on calibrated scores vs tuned on raw scores, for
-  ``strategy="per_label"`` and the default strategy (no bootstrap: it only adds intervals),
-  with the number of cases where calibrated loses macro-F1 by more than 0.002 or micro-F1 by
-  more than 0.015 (bench/quality.py's tolerances).
+- test macro/micro-F1 of thresholds tuned on the calibrated (cross-fitted) validation
+  scores ("cross-fit"), and of thresholds tuned on the raw scores and mapped through the
+  calibrator, ``calibrator.map_thresholds`` ("mapped"), each judged on the calibrated test
+  scores, against thresholds tuned and judged on raw scores; for ``strategy="per_label"``
+  and the default strategy (no bootstrap: it only adds intervals). ``W-L/W-L`` counts the
+  cases better / worse than raw by more than 0.002 macro-F1 and 0.015 micro-F1
+  (bench/quality.py's tolerances).
 
     python bench/calibration.py                           # cache /tmp/qcache, seeds 0-2
     python bench/calibration.py --seeds 0 --families linear mlp --sets yeast scene
@@ -51,7 +54,9 @@ def _f1(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> tupl
         )
 
 
-def _figures(val: np.ndarray, y_val, test: np.ndarray, y_test) -> dict[str, object]:
+def _figures(val: np.ndarray, y_val, test: np.ndarray, y_test, mapped_from=None) -> dict:
+    """Test ECE, Brier and F1 of thresholds tuned on ``val``; with ``mapped_from`` (the raw
+    validation scores and the calibrator) also of raw-tuned thresholds mapped through it."""
     ece_labels, ece = expected_calibration_error(test, y_test)
     out: dict[str, object] = {
         "ece": ece,
@@ -61,6 +66,11 @@ def _figures(val: np.ndarray, y_val, test: np.ndarray, y_test) -> dict[str, obje
     for strategy in TUNE_STRATEGIES:
         result = tune_thresholds(val, y_val, strategy=strategy, n_bootstrap=0, device="cpu")
         out[strategy] = _f1(y_test, test, result.thresholds)
+        if mapped_from is not None:
+            raw_val, calibrator = mapped_from
+            raw = tune_thresholds(raw_val, y_val, strategy=strategy, n_bootstrap=0, device="cpu")
+            mapped = calibrator.map_thresholds(raw.thresholds)
+            out[f"{strategy}:mapped"] = _f1(y_test, test, mapped)
     return out
 
 
@@ -72,38 +82,45 @@ def run_case(name: str, family: str, seed: int, cache: Path, timings: dict) -> d
         fit = cross_fit_calibrate(case.scores_val, case.y_val, method, n_folds=5, seed=seed)
         test = fit.calibrator.apply(case.scores_test)
         timings[method] = timings.get(method, 0.0) + time.perf_counter() - start
-        rows[method] = _figures(fit.calibrated, case.y_val, test, case.y_test)
+        rows[method] = _figures(
+            fit.calibrated, case.y_val, test, case.y_test, (case.scores_val, fit.calibrator)
+        )
         rows[method]["fitted"] = float(fit.calibrator.fitted.mean())
         if method == "isotonic":
             rows[method]["breakpoints"] = max(len(x) for x, _ in fit.calibrator.breakpoints)
     return rows
 
 
+def _versus(rows: list[dict], raw: list[tuple[float, float]], key: str) -> str:
+    """'macro / micro  W-L/W-L': means, and cases better / worse than raw beyond tolerance."""
+    macro = np.mean([r[key][0] for r in rows])
+    micro = np.mean([r[key][1] for r in rows])
+    pairs = list(zip(rows, raw, strict=True))
+    counts = []
+    for i, tol in ((0, MACRO_TOLERANCE), (1, MICRO_TOLERANCE)):
+        wins = sum(r[key][i] > b[i] + tol for r, b in pairs)
+        losses = sum(r[key][i] < b[i] - tol for r, b in pairs)
+        counts.append(f"{wins}-{losses}")
+    return f"{macro:.4f} / {micro:.4f} {'/'.join(counts):>11}"
+
+
 def _summary(results: list[tuple[str, str, int, dict]], title: str) -> None:
     if not results:
         return
     print(f"\n{title} ({len(results)} cases)")
-    head = f"{'method':12} {'ECE':>7} {'ECEmean':>7} {'Brier':>7}"
-    for strategy in TUNE_STRATEGIES:
-        head += f" | {strategy + ' macro/micro':>22} {'losses':>7}"
-    print(head)
+    print(f"{'method':12} {'ECE':>7} {'ECEmean':>7} {'Brier':>7}  " + "  ".join(
+        f"{s + ' ' + how:>29}" for s in TUNE_STRATEGIES for how in ("cross-fit", "mapped")
+    ))  # fmt: skip
     for method in ("raw", *METHODS):
         rows = [r[3][method] for r in results]
         line = f"{method:12} " + " ".join(
             f"{np.mean([r[k] for r in rows]):7.4f}" for k in ("ece", "ece_mean", "brier")
         )
         for strategy in TUNE_STRATEGIES:
-            macro = np.mean([r[strategy][0] for r in rows])
-            micro = np.mean([r[strategy][1] for r in rows])
             raw = [r[3]["raw"][strategy] for r in results]
-            lose_macro = sum(
-                r[strategy][0] < b[0] - MACRO_TOLERANCE for r, b in zip(rows, raw, strict=True)
-            )
-            lose_micro = sum(
-                r[strategy][1] < b[1] - MICRO_TOLERANCE for r, b in zip(rows, raw, strict=True)
-            )
-            losses = "" if method == "raw" else f"{lose_macro}/{lose_micro}"
-            line += f" | {macro:10.4f} / {micro:.4f}  {losses:>7}"
+            for key in (strategy, f"{strategy}:mapped"):
+                key = strategy if method == "raw" else key
+                line += f"  {_versus(rows, raw, key):>29}"
         print(line)
 
 

@@ -25,7 +25,9 @@ and infinite logits are safe.
 
 A label with fewer than ``min_count`` positives or negatives is not fitted: it keeps the
 identity map (``T = 1``; ``a = 1, b = 0``; breakpoints ``(0, 0), (1, 1)``) and is marked
-``fitted = False``.
+``fitted = False``; so is a label whose Platt slope comes out negative (the model ranks it
+backwards). Every calibrator is thus non-decreasing in the score, and thresholds tuned on
+raw scores map onto calibrated ones (:meth:`Calibrator.map_thresholds`).
 
 A calibrator may also carry a per-label ``logit_offset`` (zero unless set by
 :meth:`Calibrator.with_priors`): the label-shift adjustment of Saerens et al. (2002),
@@ -159,6 +161,23 @@ class Calibrator:
         ):
             raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}.")
         return array
+
+    def map_thresholds(self, thresholds: np.ndarray) -> np.ndarray:
+        """Thresholds float64 ``(L,)`` on calibrated scores from thresholds on raw
+        probabilities: ``apply(t)``.
+
+        Every map here is non-decreasing, so ``p >= t`` implies ``apply(p) >= apply(t)``.
+        Where it is strictly increasing (temperature, Platt) the converse holds too, so the
+        decisions are exactly those of ``t`` on the raw scores, but for ties that rounding
+        creates (and scores below ``PROBA_EPS``, which count as one value). Isotonic maps
+        are flat on steps: rows below ``t`` on ``t``'s step turn positive too.
+        """
+        t = np.asarray(thresholds, dtype=np.float64)
+        if t.shape != (self.n_labels,):
+            raise ValueError(f"thresholds must have shape ({self.n_labels},), got {t.shape}.")
+        if not np.isfinite(t).all() or (t < 0).any() or (t > 1).any():
+            raise ValueError("thresholds must be finite numbers in [0, 1].")
+        return self.apply(t[None, :])[0]
 
     # -- label shift ------------------------------------------------------------------------
 
@@ -299,4 +318,9 @@ def fit_calibrator(
     soft = np.where(yc > 0, (pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0))
     slope, intercept = np.ones(n_labels), np.zeros(n_labels)
     slope[cols], intercept[cols] = fit_platt(z[:, cols], soft)
+    # A label the model ranks backwards (slope <= 0) is not "calibrated" by flipping it:
+    # it keeps the identity, so every calibrator stays increasing and thresholds map.
+    backwards = slope <= 0
+    slope[backwards], intercept[backwards] = 1.0, 0.0
+    fitted = fitted & ~backwards
     return Calibrator(method, n_labels, fitted, slope=slope, intercept=intercept)

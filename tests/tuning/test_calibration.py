@@ -244,6 +244,30 @@ def test_labels_with_too_few_positives_keep_the_identity_map():
         )
 
 
+def test_a_label_ranked_backwards_keeps_the_identity_under_platt():
+    z, y = _logits_data(2000, [0.3, 0.3], scale=2.0, seed=17)
+    z[:, 1] = -z[:, 1]
+    calibrator = fit_calibrator(z, y, "platt", logits=True)
+    assert calibrator.fitted.tolist() == [True, False]
+    assert calibrator.slope[1] == 1.0 and calibrator.intercept[1] == 0.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_raw_thresholds_mapped_through_the_calibrator_keep_the_decisions(method):
+    z, y = _logits_data(3000, [0.1, 0.4], scale=3.0, seed=18)
+    p = to_probabilities(z)
+    calibrator = fit_calibrator(p, y, method)
+    thresholds = np.array([0.3, 0.62])
+    mapped = calibrator.map_thresholds(thresholds)
+    same = (calibrator.apply(p) >= mapped) == (p >= thresholds)
+    if method == "isotonic":  # flat steps: rows just below t on t's step turn positive
+        assert ((p >= thresholds) <= (calibrator.apply(p) >= mapped)).all()
+    else:
+        assert same.all()
+    with pytest.raises(ValueError, match="thresholds"):
+        calibrator.map_thresholds(np.array([0.5, 1.5]))
+
+
 def test_with_priors_is_the_saerens_adjustment():
     calibrator = _fitted("platt")
     p = np.random.default_rng(11).random((200, 2))
