@@ -3,8 +3,8 @@
 * `BodySizeLimitMiddleware`: a declared `Content-Length` over the limit is answered 413
   before a byte is read; a body without one (chunked) is counted as it arrives and cut
   off at the limit, so an oversized upload is never held in memory or on disk in full.
-* `AdminGuardMiddleware`: admin routes (those that depend on `require_admin`) check the
-  admin key, or the loopback rule, before the body is received.
+* `AdminGuardMiddleware`: admin routes (those that require the admin key in OpenAPI)
+  check the admin key, or the loopback rule, before the body is received.
 * `server_options` / `GuardedHttpToolsProtocol`: the request line plus headers are capped
   (431) and must arrive within a time limit (408), a request body may not stall between
   two pieces (408), and idle keep-alive connections are closed.
@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from labelcut.app.budget import TuneRunner
-from labelcut.app.deps import admin_refusal, require_admin
+from labelcut.app.deps import admin_bearer, admin_refusal
 
 if TYPE_CHECKING:
     import asyncio
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from labelcut.app.config import Settings
 
 log = logging.getLogger("labelcut")
+
+ADMIN_SCHEME = admin_bearer.scheme_name  # "AdminKey" in the OpenAPI security schemes
 
 
 class BodyTooLarge(HTTPException):
@@ -138,47 +140,58 @@ async def send_json(send: Send, status: int, detail: str, headers: dict[str, str
     await send({"type": "http.response.body", "body": body})
 
 
-def _depends_on(route: BaseRoute, dependency: Callable[..., Any]) -> bool:
-    stack = [getattr(route, "dependant", None)]
-    while stack:
-        current = stack.pop()
-        if current is None:
-            continue
-        if current.call is dependency:
-            return True
-        stack.extend(current.dependencies)
-    return False
+def _template_regex(path: str) -> re.Pattern[str]:
+    """`/thresholds/{set_id}/activate` -> a regex matching `/thresholds/7/activate`."""
+    parts = ("[^/]+" if p.startswith("{") else re.escape(p) for p in path.split("/"))
+    return re.compile("^" + "/".join(parts) + "$")
 
 
 class AdminGuardMiddleware:
     """Refuse (401/403) a request to an admin route before its body is received.
 
-    An admin route is any route that depends on `deps.require_admin`, found by matching
-    the request against the app's routes, so a new admin route is covered without a list
-    here. Reads (GET/HEAD/OPTIONS) pass untouched; the answer for each (method, path) is
-    cached.
+    An admin route is any operation whose OpenAPI entry requires the admin key (what
+    `Depends(admin_bearer)` declares, beside `require_admin`), so a new admin route is
+    covered without a list here. Reads (GET/HEAD/OPTIONS) pass untouched; the answer
+    for each (method, path) is cached.
     """
 
     _CACHE_SIZE = 4096
 
     def __init__(
-        self, app: ASGIApp, settings: Settings, routes: Callable[[], Sequence[BaseRoute]]
+        self, app: ASGIApp, settings: Settings, openapi: Callable[[], dict[str, Any]]
     ) -> None:
         self.app = app
         self.settings = settings
-        self.routes = routes
+        self.openapi = openapi
+        self._routes: list[tuple[set[str], re.Pattern[str]]] | None = None
         self._is_admin: dict[tuple[str, str], bool] = {}
 
+    def _admin_routes(self) -> list[tuple[set[str], re.Pattern[str]]]:
+        if self._routes is None:
+            found = []
+            for path, operations in self.openapi().get("paths", {}).items():
+                methods = {
+                    method.upper()
+                    for method, operation in operations.items()
+                    if isinstance(operation, dict)
+                    and any(ADMIN_SCHEME in need for need in operation.get("security", []))
+                }
+                if methods:
+                    found.append((methods, _template_regex(path)))
+            self._routes = found
+        return self._routes
+
     def _admin(self, scope: Scope) -> bool:
-        key = (scope["method"], scope["path"])
+        path = scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        key = (scope["method"], path)
         found = self._is_admin.get(key)
         if found is None:
-            found = False
-            for route in self.routes():
-                match, _ = route.matches(scope)
-                if match == Match.FULL:
-                    found = _depends_on(route, require_admin)
-                    break
+            found = any(
+                key[0] in methods and regex.match(path) for methods, regex in self._admin_routes()
+            )
             if len(self._is_admin) < self._CACHE_SIZE:
                 self._is_admin[key] = found
         return found
@@ -208,7 +221,7 @@ def install_limits(app: FastAPI, settings: Settings) -> None:
     routing; the body limit runs first, then the admin check.
     """
     app.state.tune_runner = TuneRunner(settings)
-    app.add_middleware(AdminGuardMiddleware, settings=settings, routes=lambda: app.router.routes)
+    app.add_middleware(AdminGuardMiddleware, settings=settings, openapi=lambda: app.openapi())
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
 
 
