@@ -7,12 +7,16 @@ The stages, in order:
 - **gather** (worker thread): take requests from the head of the queue while
   their rows fit in ``max_batch_size``. A request with more rows than that is
   never split: it runs alone, and the model chunks it by its own batch size.
-  When the worker is idle and the last pass served a single request (light
-  traffic), a new request is dispatched at once; when the last pass coalesced
-  several (traffic is concurrent), the worker waits until the batch is full or
-  the oldest request has waited ``max_wait`` seconds, whichever comes first. No
-  request waits longer than ``max_wait`` for company; it may of course wait
-  for the pass in progress to end.
+  When the last pass served a single request (light traffic), a new request is
+  dispatched at once. When it coalesced several (traffic is concurrent), the
+  worker waits for the batch to fill: until it is full, or the oldest request
+  has waited ``max_wait``; past that, it keeps waiting only while requests are
+  still arriving (the newest arrived less than ``max_wait`` ago) and for at
+  most half the recent forward-pass time after it became free (see
+  ``fill_deadline``). That extension is what fills a heavy model's passes: the
+  requests that queued during a long pass have waited past ``max_wait``, and
+  sending them at once, just before the clients of that pass come back, makes
+  the batches settle into two halves. After a short pass it is short too.
 - **forward** (worker thread): one ``predict_proba`` call over the
   concatenated rows (and one ``predict_logits`` call if any request asked for
   logits). The event loop stays free meanwhile, so health checks answer.
@@ -55,6 +59,48 @@ log = logging.getLogger("labelcut")
 #: Called after every forward pass with (rows, requests, seconds); runs on the worker thread.
 BatchObserver = Callable[[int, int, float], None]
 
+#: While traffic is concurrent and requests keep arriving, a free worker waits at most
+#: this fraction of the recent forward-pass time for its batch to fill (beyond the
+#: ``max_wait`` each request is promised): the wait costs at most half a pass.
+FILL_FRACTION = 0.5
+#: Weight of the newest pass in the running mean of the forward-pass time.
+_PASS_TIME_WEIGHT = 0.2
+
+
+def fill_deadline(
+    oldest_arrival: float,
+    newest_arrival: float,
+    free_since: float,
+    max_wait: float,
+    pass_seconds: float,
+) -> float:
+    """When a worker free since ``free_since`` stops waiting for its batch to fill.
+
+    Never before ``max_wait`` after the oldest queued request arrived (the promise made
+    to each request). Past that, only while requests are still arriving (the newest
+    arrived less than ``max_wait`` ago), and at most ``FILL_FRACTION * pass_seconds``
+    after the worker became free: after a long pass, the clients it answered are about
+    to come back, and a short wait for them saves a half-empty pass; after a short pass
+    the extension is short too, so the event loop never idles while the whole batch
+    waits for a full one. Times in seconds on one clock (time.monotonic()).
+    """
+    promised = oldest_arrival + max_wait
+    extended = min(free_since + FILL_FRACTION * pass_seconds, newest_arrival + max_wait)
+    return max(promised, extended)
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """Totals since the batcher started: forward passes and the rows and requests they ran."""
+
+    passes: int
+    rows: int
+    requests: int
+
+    @property
+    def mean_rows_per_pass(self) -> float:
+        return self.rows / self.passes if self.passes else 0.0
+
 
 class BatcherClosed(RuntimeError):
     """The batcher is shutting down and takes no new requests."""
@@ -66,11 +112,15 @@ class BatchOutput:
 
     ``proba`` and ``logits`` (None unless asked for) are float32; ``decisions``
     is bool, True iff ``proba >= thresholds`` (None when no thresholds were given).
+    ``nonfinite_row``: the first of this request's rows whose outputs (probabilities, or
+    logits when asked for) are not all finite, None when all are; found for the whole
+    pass at once, off the event loop.
     """
 
     proba: np.ndarray
     logits: np.ndarray | None
     decisions: np.ndarray | None
+    nonfinite_row: int | None = None
 
 
 @dataclass(eq=False)
@@ -115,6 +165,8 @@ class Batcher:
         self._cond = threading.Condition(threading.Lock())
         self._closing = False
         self._concurrent = False  # the last pass served more than one request
+        self._pass_seconds = 0.0  # running mean of the forward-pass time
+        self._passes = self._rows = self._requests = 0  # written by the worker only
         self._thread = threading.Thread(target=self._work, name="labelcut-batcher", daemon=True)
         self._thread.start()
 
@@ -124,6 +176,11 @@ class Batcher:
     def depth(self) -> int:
         """Requests waiting for a forward pass (not counting the pass in progress)."""
         return len(self._queue)
+
+    @property
+    def stats(self) -> BatchStats:
+        """Passes, rows and requests run so far (a consistent-enough read: ints only)."""
+        return BatchStats(self._passes, self._rows, self._requests)
 
     async def submit(
         self,
@@ -188,12 +245,7 @@ class Batcher:
                     return None
                 self._cond.wait()
             if self._concurrent and self.max_wait > 0:
-                deadline = self._queue[0].arrived + self.max_wait
-                while self._queued_rows < self.max_batch_size and not self._closing:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
+                self._wait_to_fill()
             jobs = [self._queue.popleft()]
             rows = len(jobs[0].rows)
             while self._queue and rows + len(self._queue[0].rows) <= self.max_batch_size:
@@ -203,6 +255,26 @@ class Batcher:
             self._queued_rows -= rows
             self._concurrent = len(jobs) > 1
             return [job for job in jobs if not job.future.cancelled()]
+
+    def _wait_to_fill(self) -> None:
+        """Wait (holding nothing but the condition) while the batch fills; see fill_deadline.
+
+        Arrivals do not wake the worker (``submit`` notifies only when a batch is full):
+        it sleeps until the deadline it knows of, then looks again at the newest arrival.
+        """
+        free_since = time.monotonic()
+        while self._queued_rows < self.max_batch_size and not self._closing:
+            now = time.monotonic()
+            until = fill_deadline(
+                self._queue[0].arrived,
+                self._queue[-1].arrived,
+                free_since,
+                self.max_wait,
+                self._pass_seconds,
+            )
+            if until <= now:
+                return
+            self._cond.wait(until - now)
 
     def _run(self, jobs: list[_Job]) -> None:
         if not jobs:
@@ -227,14 +299,33 @@ class Batcher:
                 return
             _deliver([(jobs[0].future, exc)])
             return
+        self._passes += 1
+        self._rows += len(x)
+        self._requests += len(jobs)
+        weight = _PASS_TIME_WEIGHT if self._passes > 1 else 1.0
+        self._pass_seconds += weight * (seconds - self._pass_seconds)
         if self._observer is not None:
             self._observer(len(x), len(jobs), seconds)
+        # Finite inputs near float32's limits can overflow inside the model.
+        bad = ~np.isfinite(proba).all(axis=1)
+        if logits is not None:
+            bad |= ~np.isfinite(logits).all(axis=1)
+        any_bad = bool(bad.any())
         answers: list[tuple[asyncio.Future[BatchOutput], BatchOutput | BaseException]] = []
         offset = 0
         for job, decided in zip(jobs, decisions, strict=True):
             stop = offset + len(job.rows)
             part = None if logits is None or not job.want_logits else logits[offset:stop]
-            answers.append((job.future, BatchOutput(proba[offset:stop], part, decided)))
+            nonfinite = None
+            if any_bad:
+                mine = bad[offset:stop]
+                if job.want_logits or logits is None:
+                    nonfinite = int(np.argmax(mine)) if mine.any() else None
+                else:  # logits of rows that did not ask for them do not count
+                    own = ~np.isfinite(proba[offset:stop]).all(axis=1)
+                    nonfinite = int(np.argmax(own)) if own.any() else None
+            output = BatchOutput(proba[offset:stop], part, decided, nonfinite)
+            answers.append((job.future, output))
             offset = stop
         _deliver(answers)
 

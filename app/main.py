@@ -43,12 +43,11 @@ def create_app(
     app.state.on_load_error = on_load_error
     app.state.freeze_gc = freeze_gc
     app.state.metrics = _metrics_for(app)
-    # Added first, so innermost: inside the body limit and the metrics.
-    app.add_middleware(predict.PredictFastPath)
     install_limits(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # /predict first: routes are matched in order, and it is the one under load.
-    for router in (predict.router, health.router, model.router, thresholds.router, metrics.router):
+    predict.register(app)
+    for router in (health.router, model.router, thresholds.router, metrics.router):
         app.include_router(router)
     app.include_router(ui.router)  # the web page: /ui, and / redirecting to it
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -73,8 +72,8 @@ def _metrics_for(app: FastAPI) -> Metrics:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    # /predict reads its body itself (JSON or .npy), so FastAPI does not see the
-    # PredictRequest model; add it to the components its request body refers to.
+    # /predict decodes its body in a dependency (JSON or .npy), so FastAPI does not see
+    # the PredictRequest model; add it to the components its request body refers to.
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title,
@@ -86,7 +85,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.setdefault("schemas", {})["PredictRequest"] = PredictRequest.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
-        # Its optional key likewise: /predict checks it inline, not through a dependency.
+        # Its optional key likewise: /predict's async key check does not declare a scheme.
         components.setdefault("securitySchemes", {})["ApiKey"] = api_bearer.model.model_dump(
             mode="json", by_alias=True, exclude_none=True
         )
