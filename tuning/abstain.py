@@ -17,6 +17,13 @@ For each label, on its validation curve (:mod:`tuning.cutpoints`):
 Precision and NPV are computed as scikit-learn computes precision (one float64
 division), so a target holds here iff it holds on sklearn's curve.
 
+``confidence`` (optional, e.g. 0.9): a side qualifies only when the one-sided
+Wilson lower bound of its precision (NPV) at that confidence meets the
+target, instead of the observed share. A yes side of 2 rows out of 2 then no
+longer "meets" a 0.9 precision target: the band widens where the validation
+data is thin, which is where the observed-share rule fails on new data
+(bench/quality_objectives.py).
+
 Status, the first that applies: "no_positives", "no_negatives",
 "too_few_positives" (fewer than ``min_positives``): the label cannot be
 tuned, so every row goes to review (``lower`` 0, ``upper`` above every
@@ -32,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -128,20 +136,36 @@ class AbstainResult:
         }
 
 
-def _upper_cut(cuts: LabelCuts, target: float) -> int | None:
+def wilson_lower(hits: np.ndarray, rows: np.ndarray, z: float | None) -> np.ndarray:
+    """``hits / rows`` (rows >= 1), or its one-sided Wilson lower bound when ``z`` is given.
+
+    Without ``z`` it is one float64 division, as sklearn computes precision.
+    """
+    share = hits / rows
+    if z is None:
+        return share
+    z2 = z * z
+    spread = z * np.sqrt(share * (1.0 - share) / rows + z2 / (4.0 * rows * rows))
+    return (share + z2 / (2.0 * rows) - spread) / (1.0 + z2 / rows)
+
+
+def _upper_cut(cuts: LabelCuts, target: float, z: float | None) -> int | None:
     """Lowest cut (with at least one row predicted) of precision >= target, or None."""
     tp, pp = cuts.true_positives[:-1], cuts.predicted_positives[:-1]
-    meets = np.flatnonzero(tp / pp >= target)
+    meets = np.flatnonzero(wilson_lower(tp, pp, z) >= target)
     return int(meets[0]) if len(meets) else None
 
 
-def _lower_cut(cuts: LabelCuts, npv_target: float, highest: int) -> tuple[int | None, bool]:
+def _lower_cut(
+    cuts: LabelCuts, npv_target: float, highest: int, z: float | None
+) -> tuple[int | None, bool]:
     """Highest cut ``1 <= i <= highest`` whose rows below (``score < values[i]``) have
     NPV >= npv_target, or None; and whether a higher cut would have met it (clipped)."""
     below = cuts.n_samples - cuts.predicted_positives  # rows under cut i, (m + 1,)
     negatives_below = below - (cuts.positives - cuts.true_positives)
     with np.errstate(divide="ignore", invalid="ignore"):
-        meets = (below > 0) & (negatives_below / np.maximum(below, 1) >= npv_target)
+        npv = wilson_lower(negatives_below, np.maximum(below, 1), z)
+        meets = (below > 0) & (npv >= npv_target)
     indices = np.flatnonzero(meets)
     allowed = indices[indices <= highest]
     clipped = bool(len(indices)) and int(indices[-1]) > highest
@@ -155,6 +179,7 @@ def tune_abstain(
     npv_target: float,
     *,
     min_positives: int = 1,
+    confidence: float | None = None,
 ) -> AbstainResult:
     """Per-label ``(lower, upper)`` abstain thresholds (module docstring).
 
@@ -171,6 +196,11 @@ def tune_abstain(
             raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.")
     if isinstance(min_positives, bool) or not isinstance(min_positives, int) or min_positives < 1:
         raise ValueError("min_positives must be an integer >= 1.")
+    if confidence is not None and not (
+        isinstance(confidence, (int, float)) and 0.5 <= confidence < 1.0
+    ):
+        raise ValueError("confidence must be None or a number in [0.5, 1).")
+    z = None if confidence is None else NormalDist().inv_cdf(float(confidence))
     n_samples, n_labels = score_array.shape
     lower, upper = np.empty(n_labels), np.empty(n_labels)
     counts = np.zeros((5, n_labels), dtype=np.int64)  # yes, no, yes tp, no tn, support
@@ -180,12 +210,12 @@ def tune_abstain(
         status = untunable_status(cuts, min_positives)
         hi, lo = cuts.nothing, None
         if status is None:
-            found = _upper_cut(cuts, target)
+            found = _upper_cut(cuts, target, z)
             if found is None:
                 status = "target_unreachable"
             else:
                 hi = found
-            lo, clipped[j] = _lower_cut(cuts, npv_target, hi)
+            lo, clipped[j] = _lower_cut(cuts, npv_target, hi, z)
             if lo is None and status is None:
                 status = "npv_target_unreachable"
         statuses.append(status or "ok")
@@ -209,7 +239,12 @@ def tune_abstain(
         support=counts[4],
         clipped=clipped,
         n_samples=n_samples,
-        params={"target": target, "npv_target": npv_target, "min_positives": min_positives},
+        params={
+            "target": target,
+            "npv_target": npv_target,
+            "min_positives": min_positives,
+            "confidence": confidence,
+        },
     )
 
 

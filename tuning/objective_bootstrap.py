@@ -29,10 +29,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from labelcut.tuning.abstain import wilson_lower
 from labelcut.tuning.cutpoints import (
     LabelCuts,
     all_cut_thresholds,
@@ -239,10 +241,13 @@ def abstain_intervals(
     n_bootstrap: int = 200,
     seed: int = 0,
     confidence: float = 0.9,
+    bound_confidence: float | None = None,
 ) -> ObjectiveIntervals | None:
     """Intervals for each label's ``upper`` and ``lower`` and the review share of the
     reported band ``[lower, upper)``, with the rules of :func:`tuning.abstain.tune_abstain`
-    (a replicate where no cut meets a target takes that side's empty threshold)."""
+    (a replicate where no cut meets a target takes that side's empty threshold;
+    ``bound_confidence`` is tune_abstain's ``confidence``, the Wilson bound's)."""
+    z = None if bound_confidence is None else NormalDist().inv_cdf(bound_confidence)
     dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
@@ -259,8 +264,9 @@ def abstain_intervals(
             below = total[:, None] - pp  # rows under each edge
             negatives_below = below - (positives[:, None] - tp)
             with np.errstate(divide="ignore", invalid="ignore"):
-                meets = (pp[:, :last] > 0) & (tp[:, :last] / pp[:, :last] >= target)
-                npv_ok = (below > 0) & (negatives_below / below >= npv_target)
+                precision = wilson_lower(tp[:, :last], pp[:, :last], z)
+                meets = (pp[:, :last] > 0) & (precision >= target)
+                npv_ok = (below > 0) & (wilson_lower(negatives_below, below, z) >= npv_target)
             hi = np.where(meets.any(axis=1), np.argmax(meets, axis=1), last)
             npv_ok &= np.arange(last + 1)[None, :] <= hi[:, None]
             lo = _last_argmax(npv_ok.astype(np.int8))

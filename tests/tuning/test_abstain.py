@@ -139,3 +139,44 @@ def test_apply_abstain_refuses_crossed_thresholds():
 def test_bad_targets_are_refused(bad):
     with pytest.raises(ValueError, match="npv_target"):
         tune_abstain(np.array([[0.2], [0.7]]), np.array([[0], [1]]), 0.9, bad)
+
+
+def wilson(hits: int, rows: int, confidence: float) -> float:
+    """Textbook one-sided Wilson score lower bound, written out independently."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(confidence)
+    p = hits / rows
+    centre = p + z * z / (2 * rows)
+    margin = z * ((p * (1 - p) + z * z / (4 * rows)) / rows) ** 0.5
+    return (centre - margin) / (1 + z * z / rows)
+
+
+def test_confidence_asks_for_a_wilson_bound():
+    # Two positives on top: observed precision 1, but a 90 % lower bound far below 0.9.
+    scores = np.array([[0.1], [0.2], [0.3], [0.4], [0.5], [0.9], [0.95]])
+    targets = np.array([[0], [0], [1], [0], [0], [1], [1]])
+    plain = tune_abstain(scores, targets, target=0.9, npv_target=0.6)
+    assert plain.status == ["ok"] and plain.yes[0] == 2
+    bounded = tune_abstain(scores, targets, target=0.9, npv_target=0.6, confidence=0.9)
+    assert bounded.status == ["target_unreachable"] and bounded.yes[0] == 0
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95])
+def test_wilson_band_against_brute_force(confidence):
+    rng = np.random.default_rng(6)
+    targets = rng.random((800, 3)) < [0.1, 0.3, 0.6]
+    scores = np.round(np.clip(0.5 * targets + 0.5 * rng.random((800, 3)), 0, 1), 3)
+    result = tune_abstain(scores, targets, 0.85, 0.9, confidence=confidence)
+    for j in range(3):
+        column, truth = scores[:, j], targets[:, j]
+        qualifying = [
+            v for v in np.unique(column)
+            if wilson(int(truth[column >= v].sum()), int((column >= v).sum()), confidence) >= 0.85
+        ]  # fmt: skip
+        assert result.status[j] in ("ok", "npv_target_unreachable")
+        yes = column >= result.upper[j]
+        assert yes.any() and float(column[yes].min()) == min(qualifying)
+        no = column < result.lower[j]
+        if no.any():
+            assert wilson(int((~truth[no]).sum()), int(no.sum()), confidence) >= 0.9 - 1e-12

@@ -55,11 +55,14 @@ def test_identity_replicates_retune_to_the_reported_thresholds(identity_replicat
         np.testing.assert_array_equal(got.thresholds[:, 1], micro.thresholds)
         assert got.merit[0] == pytest.approx(micro.micro_fbeta, rel=1e-12)
 
-    band = tune_abstain(scores, targets, 0.8, 0.9)
-    got = abstain_intervals(scores, targets, band.lower, band.upper, 0.8, 0.9)
-    np.testing.assert_array_equal(got.thresholds[:, 0], band.upper)
-    np.testing.assert_array_equal(got.lower_thresholds[:, 0], band.lower)
-    np.testing.assert_allclose(got.merit[:, 0], band.review_share)
+    for bound in (None, 0.9):
+        band = tune_abstain(scores, targets, 0.8, 0.9, confidence=bound)
+        got = abstain_intervals(
+            scores, targets, band.lower, band.upper, 0.8, 0.9, bound_confidence=bound
+        )
+        np.testing.assert_array_equal(got.thresholds[:, 0], band.upper)
+        np.testing.assert_array_equal(got.lower_thresholds[:, 0], band.lower)
+        np.testing.assert_allclose(got.merit[:, 0], band.review_share)
 
 
 def test_a_drawn_cost_replicate_retunes_like_the_exact_tuner_on_its_rows():
