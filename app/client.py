@@ -225,10 +225,12 @@ def _upload_call(path: str, data: Any, model: Mapping[str, Any] | None, **params
 
 
 def _read_error(response: httpx.Response) -> LabelcutError:
+    """The server's `detail` (FastAPI's error shape), else the body's text."""
     try:
-        detail = response.json().get("detail", response.text)
+        body = response.json()
     except ValueError:
-        detail = response.text
+        body = None
+    detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
     return LabelcutError(response.status_code, detail)
 
 
@@ -240,27 +242,23 @@ def _headers(call: _Call, api_key: str | None, admin_key: str | None) -> dict[st
     return headers
 
 
-class _Calls:
-    """The requests both clients make; `_call` sends one (sync here, awaited in AsyncClient)."""
+def _history_call(limit: int, offset: int, archived: bool) -> _Call:
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if archived:  # sent only when asked: servers without archives know no such parameter
+        params["archived"] = "true"
+    return _Call("GET", "/thresholds/history", kwargs={"params": params}, read=_read_items)
 
-    @staticmethod
-    def _history_call(limit: int, offset: int, archived: bool) -> _Call:
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if archived:
-            params["archived"] = "true"
-        return _Call("GET", "/thresholds/history", kwargs={"params": params}, read=_read_items)
 
-    @staticmethod
-    def _push_call(report: Mapping[str, Any], activate: bool) -> _Call:
-        params = {"activate": "true" if activate else "false"}
-        return _Call("POST", "/thresholds", "admin", {"json": dict(report), "params": params})
+def _push_call(report: Mapping[str, Any], activate: bool) -> _Call:
+    params = {"activate": "true" if activate else "false"}
+    return _Call("POST", "/thresholds", "admin", {"json": dict(report), "params": params})
 
 
 def _read_items(response: httpx.Response) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
-class Client(_Calls):
+class Client:
     """Synchronous client of one labelcut server.
 
     `api_key` goes with /predict (LABELCUT_API_KEY), `admin_key` with tuning,
@@ -340,7 +338,7 @@ class Client(_Calls):
         self, *, limit: int = 100, offset: int = 0, archived: bool = False
     ) -> list[dict[str, Any]]:
         """GET /thresholds/history: this model's sets, newest first (`archived`: all)."""
-        return self._call(self._history_call(limit, offset, archived))
+        return self._call(_history_call(limit, offset, archived))
 
     def get(self, set_id: int) -> dict[str, Any]:
         """GET /thresholds/{id}: one set with its per-label report."""
@@ -356,10 +354,10 @@ class Client(_Calls):
 
     def push(self, report: Mapping[str, Any], *, activate: bool = False) -> dict[str, Any]:
         """POST /thresholds: store an offline report (`labelcut tune --out`) as a set."""
-        return self._call(self._push_call(report, activate))
+        return self._call(_push_call(report, activate))
 
 
-class AsyncClient(_Calls):
+class AsyncClient:
     """The same calls as `Client`, awaited: `async with AsyncClient(url) as lc: ...`."""
 
     def __init__(
@@ -427,7 +425,7 @@ class AsyncClient(_Calls):
     async def history(
         self, *, limit: int = 100, offset: int = 0, archived: bool = False
     ) -> list[dict[str, Any]]:
-        return await self._call(self._history_call(limit, offset, archived))
+        return await self._call(_history_call(limit, offset, archived))
 
     async def get(self, set_id: int) -> dict[str, Any]:
         return await self._call(_Call("GET", f"/thresholds/{int(set_id)}"))
@@ -439,4 +437,4 @@ class AsyncClient(_Calls):
         return await self._call(_Call("POST", f"/thresholds/{int(set_id)}/archive", "admin"))
 
     async def push(self, report: Mapping[str, Any], *, activate: bool = False) -> dict[str, Any]:
-        return await self._call(self._push_call(report, activate))
+        return await self._call(_push_call(report, activate))
