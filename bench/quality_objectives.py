@@ -68,7 +68,9 @@ def cost_row(case, cost_fp: float, cost_fn: float) -> dict[str, float]:
 
 def abstain_row(case, target: float, npv_target: float, confidence) -> dict[str, float]:
     y_test = case.y_test.astype(bool)
-    band = tune_abstain(case.scores_val, case.y_val, target, npv_target, confidence=confidence)
+    band = tune_abstain(
+        case.scores_val, case.y_val, target, npv_target, wilson_confidence=confidence
+    )
     yes, uncertain = apply_abstain(case.scores_test, band.lower, band.upper)
     no = ~yes & ~uncertain
     yes_n, no_n = yes.sum(axis=0), no.sum(axis=0)
@@ -98,7 +100,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--npv-target", type=float, default=0.95)
     parser.add_argument(
-        "--confidence", type=float, default=None, help="Wilson lower bounds for the band"
+        "--wilson-confidence", type=float, default=None, help="Wilson lower bounds for the band"
     )
     args = parser.parse_args()
 
@@ -109,7 +111,7 @@ def main() -> None:
                 case = load_case(args.data_dir, args.cache, name, family, seed)
                 costs[(name, family, seed)] = cost_row(case, args.cost_fp, args.cost_fn)
                 bands[(name, family, seed)] = abstain_row(
-                    case, args.target, args.npv_target, args.confidence
+                    case, args.target, args.npv_target, args.wilson_confidence
                 )
 
     print(f"test cost per row (cost_fp {args.cost_fp}, cost_fn {args.cost_fn}); lower is better")
@@ -127,7 +129,7 @@ def main() -> None:
     print()
     print(
         f"abstain (target {args.target}, npv_target {args.npv_target},"
-        f" confidence {args.confidence})"
+        f" wilson_confidence {args.wilson_confidence})"
     )
     keys = (
         "val review", "test review", "precision held", "npv held", "median precision",

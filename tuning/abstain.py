@@ -17,7 +17,7 @@ For each label, on its validation curve (:mod:`tuning.cutpoints`):
 Precision and NPV are computed as scikit-learn computes precision (one float64
 division), so a target holds here iff it holds on sklearn's curve.
 
-``confidence`` (optional, e.g. 0.9): a side qualifies only when the one-sided
+``wilson_confidence`` (optional, e.g. 0.9): a side qualifies only when the one-sided
 Wilson lower bound of its precision (NPV) at that confidence meets the
 target, instead of the observed share. A yes side of 2 rows out of 2 then no
 longer "meets" a 0.9 precision target: the band widens where the validation
@@ -179,7 +179,7 @@ def tune_abstain(
     npv_target: float,
     *,
     min_positives: int = 1,
-    confidence: float | None = None,
+    wilson_confidence: float | None = None,
 ) -> AbstainResult:
     """Per-label ``(lower, upper)`` abstain thresholds (module docstring).
 
@@ -196,11 +196,11 @@ def tune_abstain(
             raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.")
     if isinstance(min_positives, bool) or not isinstance(min_positives, int) or min_positives < 1:
         raise ValueError("min_positives must be an integer >= 1.")
-    if confidence is not None and not (
-        isinstance(confidence, (int, float)) and 0.5 <= confidence < 1.0
+    if wilson_confidence is not None and not (
+        isinstance(wilson_confidence, (int, float)) and 0.5 <= wilson_confidence < 1.0
     ):
-        raise ValueError("confidence must be None or a number in [0.5, 1).")
-    z = None if confidence is None else NormalDist().inv_cdf(float(confidence))
+        raise ValueError("wilson_confidence must be None or a number in [0.5, 1).")
+    z = None if wilson_confidence is None else NormalDist().inv_cdf(float(wilson_confidence))
     n_samples, n_labels = score_array.shape
     lower, upper = np.empty(n_labels), np.empty(n_labels)
     counts = np.zeros((5, n_labels), dtype=np.int64)  # yes, no, yes tp, no tn, support
@@ -243,7 +243,7 @@ def tune_abstain(
             "target": target,
             "npv_target": npv_target,
             "min_positives": min_positives,
-            "confidence": confidence,
+            "wilson_confidence": wilson_confidence,
         },
     )
 

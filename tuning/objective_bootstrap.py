@@ -241,13 +241,13 @@ def abstain_intervals(
     n_bootstrap: int = 200,
     seed: int = 0,
     confidence: float = 0.9,
-    bound_confidence: float | None = None,
+    wilson_confidence: float | None = None,
 ) -> ObjectiveIntervals | None:
     """Intervals for each label's ``upper`` and ``lower`` and the review share of the
     reported band ``[lower, upper)``, with the rules of :func:`tuning.abstain.tune_abstain`
     (a replicate where no cut meets a target takes that side's empty threshold;
-    ``bound_confidence`` is tune_abstain's ``confidence``, the Wilson bound's)."""
-    z = None if bound_confidence is None else NormalDist().inv_cdf(bound_confidence)
+    ``wilson_confidence`` is tune_abstain's ``wilson_confidence``)."""
+    z = None if wilson_confidence is None else NormalDist().inv_cdf(wilson_confidence)
     dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None

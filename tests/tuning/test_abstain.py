@@ -158,7 +158,7 @@ def test_confidence_asks_for_a_wilson_bound():
     targets = np.array([[0], [0], [1], [0], [0], [1], [1]])
     plain = tune_abstain(scores, targets, target=0.9, npv_target=0.6)
     assert plain.status == ["ok"] and plain.yes[0] == 2
-    bounded = tune_abstain(scores, targets, target=0.9, npv_target=0.6, confidence=0.9)
+    bounded = tune_abstain(scores, targets, target=0.9, npv_target=0.6, wilson_confidence=0.9)
     assert bounded.status == ["target_unreachable"] and bounded.yes[0] == 0
 
 
@@ -167,7 +167,7 @@ def test_wilson_band_against_brute_force(confidence):
     rng = np.random.default_rng(6)
     targets = rng.random((800, 3)) < [0.1, 0.3, 0.6]
     scores = np.round(np.clip(0.5 * targets + 0.5 * rng.random((800, 3)), 0, 1), 3)
-    result = tune_abstain(scores, targets, 0.85, 0.9, confidence=confidence)
+    result = tune_abstain(scores, targets, 0.85, 0.9, wilson_confidence=confidence)
     for j in range(3):
         column, truth = scores[:, j], targets[:, j]
         qualifying = [

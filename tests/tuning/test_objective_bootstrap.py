@@ -56,9 +56,9 @@ def test_identity_replicates_retune_to_the_reported_thresholds(identity_replicat
         assert got.merit[0] == pytest.approx(micro.micro_fbeta, rel=1e-12)
 
     for bound in (None, 0.9):
-        band = tune_abstain(scores, targets, 0.8, 0.9, confidence=bound)
+        band = tune_abstain(scores, targets, 0.8, 0.9, wilson_confidence=bound)
         got = abstain_intervals(
-            scores, targets, band.lower, band.upper, 0.8, 0.9, bound_confidence=bound
+            scores, targets, band.lower, band.upper, 0.8, 0.9, wilson_confidence=bound
         )
         np.testing.assert_array_equal(got.thresholds[:, 0], band.upper)
         np.testing.assert_array_equal(got.lower_thresholds[:, 0], band.lower)
