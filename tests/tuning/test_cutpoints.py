@@ -58,3 +58,38 @@ def test_all_cut_thresholds_equal_one_at_a_time(dtype):
     for cuts in iter_label_cuts(as_float_array(scores), rng.random((300, 2)) < 0.3):
         expected = [cut_threshold(cuts, i, scores.dtype) for i in range(cuts.nothing + 1)]
         np.testing.assert_array_equal(all_cut_thresholds(cuts, scores.dtype), expected)
+
+
+def test_torch_tensors_are_accepted_like_numpy():
+    import torch
+
+    from labelcut.tuning.costs import tune_costs
+    from labelcut.tuning.micro import tune_micro_fbeta
+
+    rng = np.random.default_rng(9)
+    targets = rng.random((100, 3)) < 0.3
+    scores = rng.random((100, 3)).astype(np.float32)
+    for tensor in (torch.from_numpy(scores), torch.from_numpy(scores).to(torch.bfloat16)):
+        widened = tensor.float().numpy()
+        np.testing.assert_array_equal(
+            tune_costs(tensor, torch.from_numpy(targets), 1.0, 2.0).thresholds,
+            tune_costs(widened, targets, 1.0, 2.0).thresholds,
+        )
+        np.testing.assert_array_equal(
+            tune_micro_fbeta(tensor, targets, start_threshold=0.5).thresholds,
+            tune_micro_fbeta(widened, targets, start_threshold=0.5).thresholds,
+        )
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        (np.array([0.1, 0.2]), "2-D"),
+        (np.array([[0.1, np.nan]]), "finite"),
+        (np.array([[0.1, 1.5]]), r"\[0, 1\]"),
+        (np.array([["a"]]), "float array"),
+    ],
+)
+def test_bad_scores_are_refused(scores, message):
+    with pytest.raises(ValueError, match=message):
+        as_float_array(scores)
