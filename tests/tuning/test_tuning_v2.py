@@ -348,3 +348,19 @@ def test_bounded_search_equals_scoring_every_candidate(monkeypatch, chunk, objec
         assert np.array_equal(ours.thresholds, every.thresholds)
         assert np.array_equal(ours.true_positives, every.true_positives)
         assert np.array_equal(ours.predicted_positives, every.predicted_positives)
+
+
+def test_positives_before_any_position():
+    from labelcut.tuning._sorted import Candidates
+
+    rng = np.random.default_rng(60)
+    for n in (1, 7, 5000, 100_003):
+        keys = np.sort(rng.integers(0, 1 << 30, n, dtype=np.int32))
+        expected = np.concatenate(([0], np.cumsum(keys & 1)))
+        for count in (1, 3, 200, 5000):
+            positions = rng.integers(0, n + 1, count)
+            found = Candidates(keys, np.float32).positives_before(positions)
+            np.testing.assert_array_equal(found, expected[positions])
+        candidates = Candidates(keys, np.float32)
+        assert candidates.positives == expected[-1]
+        np.testing.assert_array_equal(candidates.positives_before(np.arange(n + 1)), expected)
