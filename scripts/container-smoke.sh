@@ -106,7 +106,7 @@ trap cleanup EXIT
 ADMIN_KEY=smoke-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 VOLUME=labelcut-smoke-data   # a named volume; it lives in the private dockerd and goes with it
 export ADMIN_KEY EXPECT_TORCH="$TORCH_VERSION+cpu"
-export HEALTH_PATH=/healthz
+export HEALTH_PATH=/readyz
 export BUILD_ARGS="--build-arg TORCH_SPEC=/wheels/$WHEEL_NAME"
 export RUN_ARGS="-v $VOLUME:/data -e LABELCUT_ADMIN_KEY=$ADMIN_KEY"
 export SMOKE_CMD="bash '$ROOT/scripts/container-checks.sh'"
