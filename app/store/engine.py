@@ -50,11 +50,11 @@ def locate(database_url: str | None, sqlite_path: Path) -> StoreLocation:
         return StoreLocation(URL.create("sqlite", database=str(sqlite_path)), None)
     try:
         url = make_url(database_url)
-    except Exception as exc:
-        # make_url's message quotes the URL, password included: never repeat it.
+    except Exception:
+        # make_url's message quotes the URL, password included: never repeat it (nor chain it).
         raise ValueError(
             f"{DATABASE_URL_ENV} is not a database URL (postgresql://user:password@host/db)."
-        ) from exc
+        ) from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")

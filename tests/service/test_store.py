@@ -298,3 +298,12 @@ def test_unreachable_postgres_is_store_unavailable_with_the_password_masked(tmp_
         ThresholdStore(url=url)
     message = str(raised.value)
     assert "hunter2-secret" not in message and "someone:***@127.0.0.1" in message
+
+
+def test_a_malformed_url_is_refused_without_repeating_it():
+    with pytest.raises(ValueError, match="not a database URL") as raised:
+        ThresholdStore(url="postgresql//someone:hunter2-secret@db/x")
+    assert "hunter2-secret" not in str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+    with pytest.raises(ValueError, match="must be postgresql"):
+        ThresholdStore(url="mysql://someone:hunter2-secret@db/x")
