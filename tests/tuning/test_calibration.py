@@ -317,6 +317,15 @@ def test_cross_fit_leaves_a_label_raw_everywhere_when_a_fold_cannot_fit_it():
     assert fit_calibrator(z, y, "platt", logits=True).fitted.tolist() == [True, True]
     assert result.calibrator.fitted.tolist() == [True, False]
     np.testing.assert_allclose(result.calibrated[:, 1], to_probabilities(z[:, 1]), atol=1e-12)
+    # A label one fold's Platt fit ranks backwards is left raw in every fold and when served.
+    z2, y2 = _logits_data(400, [0.3, 0.3], seed=19)
+    z2[:, 1] = np.random.default_rng(19).normal(size=400) * 0.01  # no signal: slopes of either sign
+    result = cross_fit_calibrate(z2, y2, "platt", n_folds=5, logits=True, seed=2)
+    train = [result.folds != k for k in range(5)]
+    alone = [fit_calibrator(z2[t], y2[t], "platt", logits=True).fitted[1] for t in train]
+    assert fit_calibrator(z2, y2, "platt", logits=True).fitted[1] and not all(alone)
+    assert result.calibrator.fitted.tolist() == [True, False]
+    np.testing.assert_allclose(result.calibrated[:, 1], to_probabilities(z2[:, 1]), atol=1e-12)
     none = cross_fit_calibrate(z, y, "none", logits=True)
     np.testing.assert_allclose(none.calibrated, to_probabilities(z))
 
