@@ -278,10 +278,23 @@ def tune_micro_fbeta(
     if positives == 0:
         tp, pp = at[2, 0], at[2, 1]
         return MicroResult(
-            np.full(n_labels, fallback), beta, "no_positives", tp, pp, support,
-            pp == 0, 0.0, 1.0 if pp.sum() == 0 else 0.0, 0.0, 0.0, 0.0, None, None, 0, [],
-            n_samples,
-        )  # fmt: skip
+            thresholds=np.full(n_labels, fallback),
+            beta=beta,
+            status="no_positives",
+            true_positives=tp,
+            predicted_positives=pp,
+            support=support,
+            predicts_nothing=pp == 0,
+            micro_fbeta=0.0,
+            micro_precision=1.0 if pp.sum() == 0 else 0.0,
+            micro_recall=0.0,
+            micro_f1=0.0,
+            default_micro_fbeta=0.0,
+            start_threshold=None,
+            start_micro_fbeta=None,
+            iterations=0,
+            n_samples=n_samples,
+        )
 
     start_value = None if start_threshold is None else fbeta_at(at[0, 0], at[0, 1])
     # Dinkelbach needs lam > 0 for the candidates above: without a start that gets any
