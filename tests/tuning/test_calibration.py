@@ -116,6 +116,24 @@ def test_isotonic_matches_isotonic_regression_including_ties_and_out_of_range():
         )
 
 
+def test_isotonic_small_and_large_batches_agree():
+    z, y = _logits_data(3000, [0.15, 0.5, 0.05], seed=20)
+    p = to_probabilities(z)
+    calibrator = fit_calibrator(p, y, "isotonic")
+    query = np.concatenate([p[:600], np.zeros((2, 3)), np.ones((2, 3))])
+    large = calibrator.apply(query)  # np.interp per label
+    small = np.concatenate(
+        [calibrator.apply(query[i : i + 100]) for i in range(0, len(query), 100)]
+    )
+    np.testing.assert_allclose(small, large, atol=1e-15)
+    for j in range(3):
+        np.testing.assert_allclose(
+            large[:, j],
+            np.interp(np.clip(query[:, j], 1e-12, 1 - 1e-12), *calibrator.breakpoints[j]),
+            atol=1e-15,
+        )
+
+
 def test_labels_are_calibrated_independently():
     z, y = _logits_data(2000, [0.2, 0.4, 0.5], scale=2.0, seed=5)
     for method in ("temperature", "platt", "isotonic"):
