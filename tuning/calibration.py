@@ -107,7 +107,9 @@ class Calibrator:
     # -- applying ---------------------------------------------------------------------------
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities ``(n, L)`` from model probabilities ``(n, L)`` in [0, 1]."""
+        """Calibrated probabilities ``(n, L)`` from model probabilities ``(n, L)`` in [0, 1].
+
+        Values outside [0, 1] are clipped; NaN stays NaN (the caller checks model output)."""
         p = self._check_input(probabilities, "probabilities")
         dtype = _out_dtype(p)
         if self.method == "isotonic":
@@ -140,12 +142,12 @@ class Calibrator:
 
     def _interpolate(self, p: np.ndarray) -> np.ndarray:
         assert self.breakpoints is not None
-        out = np.empty_like(p)
         # Scores below PROBA_EPS (or above 1 - PROBA_EPS) are one value: np.interp divides
         # by the gaps between breakpoints, and gaps of subnormal size would overflow.
         p = np.clip(p, PROBA_EPS, 1.0 - PROBA_EPS)
         if len(p) <= STACKED_ROWS:  # serving: ~18 us for 1 row of 100 labels, not ~300
             return np.clip(self._stacked(p), 0.0, 1.0)
+        out = np.empty_like(p)
         for j, (x, y) in enumerate(self.breakpoints):
             out[:, j] = np.interp(p[:, j], x, y)  # constant outside [x[0], x[-1]]
         return np.clip(out, 0.0, 1.0)
