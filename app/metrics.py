@@ -162,12 +162,6 @@ class MetricsMiddleware:
                 raise
             # The client left mid-request (mid-body, or before the answer): nothing to
             # answer and nothing wrong with the server.
-            log.info(
-                "Client %s went away during %s %s",
-                scope.get("client"),
-                scope["method"],
-                scope["path"],
-            )
             status = CLIENT_CLOSED
         else:
             if disconnected and status >= 400:
@@ -178,6 +172,13 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"
             self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - start)
+            if status == CLIENT_CLOSED:
+                log.info(
+                    "Client %s went away during %s %s",
+                    _peer(scope),
+                    scope["method"],
+                    scope["path"],
+                )
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -191,3 +192,8 @@ def _is_disconnect(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "(unknown)"

@@ -32,11 +32,13 @@ class PeakMemory:
 
 
 class HealthProbe:
-    """Polls GET /healthz from a thread every `interval` s; `worst` is the slowest answer
-    (a request that fails or times out counts as its timeout)."""
+    """Polls GET `path` (/healthz) from a thread every `interval` s; `worst` is the slowest
+    answer (a request that fails or times out counts as its timeout)."""
 
-    def __init__(self, url: str, interval: float = 0.05, timeout: float = 5.0) -> None:
-        self.url, self.interval, self.timeout = url, interval, timeout
+    def __init__(
+        self, url: str, interval: float = 0.05, timeout: float = 5.0, path: str = "/healthz"
+    ) -> None:
+        self.url, self.interval, self.timeout, self.path = url, interval, timeout, path
         self.latencies: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -46,7 +48,7 @@ class HealthProbe:
             while not self._stop.is_set():
                 start = time.perf_counter()
                 try:
-                    ok = client.get(self.url + "/healthz").status_code == 200
+                    ok = client.get(self.url + self.path).status_code == 200
                 except httpx.HTTPError:
                     ok = False
                 took = time.perf_counter() - start
