@@ -16,18 +16,38 @@ MULTICLASS_SHARE = 0.95
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(labels per row as int64 (n,), co-occurrence counts int64 (L, L)) in row chunks."""
+def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels per row int64 (n,), positives per label int64 (L,), co-occur bool (L, L)).
+
+    ``together[a, b]`` is True when some row has both labels a and b (a != b;
+    the diagonal is not used). Only rows with two or more labels can show a
+    pair, and only pairs not seen yet need looking for, so each chunk of rows
+    multiplies just its multi-label rows and the labels of the pairs still
+    unseen: on dense data the first chunk settles most pairs, and on
+    multi-class data nothing is multiplied at all.
+    """
     n_samples, n_labels = targets.shape
     per_row = np.empty(n_samples, dtype=np.int64)
-    together = torch.zeros((n_labels, n_labels), dtype=torch.float64)
-    # float32 products are exact while a chunk has fewer than 2**24 rows; sums go to float64.
+    support = np.zeros(n_labels, dtype=np.int64)
+    unseen = np.triu(np.ones((n_labels, n_labels), dtype=bool), k=1)
+    # float32 sums of 0/1 are exact while a chunk has fewer than 2**24 rows.
     rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
     for start in range(0, n_samples, rows):
-        chunk = targets[start : start + rows].cpu().to(torch.float32)
-        per_row[start : start + len(chunk)] = chunk.sum(dim=1).to(torch.int64).numpy()
-        together += (chunk.T @ chunk).to(torch.float64)
-    return per_row, together.round().to(torch.int64).numpy()
+        block = targets[start : start + rows].cpu()
+        if block.dtype == torch.bfloat16:  # no numpy dtype
+            block = block.to(torch.float32)
+        chunk = block.numpy()
+        labels_per_row = chunk.sum(axis=1, dtype=np.int64)
+        per_row[start : start + len(chunk)] = labels_per_row
+        support += chunk.sum(axis=0, dtype=np.int64)
+        involved = np.flatnonzero(unseen.any(axis=0) | unseen.any(axis=1))
+        if len(involved) == 0:
+            continue
+        multi = chunk[labels_per_row >= 2][:, involved].astype(np.float32)
+        if len(multi):
+            seen = (multi.T @ multi) > 0  # sums of 0/1 products: > 0 iff any
+            unseen[np.ix_(involved, involved)] &= ~seen
+    return per_row, support, ~unseen
 
 
 def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
@@ -64,8 +84,7 @@ def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
         raise ValueError(
             f"label_names must have one name per label ({n_labels}), but it has {len(names)}."
         )
-    per_row, together = _counts(values)
-    support = np.diag(together)
+    per_row, support, together = _counts(values)
     share = [
         float(np.mean(per_row == 0)),
         float(np.mean(per_row == 1)),
@@ -73,7 +92,7 @@ def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
     ]
     present = support > 0
     upper = np.triu(np.ones((n_labels, n_labels), dtype=bool), k=1)
-    never = upper & (together == 0) & present[:, None] & present[None, :]
+    never = upper & ~together & present[:, None] & present[None, :]
     first, second = np.nonzero(never)
     pairs = [
         [names[a], names[b]]

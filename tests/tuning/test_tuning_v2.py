@@ -364,3 +364,35 @@ def test_positives_before_any_position():
         candidates = Candidates(keys, np.float32)
         assert candidates.positives == expected[-1]
         np.testing.assert_array_equal(candidates.positives_before(np.arange(n + 1)), expected)
+
+
+# ---------------------------------------------------------------------------
+# diagnosis: co-occurrence from multi-label rows only, chunk by chunk
+
+
+@pytest.mark.parametrize("chunk_elements", [7, 1 << 22])
+def test_never_cooccurring_pairs_match_a_full_product(monkeypatch, chunk_elements):
+    import torch
+
+    from labelcut.tuning import diagnose
+
+    monkeypatch.setattr(tuning.diagnosis, "_CHUNK_ELEMENTS", chunk_elements)
+    rng = np.random.default_rng(70)
+    for trial in range(60):
+        n, n_labels = int(rng.integers(1, 200)), int(rng.integers(1, 12))
+        targets = rng.random((n, n_labels)) < rng.uniform(0, 0.4, n_labels)
+        if trial % 3 == 0:  # mostly one label per row
+            targets = np.eye(n_labels, dtype=bool)[rng.integers(0, n_labels, n)]
+            targets &= rng.random((n, 1)) < 0.9
+        together = targets.T.astype(np.int64) @ targets.astype(np.int64)
+        present = np.diag(together) > 0
+        never = np.triu(np.ones_like(together, dtype=bool), 1) & (together == 0)
+        never &= present[:, None] & present[None, :]
+        first, second = np.nonzero(never)
+        expected = [[str(a), str(b)] for a, b in zip(first[:50], second[:50], strict=True)]
+        for given in (targets, targets.astype(np.float32), torch.from_numpy(targets)):
+            report = diagnose(given)
+            assert report["never_cooccur"] == expected
+            assert report["never_cooccur_count"] == len(first)
+            assert report["prevalence"] == (np.diag(together) / n).tolist()
+            assert report["label_cardinality"] == pytest.approx(targets.sum() / n)
