@@ -25,9 +25,11 @@ and infinite logits are safe.
 
 A label with fewer than ``min_count`` positives or negatives is not fitted: it keeps the
 identity map (``T = 1``; ``a = 1, b = 0``; breakpoints ``(0, 0), (1, 1)``) and is marked
-``fitted = False``; so is a label whose Platt slope comes out negative (the model ranks it
-backwards). Every calibrator is thus non-decreasing in the score, and thresholds tuned on
-raw scores map onto calibrated ones (:meth:`Calibrator.map_thresholds`).
+``fitted = False``. Platt's slope is kept at or above ``PLATT_MIN_SLOPE`` (as temperature's
+``1 / T`` is): a label with no signal, or ranked backwards, gets a nearly constant map at
+its prevalence rather than a flipped one. Every calibrator is thus non-decreasing in the
+score (temperature and Platt strictly), and thresholds tuned on raw scores map onto
+calibrated ones (:meth:`Calibrator.map_thresholds`).
 
 A calibrator may also carry a per-label ``logit_offset`` (zero unless set by
 :meth:`Calibrator.with_priors`): the label-shift adjustment of Saerens et al. (2002),
@@ -53,6 +55,7 @@ SCHEMA_VERSION = 1
 PROBA_EPS = 1e-12
 LOGIT_CLIP = math.log((1.0 - PROBA_EPS) / PROBA_EPS)  # 27.63: the logit of 1 - PROBA_EPS
 TEMPERATURE_RANGE = (1e-2, 1e2)
+PLATT_MIN_SLOPE = 1 / TEMPERATURE_RANGE[1]  # 0.01, the least scale temperature allows
 DEFAULT_MIN_COUNT = 3
 STACKED_ROWS = 256  # isotonic batches up to this many rows use StackedInterp, larger np.interp
 
@@ -325,10 +328,7 @@ def fit_calibrator(
     pos, neg = yc.sum(axis=0), len(yc) - yc.sum(axis=0)
     soft = np.where(yc > 0, (pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0))
     slope, intercept = np.ones(n_labels), np.zeros(n_labels)
-    slope[cols], intercept[cols] = fit_platt(z[:, cols], soft)
-    # A label the model ranks backwards (slope <= 0) is not "calibrated" by flipping it:
-    # it keeps the identity, so every calibrator stays increasing and thresholds map.
-    backwards = slope <= 0
-    slope[backwards], intercept[backwards] = 1.0, 0.0
-    fitted = fitted & ~backwards
+    # The slope is kept >= PLATT_MIN_SLOPE: a label the model ranks backwards is not
+    # "calibrated" by flipping it, and every calibrator stays strictly increasing.
+    slope[cols], intercept[cols] = fit_platt(z[:, cols], soft, PLATT_MIN_SLOPE)
     return Calibrator(method, n_labels, fitted, slope=slope, intercept=intercept)

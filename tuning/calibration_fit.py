@@ -57,9 +57,41 @@ def fit_inverse_temperatures(
     return s
 
 
-def fit_platt(z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fit_intercepts(z: np.ndarray, t: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Per column, ``b`` minimising the log loss of ``sigmoid(a z + b)`` for fixed ``a``."""
+    mean_t = np.clip(t.mean(axis=0), 1e-12, 1 - 1e-12)
+    b = np.log(mean_t / (1 - mean_t))
+    active = np.ones(z.shape[1], dtype=bool)
+    for _ in range(MAX_STEPS):
+        if not active.any():
+            break
+        cols = np.flatnonzero(active)
+        base_u = z[:, cols] * a[cols]
+        tc, bc = t[:, cols], b[cols]
+        p = expit(base_u + bc)
+        grad = np.mean(p - tc, axis=0)
+        step = -grad / (np.mean(p * (1 - p), axis=0) + 1e-12)
+        done = np.abs(grad) < GRADIENT_TOL
+        base = _loss(base_u + bc, tc)
+        alpha = np.ones(len(cols))
+        for _ in range(MAX_HALVINGS):
+            trial = base_u + (bc + alpha * step)
+            worse = (_loss(trial, tc) > base + 1e-4 * alpha * grad * step) & ~done
+            if not worse.any():
+                break
+            alpha[worse] /= 2
+        b[cols] = np.where(done, bc, bc + alpha * step)
+        active[cols[done]] = False
+    return b
+
+
+def fit_platt(
+    z: np.ndarray, t: np.ndarray, min_slope: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per column, ``(a, b)`` minimising the log loss of ``sigmoid(a z + b)`` against the
-    soft targets ``t``: two float64 ``(k,)`` arrays for ``z``, ``t`` float64 ``(n, k)``."""
+    soft targets ``t`` subject to ``a >= min_slope``: two float64 ``(k,)`` arrays for ``z``,
+    ``t`` float64 ``(n, k)``. The loss is convex, so where the free optimum has
+    ``a < min_slope`` the constrained one has ``a = min_slope`` (``b`` refit for it)."""
     k = z.shape[1]
     mean_t = np.clip(t.mean(axis=0), 1e-12, 1 - 1e-12)
     a, b = np.zeros(k), np.log(mean_t / (1 - mean_t))  # start: the constant model
@@ -92,4 +124,8 @@ def fit_platt(z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a[cols] = np.where(done, ac, ac + alpha * da)
         b[cols] = np.where(done, bc, bc + alpha * db)
         active[cols[done]] = False
+    low = a < min_slope
+    if low.any():
+        a[low] = min_slope
+        b[low] = _fit_intercepts(z[:, low], t[:, low], a[low])
     return a, b

@@ -13,10 +13,9 @@ evenly (counts differ by at most one between folds), which keeps the positives o
 apart, and fold sizes differ by at most one.
 
 Rare labels fall back to the identity map consistently: a label is calibrated only if the
-training part of *every* fold has ``min_count`` positives and negatives (and no fit declines
-it, as Platt does for a label ranked backwards); otherwise it is uncalibrated in every fold
-and in the served calibrator, so the thresholds tuned on the OOF scores are on the scale
-that is served.
+training part of *every* fold has ``min_count`` positives and negatives; otherwise it is
+uncalibrated in every fold and in the served calibrator, so the thresholds tuned on the OOF
+scores are on the scale that is served.
 """
 
 from __future__ import annotations
@@ -94,26 +93,14 @@ def cross_fit_calibrate(
         train_y = y[folds != k]
         positives = train_y.sum(axis=0)
         fit_labels &= (positives >= min_count) & (len(train_y) - positives >= min_count)
-    # A fit can also decline a label itself (Platt's backwards slope): then refit with the
-    # label left out everywhere, so folds and the served calibrator agree (at most L rounds,
-    # in practice one more).
-    while True:
-        parts = [
-            fit_calibrator(
-                s[folds != k], y[folds != k], method,
-                logits=logits, min_count=min_count, fit_labels=fit_labels,
-            )
-            for k in range(n_folds)
-        ]  # fmt: skip
-        full = fit_calibrator(
-            s, y, method, logits=logits, min_count=min_count, fit_labels=fit_labels
+    parts = [
+        fit_calibrator(
+            s[folds != k], y[folds != k], method,
+            logits=logits, min_count=min_count, fit_labels=fit_labels,
         )
-        agreed = fit_labels & full.fitted
-        for part in parts:
-            agreed &= part.fitted
-        if np.array_equal(agreed, fit_labels):
-            break
-        fit_labels = agreed
+        for k in range(n_folds)
+    ]  # fmt: skip
+    full = fit_calibrator(s, y, method, logits=logits, min_count=min_count, fit_labels=fit_labels)
     calibrated = np.empty_like(s)
     for k, part in enumerate(parts):
         held = folds == k
