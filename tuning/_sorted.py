@@ -40,7 +40,7 @@ _WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]
     torch.float32: (np.float32, np.int32),
     torch.float64: (np.float64, np.int64),
 }
-_TILE_ROWS = 1 << 14
+_TILE_ROWS = 1 << 11  # a (C, 2048) tile stays in cache while it is transposed
 
 
 def work_dtypes(score_dtype: torch.dtype) -> tuple[type[np.floating], type[np.signedinteger]]:
