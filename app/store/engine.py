@@ -91,6 +91,10 @@ def make_engine(where: StoreLocation) -> Engine:
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
+            # A partitioned network: unacknowledged writes fail after 10 s, not minutes.
+            "tcp_user_timeout": 10_000,
+            # No statement (nor a wait for the write lock) runs longer than this.
+            "options": "-c statement_timeout=15000",
             "application_name": "labelcut",
         },
         hide_parameters=True,

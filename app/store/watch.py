@@ -65,7 +65,10 @@ class ActiveWatcher:
             try:
                 current = self.store.active_activation_id(self.key)
             except StoreUnavailable:
-                continue  # the store logged it and /readyz says so; retry next round
+                # The store logged it and /readyz says so. The LISTEN connection is likely
+                # dead too, perhaps silently: open a new one once the database answers.
+                self._close_listener()
+                continue
             except Exception:  # never let the watcher die: it is how this replica converges
                 log.exception("The threshold store watcher failed; retrying")
                 continue
@@ -111,6 +114,10 @@ class ActiveWatcher:
                 self.store.where.libpq_conninfo,
                 autocommit=True,
                 connect_timeout=3,
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
                 application_name="labelcut-listen",
             )
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
