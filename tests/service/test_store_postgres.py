@@ -99,6 +99,8 @@ def test_losing_postgres_keeps_predictions_and_refuses_writes_until_it_returns(
         wired(c.app)
         with c:
             wait_ready(c)
+            watcher = c.app.state.service.watcher
+            _eventually(lambda: watcher.listening, "the watcher never listened")
             first = tune(c, yeast_npz_bytes)
             second = tune(c, yeast_npz_bytes, activate="false", objective="fbeta", beta="2")
             pg.kill()
@@ -119,6 +121,8 @@ def test_losing_postgres_keeps_predictions_and_refuses_writes_until_it_returns(
             assert PASSWORD not in str(ready)
             pg.start()
             assert _wait_status(c, 200)["status"] == "ready"
+            # LISTEN again, not only polling.
+            _eventually(lambda: watcher.listening, "the watcher never listened again")
             assert c.post(f"/thresholds/{second}/activate").status_code == 200
             assert c.post("/predict", json=ROW).json()["threshold_set_id"] == second
             assert history_ids(c) == [second, first]
@@ -134,3 +138,10 @@ def _wait_status(client: TestClient, status: int, timeout: float = 15) -> dict:
             return answer.json()
         assert time.monotonic() < deadline, answer.json()
         time.sleep(0.1)
+
+
+def _eventually(check, message: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
