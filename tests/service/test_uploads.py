@@ -14,6 +14,7 @@ from labelcut.app.uploads import (
     InputSpec,
     UploadError,
     detect_format,
+    estimate_data_bytes,
     read_validation_file,
 )
 
@@ -259,3 +260,113 @@ def test_csv_errors_name_the_column_and_row(text, needle):
 def test_non_parquet_bytes_are_refused():
     with pytest.raises(UploadError, match="not a readable Parquet"):
         read(io.BytesIO(b"PAR1 but not really"), "parquet")
+
+
+# --- sizes judged before decoding (issue 12) ---------------------------------------------
+
+
+def _npy(shape, descr="<f4", fortran=False) -> bytes:
+    text = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {tuple(shape)!r}, }}"
+    text = text.ljust(118) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+def _zip(members: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    buf.seek(0)
+    return buf
+
+
+def test_npz_estimate_is_the_declared_size_and_leaves_the_file_at_0():
+    x, y, _ = make_data(50)
+    buf = npz_bytes(X=x, Y=y)
+    assert estimate_data_bytes(buf, "npz", SPEC, BIG) == x.nbytes + y.nbytes
+    assert buf.tell() == 0
+    data = read(buf, "npz")
+    np.testing.assert_array_equal(data.inputs, x)
+
+
+def test_fortran_order_members_read_as_saved():
+    x, y, _ = make_data(7)
+    buf = npz_bytes(X=np.asfortranarray(x), Y=np.asfortranarray(y))
+    data = read(buf, "npz")
+    np.testing.assert_array_equal(data.inputs, x)
+    np.testing.assert_array_equal(data.targets, y)
+
+
+@pytest.mark.parametrize(
+    ("members", "needle"),
+    [
+        (
+            {"Y.npy": _npy((2, 3), "|u1") + bytes(6) + b"extra", "X.npy": _npy((2, 4)) + bytes(32)},
+            "inflates to",
+        ),
+        (
+            {"Y.npy": _npy((2, 3), "|u1") + bytes(2), "X.npy": _npy((2, 4)) + bytes(32)},
+            "inflates to",
+        ),
+        ({"Y.npy": _npy((0, 10**30), "|u1"), "X.npy": _npy((0, 4))}, "axis longer"),
+        ({"Y.npy": _npy((2, 3), "|V0"), "X.npy": _npy((2, 4)) + bytes(32)}, "size 0"),
+    ],
+    ids=["longer", "shorter", "axis-10**30", "zero-itemsize"],
+)
+def test_npz_member_that_lies_about_its_size(members, needle):
+    for check in (lambda b: estimate_data_bytes(b, "npz", SPEC, BIG), lambda b: read(b, "npz")):
+        with pytest.raises(UploadError, match=needle) as info:
+            check(_zip(members))
+        assert info.value.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{'descr': '<f4', 'fortran_order': False, 'shape': ((2, 3), }",
+        "{'descr': '<f4, 'fortran_order': False, 'shape': (2, 3), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': " + "(" * 200 + "}",
+    ],
+    ids=["unbalanced", "unclosed-string", "deep"],
+)
+def test_npz_header_that_does_not_parse_is_422(header):
+    text = header.ljust(118) + "\n"
+    bad = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+    with pytest.raises(UploadError, match="Array 'Y'") as info:
+        read(_zip({"Y.npy": bad, "X.npy": _npy((2, 4)) + bytes(32)}), "npz")
+    assert info.value.status_code == 422
+
+
+def test_csv_estimate_follows_the_cells_not_the_text():
+    x, y, _ = make_data(400)
+    text = table_csv(x, y)
+    estimate = estimate_data_bytes(csv_bytes(text), "csv", SPEC, BIG)
+    decoded = 400 * 7 * 8  # 7 columns of 8-byte numbers
+    assert 0.8 * decoded <= estimate <= 1.25 * decoded
+
+
+def test_csv_decode_is_cut_off_at_the_limit():
+    text = "a,b,c\n" + "0,0,0\n" * 200_000  # 1.2 MB of text, 4.8 MB once decoded
+    with pytest.raises(UploadError, match="LABELCUT_MAX_DATA_MB") as info:
+        read(csv_bytes(text), "csv", max_bytes=2 * 2**20)
+    assert info.value.status_code == 413
+
+
+def test_parquet_estimate_and_row_group_by_row_group_decode(tmp_path):
+    x, y, _ = make_data(1000)
+    table = pa.table(
+        {
+            **{f: x[:, i] for i, f in enumerate(FEATURES)},
+            **{label: y[:, j] for j, label in enumerate(LABELS)},
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=128)  # 8 row groups
+    buf.seek(0)
+    assert estimate_data_bytes(buf, "parquet", SPEC, BIG) == 1000 * (4 * 4 + 3 * 1)
+    data = read(buf, "parquet")
+    np.testing.assert_array_equal(data.inputs, x)
+    np.testing.assert_array_equal(data.targets, y)
+    with pytest.raises(UploadError, match="LABELCUT_MAX_DATA_MB") as info:
+        estimate_data_bytes(buf, "parquet", SPEC, 10_000)
+    assert info.value.status_code == 413
