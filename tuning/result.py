@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from labelcut.tuning._checks import DEFAULT_THRESHOLD
 from labelcut.tuning.diagnosis import rename_labels
 
 if TYPE_CHECKING:
     from labelcut.tuning.curves import PRCurve
-
-_CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -53,27 +50,6 @@ class LabelOutcomes:
                 )
             },
         )
-
-
-def counts_at(
-    scores: torch.Tensor, targets: torch.Tensor, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(true positives, predicted positives), int64 (L,), for ``score >= thresholds[j]``.
-
-    Compared in float64 on the scores' device in row chunks, exactly as
-    :func:`tuning.apply_thresholds` (used where no sorted keys are at hand).
-    """
-    n_samples, n_labels = scores.shape
-    limits = torch.as_tensor(thresholds, dtype=torch.float64, device=scores.device)
-    tp = torch.zeros(n_labels, dtype=torch.int64, device=scores.device)
-    pp = torch.zeros(n_labels, dtype=torch.int64, device=scores.device)
-    rows = max(1, _CHUNK_ELEMENTS // n_labels)
-    for start in range(0, n_samples, rows):
-        predicted = scores[start : start + rows].to(torch.float64) >= limits
-        pp += predicted.sum(dim=0)
-        truth = targets[start : start + rows].to(device=scores.device, dtype=torch.bool)
-        tp += (predicted & truth).sum(dim=0)
-    return tp.cpu().numpy(), pp.cpu().numpy()
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:

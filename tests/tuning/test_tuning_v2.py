@@ -396,3 +396,47 @@ def test_never_cooccurring_pairs_match_a_full_product(monkeypatch, chunk_element
             assert report["never_cooccur_count"] == len(first)
             assert report["prevalence"] == (np.diag(together) / n).tolist()
             assert report["label_cardinality"] == pytest.approx(targets.sum() / n)
+
+
+# ---------------------------------------------------------------------------
+# the pipeline with the torch backend (as on CUDA), run on the CPU
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("n_bootstrap", [0, 30])
+def test_pipeline_with_the_torch_backend_matches_the_cpu_one(monkeypatch, strategy, n_bootstrap):
+    import torch
+
+    from labelcut.tuning._checks import check_spec
+
+    real = tuning._search.tune_labels_torch
+    monkeypatch.setattr(
+        tuning._search,
+        "tune_labels_torch",
+        lambda scores, targets, spec, device: real(scores, targets, spec, torch.device("cpu")),
+    )
+
+    class FakeCuda:  # what the pipeline asks of a device
+        type = "cuda"
+
+    rng = np.random.default_rng(80)
+    scores = torch.from_numpy(np.round(rng.random((1500, 4)), 3))
+    targets = torch.from_numpy(rng.random((1500, 4)) < scores.numpy() * 0.6)
+    spec = check_spec(
+        objective="f1",
+        beta=1.0,
+        target=None,
+        min_positives=1,
+        fallback=0.5,
+        strategy=strategy,
+        shrinkage=6.0,
+        n_bootstrap=n_bootstrap,
+        seed=1,
+        confidence=0.9,
+    )
+    on_torch = tuning.tune._Tuning(scores, targets, spec, FakeCuda(), True).run()
+    on_cpu = tuning.tune._Tuning(scores, targets, spec, torch.device("cpu"), True).run()
+    assert on_torch.to_dict() == on_cpu.to_dict()
+    for ours, theirs in zip(on_torch.curves, on_cpu.curves, strict=True):
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)
