@@ -215,3 +215,18 @@ def test_adapt_flow_from_raw_over_confident_scores():
     report = adapted.report(["a", "b", "c"])
     assert [r["threshold_status"] for r in report] == ["ok"] * 3
     assert report[0]["prevalence_old"] == pytest.approx(prior[0])
+
+
+def test_em_needs_calibrated_probabilities():
+    """On an over-confident model (3x the true log-odds) EM is far off; calibrated first on
+    the validation rows (temperature), it recovers the priors."""
+    rng = np.random.default_rng(8)
+    x_val, y_val = _draw(10_000, OLD[:3], rng)
+    x_new, y_new = _draw(20_000, NEW[:3], rng)
+    raw_val, raw_new = (1 / (1 + np.exp(-3 * _log_odds(x, OLD[:3]))) for x in (x_val, x_new))
+    prior = y_val.mean(axis=0)
+    raw_error = np.abs(estimate_priors(raw_new, prior).prior_new - y_new.mean(axis=0))
+    calibrator = cross_fit_calibrate(raw_val, y_val, "temperature").calibrator
+    fixed = estimate_priors(calibrator.apply(raw_new), prior).prior_new
+    assert raw_error.max() > 0.1
+    np.testing.assert_array_less(np.abs(fixed - y_new.mean(axis=0)), 0.02)
