@@ -11,12 +11,13 @@ The stages, in order:
   dispatched at once. When it coalesced several (traffic is concurrent), the
   worker waits for the batch to fill: until it is full, or the oldest request
   has waited ``max_wait``; past that, it keeps waiting only while requests are
-  still arriving (the newest arrived less than ``max_wait`` ago) and for at
-  most half the recent forward-pass time after it became free (see
-  ``fill_deadline``). That extension is what fills a heavy model's passes: the
-  requests that queued during a long pass have waited past ``max_wait``, and
-  sending them at once, just before the clients of that pass come back, makes
-  the batches settle into two halves. After a short pass it is short too.
+  still arriving (the newest, or the end of the last pass, less than the larger
+  of ``max_wait`` and a tenth of the recent pass time ago) and for at most half
+  the recent pass time after it became free (see ``fill_deadline``). That
+  extension is what fills a heavy model's passes: the requests that queued
+  during a long pass have waited past ``max_wait``, and sending them at once,
+  just before the clients of that pass come back, makes the batches settle
+  into two halves. After a short pass it is short too.
 - **forward** (worker thread): one ``predict_proba`` call over the
   concatenated rows (and one ``predict_logits`` call if any request asked for
   logits). The event loop stays free meanwhile, so health checks answer.
@@ -63,6 +64,9 @@ BatchObserver = Callable[[int, int, float], None]
 #: this fraction of the recent forward-pass time for its batch to fill (beyond the
 #: ``max_wait`` each request is promised): the wait costs at most half a pass.
 FILL_FRACTION = 0.5
+#: ... and keeps waiting while the newest request arrived less than this fraction of the
+#: pass time ago (or ``max_wait``, if longer): the answered clients take a few ms to return.
+GAP_FRACTION = 0.1
 #: Weight of the newest pass in the running mean of the forward-pass time.
 _PASS_TIME_WEIGHT = 0.2
 
@@ -76,16 +80,18 @@ def fill_deadline(
 ) -> float:
     """When a worker free since ``free_since`` stops waiting for its batch to fill.
 
-    Never before ``max_wait`` after the oldest queued request arrived (the promise made
-    to each request). Past that, only while requests are still arriving (the newest
-    arrived less than ``max_wait`` ago), and at most ``FILL_FRACTION * pass_seconds``
-    after the worker became free: after a long pass, the clients it answered are about
-    to come back, and a short wait for them saves a half-empty pass; after a short pass
-    the extension is short too, so the event loop never idles while the whole batch
-    waits for a full one. Times in seconds on one clock (time.monotonic()).
+    Never before ``max_wait`` after the oldest queued request arrived (what each request
+    is promised). Past that, only while requests are still arriving: less than
+    ``gap = max(max_wait, GAP_FRACTION * pass_seconds)`` since the newest arrival or since
+    the worker became free, whichever is later; and at most ``FILL_FRACTION *
+    pass_seconds`` after the worker became free. After a long pass the clients it just
+    answered are about to come back, and a short wait for them saves a half-empty pass;
+    after a short pass the extension is short too, so the event loop never idles while a
+    whole batch waits to be full. Times in seconds on one clock (time.monotonic()).
     """
     promised = oldest_arrival + max_wait
-    extended = min(free_since + FILL_FRACTION * pass_seconds, newest_arrival + max_wait)
+    gap = max(max_wait, GAP_FRACTION * pass_seconds)
+    extended = min(free_since + FILL_FRACTION * pass_seconds, max(newest_arrival, free_since) + gap)
     return max(promised, extended)
 
 

@@ -15,6 +15,7 @@ from labelcut.app.limits import install_limits
 from labelcut.app.metrics import Metrics, MetricsMiddleware
 from labelcut.app.routes import health, metrics, model, predict, thresholds, ui
 from labelcut.app.schemas import PredictRequest
+from labelcut.app.store_errors import install_store_errors
 
 DESCRIPTION = """
 Serves a multi-label PyTorch classifier and tunes one decision threshold per
@@ -44,6 +45,7 @@ def create_app(
     app.state.freeze_gc = freeze_gc
     app.state.metrics = _metrics_for(app)
     install_limits(app, settings)
+    install_store_errors(app)  # the store's failures answer 503/409 on every route
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # /predict first: routes are matched in order, and it is the one under load.
     predict.register(app)

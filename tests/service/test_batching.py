@@ -286,3 +286,72 @@ def test_http_max_batch_size_one_runs_every_request_alone(tmp_path, rows):
         responses = _post_concurrently(client, spy, bodies)
     assert all(r.status_code == 200 for r in responses)
     assert spy.calls == [1, 1, 1, 1]
+
+
+# --- filling the passes ----------------------------------------------------------------------
+
+
+def test_fill_deadline_keeps_the_promise_then_waits_only_while_requests_arrive():
+    from labelcut.app.batching import FILL_FRACTION, fill_deadline
+
+    wait = 0.002
+    # A fast model (0.4 ms passes): no later than the promise to the oldest request.
+    assert fill_deadline(10.0, 10.0, 10.0, wait, 0.0004) == pytest.approx(10.0 + wait)
+    # A slow model (60 ms passes), the queue filled during the pass: the promise has
+    # passed, but the clients just answered are about to come back, so the worker waits
+    # a gap (a tenth of the pass) after becoming free ...
+    assert fill_deadline(9.90, 9.95, 10.0, wait, 0.060) == pytest.approx(10.006)
+    # ... extended by each arrival, up to half a pass after it became free.
+    assert fill_deadline(9.90, 10.020, 10.0, wait, 0.060) == pytest.approx(10.026)
+    assert fill_deadline(9.90, 10.029, 10.0, wait, 0.060) == pytest.approx(
+        10.0 + FILL_FRACTION * 0.060
+    )
+    # Never earlier than the promise, whatever the pass time.
+    assert fill_deadline(10.0, 10.0, 10.0, 0.05, 0.0) == pytest.approx(10.05)
+
+
+def test_concurrent_traffic_fills_the_next_pass_and_a_lone_request_goes_at_once(model, rows):
+    spy = SpyModel(model)
+
+    async def scenario():
+        # A long max_wait: the passes are decided by rows arriving, never by a clock.
+        batcher = Batcher(lambda: spy, max_batch_size=4, max_wait=30.0)
+        try:
+            lone = await asyncio.wait_for(batcher.submit(rows[:1]), timeout=10)
+            await _queue_behind_a_held_pass(batcher, spy, rows[:1], [rows[1:2], rows[2:3]])
+            # Traffic is concurrent now: requests sent one by one share the next pass.
+            tails = []
+            for i in range(4):
+                tails.append(asyncio.ensure_future(batcher.submit(rows[i : i + 1])))
+                await asyncio.sleep(0)
+            outputs = await asyncio.wait_for(asyncio.gather(*tails), timeout=10)
+            return lone, outputs, batcher.stats
+        finally:
+            await batcher.close()
+
+    lone, outputs, stats = asyncio.run(scenario())
+    assert spy.calls == [1, 1, 2, 4]
+    for i, out in enumerate(outputs):
+        np.testing.assert_allclose(out.proba, model.predict_proba(rows[i : i + 1]), atol=1e-6)
+    np.testing.assert_allclose(lone.proba, model.predict_proba(rows[:1]), atol=1e-6)
+    assert (stats.passes, stats.rows, stats.requests) == (4, 8, 8)
+    assert stats.mean_rows_per_pass == 2.0
+
+
+def test_non_finite_outputs_are_found_per_request(model, rows):
+    huge = rows[:2].copy()
+    huge[1] = 3e38  # finite inputs that overflow inside the model
+
+    async def scenario():
+        batcher = Batcher(lambda: model, max_batch_size=64, max_wait=0.0)
+        try:
+            return await asyncio.gather(
+                batcher.submit(rows[2:3]), batcher.submit(huge, want_logits=True)
+            )
+        finally:
+            await batcher.close()
+
+    fine, bad = asyncio.run(scenario())
+    assert not np.isfinite(model.predict_proba(huge[1:])).all()  # the premise
+    assert fine.nonfinite_row is None and np.isfinite(fine.proba).all()
+    assert bad.nonfinite_row == 1
