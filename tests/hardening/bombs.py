@@ -34,18 +34,23 @@ def _zeros_deflated(prefix: bytes, n_zeros: int) -> tuple[bytes, int]:
     """Raw deflate of `prefix` followed by `n_zeros` zero bytes, and its CRC-32.
 
     Z_FULL_FLUSH resets the compressor, so the blocks for one 16 MiB run of zeros can
-    be compressed once and repeated; an empty final block closes the stream.
+    be compressed once and repeated; the remainder gets its own blocks, and an empty
+    final block closes the stream.
     """
-    assert n_zeros % _CHUNK == 0
     head = zlib.compressobj(9, zlib.DEFLATED, -15)
     parts = [head.compress(prefix) + head.flush(zlib.Z_FULL_FLUSH)]
+    crc = zlib.crc32(prefix)
     zeros = bytes(_CHUNK)
     body = zlib.compressobj(9, zlib.DEFLATED, -15)
     piece = body.compress(zeros) + body.flush(zlib.Z_FULL_FLUSH)
-    crc = zlib.crc32(prefix)
     for _ in range(n_zeros // _CHUNK):
         parts.append(piece)
         crc = zlib.crc32(zeros, crc)
+    tail = bytes(n_zeros % _CHUNK)
+    if tail:
+        rest = zlib.compressobj(9, zlib.DEFLATED, -15)
+        parts.append(rest.compress(tail) + rest.flush(zlib.Z_FULL_FLUSH))
+        crc = zlib.crc32(tail, crc)
     parts.append(zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))
     return b"".join(parts), crc
 
@@ -100,9 +105,7 @@ def _raw_zip(members: list[tuple[str, bytes, int, int]]) -> bytes:
 def npz_deflate_bomb(n_rows: int, n_features: int = 103, n_labels: int = 14) -> bytes:
     """A valid .npz whose X (n_rows, n_features) float32 zeros inflate from a few KB per
     16 MiB; Y is a small honest (n_rows, n_labels) uint8 array of zeros, also deflated.
-
-    n_rows * n_features * 4 must be a multiple of 16 MiB.
-    """
+    Each member inflates to exactly its .npy header plus the declared data."""
     members = []
     for name, shape, descr, itemsize in (
         ("X.npy", (n_rows, n_features), "<f4", 4),
@@ -110,8 +113,6 @@ def npz_deflate_bomb(n_rows: int, n_features: int = 103, n_labels: int = 14) -> 
     ):
         header = npy_header(shape, descr)
         n_bytes = int(np.prod(shape)) * itemsize
-        padded = -(-n_bytes // _CHUNK) * _CHUNK
-        # Members are only ever read up to their declared size, so a zero tail is harmless.
-        data, crc = _zeros_deflated(header, padded)
-        members.append((name, data, crc, len(header) + padded))
+        data, crc = _zeros_deflated(header, n_bytes)
+        members.append((name, data, crc, len(header) + n_bytes))
     return _raw_zip(members)
