@@ -169,14 +169,15 @@ class Candidates:
     # -- candidate indices -------------------------------------------------------------------
     @property
     def starts(self) -> np.ndarray:
-        """(m,) int64 sorted position where each distinct score starts."""
+        """(m,) sorted position where each distinct score starts (int32 below 2**31 rows)."""
         if self._starts is None:
-            bits = np.right_shift(self.keys, 1, out=self._scratch.bits)
-            np.not_equal(bits[1:], bits[:-1], out=self._scratch.changes)
-            ends = np.flatnonzero(self._scratch.changes)
-            starts = np.empty(len(ends) + 1, dtype=np.int64)
+            scratch = self._scratch
+            bits = np.right_shift(self.keys, 1, out=scratch.bits)
+            changes = np.not_equal(bits[1:], bits[:-1], out=scratch.changes)
+            # Into the scratch, not fresh arrays: no page faults per label.
+            starts = scratch.starts[: int(np.count_nonzero(changes)) + 1]
             starts[0] = 0
-            np.add(ends, 1, out=starts[1:])
+            np.compress(changes, scratch.positions, out=starts[1:])
             self._starts = starts
         return self._starts
 
@@ -236,6 +237,8 @@ class Scratch:
         count_dtype = np.int32 if n_samples < 2**31 else np.int64
         self.counts = np.empty(n_samples, dtype=count_dtype)
         self.changes = np.empty(max(n_samples - 1, 0), dtype=bool)
+        self.positions = np.arange(1, n_samples, dtype=count_dtype)  # sorted positions 1..n-1
+        self.starts = np.empty(n_samples, dtype=count_dtype)
 
 
 def candidates_from_sorted(
