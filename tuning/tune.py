@@ -133,48 +133,19 @@ class _Tuning:
         )
 
     def run(self) -> TuningResult:
-        spec = self.spec
-        own, extras = self._own_optima()
-        pooled = shared = None
-        thresholds, sources = own.thresholds, None
+        """Steps 2 to 5, in order."""
+        own, figures = self._own_optima()
+        pooled, sources = None, None
         if self.needs_shared:
-            pooled = _shared.pooled_threshold(
-                self.pooled_counts, self.sorted, spec, self.scores.dtype
-            )
-            shared = pooled.threshold if pooled.status == "ok" else None
-            ok = np.array([status == "ok" for status in own.statuses], dtype=bool)
-            thresholds, sources = _shared.combine(
-                spec.strategy,
-                own.thresholds,
-                ok,
-                own.positives,
-                shared,
-                spec.fallback,
-                spec.shrinkage,
-                statuses=own.statuses,
-                constrained=spec.constrained,
-            )
-            extras = self._final_figures(thresholds, shared)
-            true_positives, predicted_positives = self._counts_at(thresholds, extras)
-            own = replace(
-                own,
-                thresholds=thresholds,
-                true_positives=true_positives,
-                predicted_positives=predicted_positives,
-            )
-        intervals = None
-        if spec.n_bootstrap:
-            intervals = bootstrap.Intervals.from_ends(np.stack([e["interval"] for e in extras]))
-            if spec.strategy == "global" and pooled is not None and shared is not None:
-                intervals = intervals.with_thresholds(
-                    *bootstrap.shared_interval(pooled.histogram, spec)
-                )
+            own, sources, pooled, figures = self._with_shared_threshold(own)
+        shared = pooled.threshold if pooled is not None and pooled.status == "ok" else None
+        intervals = self._intervals(figures, pooled, shared)
         return TuningResult.from_outcomes(
             own,
-            spec.objective,
-            spec.params(),
+            self.spec.objective,
+            self.spec.params(),
             self.scores.shape[0],
-            strategy=spec.strategy,
+            strategy=self.spec.strategy,
             label_strategy=sources,
             global_threshold=shared,
             threshold_interval=None
@@ -185,8 +156,50 @@ class _Tuning:
             else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
             unstable=None if intervals is None else intervals.unstable,
             diagnosis=diagnose(self.targets),
-            curves=[e["curve"] for e in extras] if self.return_curves else None,
+            curves=[f["curve"] for f in figures] if self.return_curves else None,
         )
+
+    def _with_shared_threshold(self, own: LabelOutcomes):
+        """Step 3 and 4 for "shrunk"/"global": the shared threshold, each label's final one,
+        and its figures there. Returns (outcomes, sources, pooled choice, figures)."""
+        spec = self.spec
+        pooled = _shared.pooled_threshold(self.pooled_counts, self.sorted, spec, self.scores.dtype)
+        shared = pooled.threshold if pooled.status == "ok" else None
+        thresholds, sources = _shared.combine(
+            spec.strategy,
+            own.thresholds,
+            np.array([status == "ok" for status in own.statuses], dtype=bool),
+            own.positives,
+            shared,
+            spec.fallback,
+            spec.shrinkage,
+            statuses=own.statuses,
+            constrained=spec.constrained,
+        )
+        figures = self._final_figures(thresholds, shared)
+        true_positives, predicted_positives = self._counts_at(thresholds, figures)
+        final = replace(
+            own,
+            thresholds=thresholds,
+            true_positives=true_positives,
+            predicted_positives=predicted_positives,
+        )
+        return final, sources, pooled, figures
+
+    def _intervals(
+        self,
+        figures: list[dict[str, Any]],
+        pooled: _shared.PooledChoice | None,
+        shared: float | None,
+    ) -> bootstrap.Intervals | None:
+        """Each label's bootstrap intervals (the shared one's for every label under "global")."""
+        if not self.spec.n_bootstrap:
+            return None
+        intervals = bootstrap.Intervals.from_ends(np.stack([f["interval"] for f in figures]))
+        if self.spec.strategy == "global" and pooled is not None and shared is not None:
+            low, high = bootstrap.shared_interval(pooled.histogram, self.spec)
+            intervals = intervals.with_thresholds(low, high)
+        return intervals
 
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
         """Step 2: each label's own optimum; under "per_label" also its final figures."""
