@@ -243,12 +243,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     * the request line plus headers may take `max_head` bytes (431 past them), counted
       as they arrive, so at most one read (256 KB) more is ever handed to the parser;
-    * they must arrive within `head_timeout` seconds of the connection (or of the
-      previous request's end) (408);
+    * they must arrive within `head_timeout` seconds of the connection or of their
+      first byte (408);
     * once the headers are in, the body may not stall for `body_timeout` seconds
       between two reads (408), except while the server itself has paused reading.
 
-    Subclassed per settings by `server_options` (the limits are class attributes).
+    The clocks are timestamps checked by one watchdog timer per connection (a tick every
+    quarter of the shorter timeout), so a request costs no timer of its own. Subclassed
+    per settings by `server_options` (the limits are class attributes).
     """
 
     max_head = 64 * 1024
@@ -260,86 +262,85 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # the next bytes belong to a request line or headers
         self._head_bytes = 0
         self._heads_done = 0
+        self._head_since: float | None = None  # when the current head began
         self._in_body = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._body_since = 0.0  # the last piece of body (or the headers' end)
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick = min(self.head_timeout, self.body_timeout) / 4
 
-    # --- timers ---
+    # --- the watchdog ---
 
-    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(delay, callback)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _refuse(self, status: int, reason: str, detail: str) -> None:
-        self._disarm()
+    def _watch(self) -> None:
+        self._watchdog = None
         if self.transport is None or self.transport.is_closing():
             return
+        now = self.loop.time()
+        if self.flow.read_paused:
+            # The server is not reading (the app is busy): not the client's fault.
+            self._body_since = now
+            if self._head_since is not None:
+                self._head_since = now
+        elif self._in_body and now - self._body_since > self.body_timeout:
+            self._refuse(
+                408,
+                "Request Timeout",
+                f"The request body stalled for {self.body_timeout:g} s between two pieces "
+                "(LABELCUT_BODY_TIMEOUT_S).",
+            )
+            return
+        elif (
+            self._in_head
+            and self._head_since is not None
+            and now - self._head_since > self.head_timeout
+            and (self.cycle is None or self.cycle.response_complete)
+        ):
+            self._refuse(
+                408,
+                "Request Timeout",
+                f"The request line and headers did not arrive within {self.head_timeout:g} s "
+                "(LABELCUT_HEADER_TIMEOUT_S).",
+            )
+            return
+        self._watchdog = self.loop.call_later(self._tick, self._watch)
+
+    def _refuse(self, status: int, reason: str, detail: str) -> None:
         cycle = self.cycle
         if cycle is None or not cycle.response_started or cycle.response_complete:
             self.transport.write(_raw_response(status, reason, detail))
         log.info("Refused a request from %s: %s %s", self.client, status, detail)
         self.transport.close()
 
-    def _head_timed_out(self) -> None:
-        self._timer = None
-        busy = self.cycle is not None and not self.cycle.response_complete
-        if not self._in_head or busy or self.flow.read_paused:
-            if self._in_head:
-                self._arm(self.head_timeout, self._head_timed_out)
-            return
-        self._refuse(
-            408,
-            "Request Timeout",
-            f"The request line and headers did not arrive within {self.head_timeout:g} s "
-            "(LABELCUT_HEADER_TIMEOUT_S).",
-        )
-
-    def _body_timed_out(self) -> None:
-        self._timer = None
-        if not self._in_body:
-            return
-        if self.flow.read_paused:  # the app is not reading yet: not the client's fault
-            self._arm(self.body_timeout, self._body_timed_out)
-            return
-        self._refuse(
-            408,
-            "Request Timeout",
-            f"The request body stalled for {self.body_timeout:g} s between two pieces "
-            "(LABELCUT_BODY_TIMEOUT_S).",
-        )
-
     # --- protocol and parser callbacks ---
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.head_timeout, self._head_timed_out)
+        self._head_since = self.loop.time()  # a connection that sends nothing times out
+        self._watchdog = self.loop.call_later(self._tick, self._watch)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._head_since = None
         self._in_body = True
+        self._body_since = self.loop.time()
         self._heads_done += 1
-        self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_body = False
         self._in_head = True
         self._head_bytes = 0
-        self._disarm()
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            if self._timer is None:
-                self._arm(self.head_timeout, self._head_timed_out)
+            if self._head_since is None:
+                self._head_since = self.loop.time()
             room = self.max_head - self._head_bytes
             if len(data) > room:
                 heads_before = self._heads_done
@@ -359,9 +360,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.data_received(data[max(room, 0) :])
                 return
             self._head_bytes += len(data)
+        elif self._in_body:
+            self._body_since = self.loop.time()
         super().data_received(data)
-        if self._in_body and self.transport is not None and not self.transport.is_closing():
-            self._arm(self.body_timeout, self._body_timed_out)
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpToolsProtocol]:
