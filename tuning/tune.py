@@ -159,48 +159,6 @@ class _Tuning:
             curves=[f["curve"] for f in figures] if self.return_curves else None,
         )
 
-    def _with_shared_threshold(self, own: LabelOutcomes):
-        """Step 3 and 4 for "shrunk"/"global": the shared threshold, each label's final one,
-        and its figures there. Returns (outcomes, sources, pooled choice, figures)."""
-        spec = self.spec
-        pooled = _shared.pooled_threshold(self.pooled_counts, self.sorted, spec, self.scores.dtype)
-        shared = pooled.threshold if pooled.status == "ok" else None
-        thresholds, sources = _shared.combine(
-            spec.strategy,
-            own.thresholds,
-            np.array([status == "ok" for status in own.statuses], dtype=bool),
-            own.positives,
-            shared,
-            spec.fallback,
-            spec.shrinkage,
-            statuses=own.statuses,
-            constrained=spec.constrained,
-        )
-        figures = self._final_figures(thresholds, shared)
-        true_positives, predicted_positives = self._counts_at(thresholds, figures)
-        final = replace(
-            own,
-            thresholds=thresholds,
-            true_positives=true_positives,
-            predicted_positives=predicted_positives,
-        )
-        return final, sources, pooled, figures
-
-    def _intervals(
-        self,
-        figures: list[dict[str, Any]],
-        pooled: _shared.PooledChoice | None,
-        shared: float | None,
-    ) -> bootstrap.Intervals | None:
-        """Each label's bootstrap intervals (the shared one's for every label under "global")."""
-        if not self.spec.n_bootstrap:
-            return None
-        intervals = bootstrap.Intervals.from_ends(np.stack([f["interval"] for f in figures]))
-        if self.spec.strategy == "global" and pooled is not None and shared is not None:
-            low, high = bootstrap.shared_interval(pooled.histogram, self.spec)
-            intervals = intervals.with_thresholds(low, high)
-        return intervals
-
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
         """Step 2: each label's own optimum; under "per_label" also its final figures."""
         spec, on_cpu = self.spec, self.device.type == "cpu"
@@ -241,6 +199,33 @@ class _Tuning:
             figures["curve"] = curves.compact_curve(candidates, [threshold, DEFAULT_THRESHOLD])
         return figures
 
+    def _with_shared_threshold(self, own: LabelOutcomes):
+        """Step 3 and 4 for "shrunk"/"global": the shared threshold, each label's final one,
+        and its figures there. Returns (outcomes, sources, pooled choice, figures)."""
+        spec = self.spec
+        pooled = _shared.pooled_threshold(self.pooled_counts, self.sorted, spec, self.scores.dtype)
+        shared = pooled.threshold if pooled.status == "ok" else None
+        thresholds, sources = _shared.combine(
+            spec.strategy,
+            own.thresholds,
+            np.array([status == "ok" for status in own.statuses], dtype=bool),
+            own.positives,
+            shared,
+            spec.fallback,
+            spec.shrinkage,
+            statuses=own.statuses,
+            constrained=spec.constrained,
+        )
+        figures = self._final_figures(thresholds, shared)
+        true_positives, predicted_positives = self._counts_at(thresholds, figures)
+        final = replace(
+            own,
+            thresholds=thresholds,
+            true_positives=true_positives,
+            predicted_positives=predicted_positives,
+        )
+        return final, sources, pooled, figures
+
     def _final_figures(self, thresholds: np.ndarray, shared: float | None) -> list[dict]:
         """Step 4 after the shared threshold: a second walk over the kept keys, no sort."""
         if not self.per_label_extras:
@@ -258,3 +243,18 @@ class _Tuning:
             counts = np.array([e["counts"] for e in extras], dtype=np.int64)
             return counts[:, 0], counts[:, 1]
         return self.sorted.counts_at(thresholds)
+
+    def _intervals(
+        self,
+        figures: list[dict[str, Any]],
+        pooled: _shared.PooledChoice | None,
+        shared: float | None,
+    ) -> bootstrap.Intervals | None:
+        """Each label's bootstrap intervals (the shared one's for every label under "global")."""
+        if not self.spec.n_bootstrap:
+            return None
+        intervals = bootstrap.Intervals.from_ends(np.stack([f["interval"] for f in figures]))
+        if self.spec.strategy == "global" and pooled is not None and shared is not None:
+            low, high = bootstrap.shared_interval(pooled.histogram, self.spec)
+            intervals = intervals.with_thresholds(low, high)
+        return intervals
