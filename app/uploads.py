@@ -546,20 +546,13 @@ def _parquet_row_bytes(schema) -> int:  # schema: pyarrow.Schema
     return row_bytes
 
 
-def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
-    """Check the declared schema and row counts in the footer, then decode a column of a
-    row group at a time with a running bound.
-
-    A Parquet column of one repeated value compresses (and RLE-encodes) to a few
-    bytes per million rows, so the size is judged from the metadata before any page is
-    decoded: only fixed-width numeric columns are accepted, the footer's row count must
-    match its row groups' and theirs their column chunks', and rows x widths must fit in
-    `max_data_bytes`. While decoding, each piece must hold the rows its metadata says.
-    """
+def _open_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> (ParquetFile, list[int])
+    """Open a Parquet file and check what its metadata declares, without decoding a page:
+    only fixed-width numeric columns, counts that agree (footer, row groups, column
+    chunks), and rows x widths within `max_data_bytes` (413 past it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    errors = (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError)
     fileobj.seek(0, 2)
     file_size = fileobj.tell()
     fileobj.seek(0)
@@ -567,7 +560,7 @@ def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
         parquet = pq.ParquetFile(fileobj)
         schema = parquet.schema_arrow
         footer_rows = parquet.metadata.num_rows
-    except errors as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
         raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
     row_bytes = _parquet_row_bytes(schema)
     n_rows, group_rows = _parquet_layout(parquet, file_size)
@@ -584,9 +577,26 @@ def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
             f"The Parquet footer declares {footer_rows} rows but its row groups hold "
             f"{sum(group_rows)}; the file's metadata is forged or damaged."
         )
+    return parquet, group_rows
+
+
+def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+    """Check the declared schema and row counts in the metadata, then decode a column of a
+    row group at a time with a running bound.
+
+    A Parquet column of one repeated value compresses (and RLE-encodes) to a few
+    bytes per million rows, so the size is judged from the metadata before any page is
+    decoded (`_open_parquet`). While decoding, each piece must hold the rows its
+    metadata says, and the running total must stay within `max_data_bytes`.
+    """
+    import pyarrow as pa
+
+    parquet, group_rows = _open_parquet(fileobj, max_data_bytes)
     try:
-        return _decode_parquet(parquet, schema, group_rows, max_data_bytes)
-    except errors as exc:
+        return _decode_parquet(parquet, parquet.schema_arrow, group_rows, max_data_bytes)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
+        if isinstance(exc, UploadError):
+            raise
         raise UploadError(f"The Parquet file cannot be decoded: {exc}") from exc
 
 
@@ -619,29 +629,9 @@ def _decode_parquet(parquet, schema, group_rows: list[int], max_data_bytes: int)
 def parquet_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
     """Bytes a Parquet file declares once decoded, checked as `read_validation_file` checks
     them (schema, row counts, sizes) but without decoding a page."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     del spec
-    fileobj.seek(0, 2)
-    file_size = fileobj.tell()
-    fileobj.seek(0)
-    try:
-        parquet = pq.ParquetFile(fileobj)
-        schema = parquet.schema_arrow
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
-        raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
-    row_bytes = _parquet_row_bytes(schema)
-    n_rows, _ = _parquet_layout(parquet, file_size)
-    declared = n_rows * row_bytes
-    if declared > max_data_bytes:
-        raise UploadError(
-            f"The Parquet file declares {n_rows} rows of {len(schema)} columns, "
-            f"{declared / 2**20:.1f} MB once decoded, over the limit of "
-            f"{max_data_bytes / 2**20:.1f} MB (LABELCUT_MAX_DATA_MB).",
-            status_code=413,
-        )
-    return declared
+    parquet, group_rows = _open_parquet(fileobj, max_data_bytes)
+    return sum(group_rows) * _parquet_row_bytes(parquet.schema_arrow)
 
 
 def estimate_data_bytes(fileobj: IO[bytes], fmt: str, spec: InputSpec, max_data_bytes: int) -> int:
