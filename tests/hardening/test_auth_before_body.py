@@ -85,6 +85,10 @@ def test_keyless_300_mb_upload_is_refused_before_the_body(keyed, auth, status, n
         for t in threads:
             t.join(60)
     assert len(results) == 4
+    print(
+        f"4 x 300 MB {auth}: {[r[0] for r in results]}, peak +{memory.grew_mb():.0f} MB, "
+        f"worst /healthz {probe.worst * 1000:.0f} ms"
+    )
     for got, headers, body in results:
         assert got == status, body
         assert needle in body.decode()

@@ -61,6 +61,10 @@ def test_huge_head_is_refused_431_without_blocking(server, shape, intended_mb):
         sent = send_until_answered(sock, HEADS[shape], piece, intended_mb * MB)
         status, _, body = read_http_response(sock)
         time.sleep(0.3)  # a few more health samples after the refusal
+    print(
+        f"{shape} {intended_mb} MB: {status} after {sent / MB:.1f} MB sent, peak "
+        f"+{memory.grew_mb():.0f} MB, worst /healthz {probe.worst * 1000:.0f} ms"
+    )
     assert status == 431, body
     assert b"LABELCUT_MAX_HEADER_KB" in body and b"64 KB" in body
     # Refused after the first 64 KB (plus what socket buffers held), not after 64-256 MB.
