@@ -48,9 +48,13 @@ PYTHON_BYTES_PER_VALUE = 32
 _HEADER_SAFE = "".join(c for c in string.printable if c.isprintable() and c != "%")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PredictInput:
-    """A decoded, validated request: rows `(n, *input_shape)` float32 and its options."""
+    """A decoded, validated request: rows `(n, *input_shape)` float32 and its options.
+
+    Not frozen (a frozen dataclass costs ~2 us more per request to build); nothing
+    changes it after decoding.
+    """
 
     rows: np.ndarray
     thresholds: dict[str, float] | None = None
@@ -304,6 +308,8 @@ def read_npy_body(body: bytes, input_shape: tuple[int, ...], max_rows: int) -> P
 
 
 def _check_finite(array: np.ndarray, what: str) -> None:
+    if np.isfinite(array).all():
+        return
     finite = np.isfinite(array.reshape(len(array), -1))
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])

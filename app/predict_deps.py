@@ -32,7 +32,7 @@ from labelcut.app.service import Service
 CLIENT_CLOSED_REQUEST = 499
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PredictCall:
     """What the /predict endpoint works with: the ready service and the decoded body."""
 
