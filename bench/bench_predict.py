@@ -14,8 +14,11 @@ after a warm-up. Scenarios:
            models.save_bundle), batching on and off
   lone     the bundled model with a single client, batching on and off (latency)
 
-It prints req/s and p50/p99 latency for each, the ratios, and a PASS/FAIL line
-per goal. Client and server share this machine's cores; the client is a small
+It prints req/s and p50/p99 latency for each, the mean rows per forward pass over the
+measured window (from /metrics' labelcut_batch_rows, against LABELCUT_MAX_BATCH_SIZE),
+the ratios, and a PASS/FAIL line per goal: bundled >= 0.8 of the floor, heavy >= 3x
+with batching than without and its passes >= 0.9 full, lone p99 within 1 ms.
+Client and server share this machine's cores; the client is a small
 asyncio protocol (uvloop when installed) so that it costs little CPU.
 
     .venv/bin/python bench/bench_predict.py                      # all, 10 s each
