@@ -140,8 +140,8 @@ def midpoint_thresholds(
 _CHUNK_POSITIONS = 1024
 
 
-def _best_bounded(candidates: _sorted.Candidates, spec: TuningSpec) -> tuple[int, int]:
-    """(position, previous position or -1) of the best F1/F-beta cut, read chunk by chunk.
+def _best_bounded(candidates: _sorted.Candidates, spec: TuningSpec) -> int:
+    """Sorted position where the best F1/F-beta cut starts, read chunk by chunk.
 
     Exact without evaluating every candidate: in a chunk of sorted positions
     ``[a, b)`` every candidate has ``tp <= tp(a)`` and ``pp >= n - (b - 1)``,
@@ -169,8 +169,7 @@ def _best_bounded(candidates: _sorted.Candidates, spec: TuningSpec) -> tuple[int
     tp = positives - candidates.positives_before(positions)
     values, _ = objective_values(tp, (n - positions).astype(np.float64), positives, spec)
     index, _ = last_maximum(values)
-    best = int(positions[int(index)])
-    return best, best - 1
+    return int(positions[int(index)])
 
 
 def choose_label(
@@ -194,18 +193,11 @@ def choose_label(
             upper = candidates.value(best)
             lower = candidates.value(best - 1) if best > 0 else None
         else:
-            position, previous = _best_bounded(candidates, spec)
+            position = _best_bounded(candidates, spec)
             reachable = True
-            keys = candidates.keys
-            upper = float(
-                _sorted.bits_to_float(keys[position : position + 1] >> 1, candidates.float_dtype)[0]
-            )
-            if previous >= 0:
-                lower = float(
-                    _sorted.bits_to_float(
-                        keys[previous : previous + 1] >> 1, candidates.float_dtype
-                    )[0]
-                )
+            upper = candidates.score_at(position)
+            # The score just below the cut: the last one of the previous distinct value.
+            lower = candidates.score_at(position - 1) if position > 0 else None
     [status] = label_statuses(
         candidates.n_samples, np.array([positives]), np.array([bool(reachable)]), spec
     )

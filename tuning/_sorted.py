@@ -160,6 +160,10 @@ class Candidates:
         query = query_bits(np.array([threshold]), self.float_dtype)[0]
         return int(np.searchsorted(self.keys, self.keys.dtype.type(query) << 1, side="left"))
 
+    def score_at(self, position: int) -> float:
+        """The score at a sorted position, as float64."""
+        return float(bits_to_float(self.keys[position : position + 1] >> 1, self.float_dtype)[0])
+
     def counts_at(self, threshold: float) -> tuple[int, int]:
         """(true positives, predicted positives) for ``score >= threshold``."""
         first = self.position_at(threshold)
