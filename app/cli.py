@@ -121,7 +121,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             decision_rule=args.decision_rule,
             k=args.k,
         )
-        result = tune_scores(scores, data.targets, params, device=settings.device)
+        result = tune_scores(
+            scores, data.targets, params, device=settings.device, return_curves=bool(args.out)
+        )
     except (OSError, UploadError, ValueError) as exc:
         print(f"labelcut tune: {exc}", file=sys.stderr)
         return 2
@@ -139,7 +141,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             data_sha256=data_sha256,
             decision_rule=args.decision_rule,
             k=args.k,
-            curves=label_curves(scores, data.targets, result.thresholds, labels),
+            curves=label_curves(result, labels),
         )
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"\nwrote {args.out}")

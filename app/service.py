@@ -7,7 +7,6 @@ even while another is being activated.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from labelcut.app.store import (
 from labelcut.app.store.engine import locate
 from labelcut.app.uploads import InputSpec, UploadError, ValidationData
 from labelcut.models import LoadedModel, load_model
+from labelcut.models.files import sha256_file
 
 log = logging.getLogger("labelcut")
 
@@ -299,7 +299,9 @@ class Service:
             raise StoreUnavailable(store.health.error or "The threshold store is unreachable.")
         scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
         _require_finite_scores(scores)
-        result = tune_scores(scores, data.targets, params, device=self.settings.device)
+        result = tune_scores(
+            scores, data.targets, params, device=self.settings.device, return_curves=True
+        )
         report = result.to_dict(label_names=list(model.labels))
         new = NewThresholdSet(
             model_name=model.name,
@@ -315,7 +317,7 @@ class Service:
                 for key in ("per_label", "summary", "strategy", "global_threshold", "diagnosis")
             },
         )
-        curves = label_curves(scores, data.targets, result.thresholds, list(model.labels))
+        curves = label_curves(result, list(model.labels))
         stored = store.save(new, activate=activate, curves=curves)
         if activate:
             self._refresh_after_write()
@@ -330,9 +332,18 @@ class Service:
 
 
 def tune_scores(
-    scores: np.ndarray, targets: np.ndarray, params: TuneParams, *, device: str
+    scores: np.ndarray,
+    targets: np.ndarray,
+    params: TuneParams,
+    *,
+    device: str,
+    return_curves: bool = False,
 ) -> tuning.TuningResult:
-    """`tuning.tune_thresholds` with a tune's parameters: the service and `labelcut tune`."""
+    """`tuning.tune_thresholds` with a tune's parameters: the service and `labelcut tune`.
+
+    `return_curves=True` also keeps each label's compact PR curve from the tune's own
+    sorted pass (no second sort), for `label_curves`.
+    """
     return tuning.tune_thresholds(
         scores,
         targets,
@@ -344,6 +355,7 @@ def tune_scores(
         strategy=params.strategy,
         n_bootstrap=params.n_bootstrap,
         seed=params.seed,
+        return_curves=return_curves,
     )
 
 
@@ -362,12 +374,14 @@ def _require_finite_scores(scores: np.ndarray) -> None:
         )
 
 
-def label_curves(
-    scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray, labels: list[str]
-) -> list[dict[str, Any]]:
-    """JSON-ready compact PR curves per label, with the tuned and 0.5 points kept exactly."""
-    keep = np.stack([thresholds, np.full(len(labels), DEFAULT_THRESHOLD)], axis=1)
-    curves = tuning.compact_curves(scores, targets, keep=keep, max_points=CURVE_POINTS)
+def label_curves(result: tuning.TuningResult, labels: list[str]) -> list[dict[str, Any]]:
+    """JSON-ready compact PR curves per label, with the tuned and 0.5 points kept exactly.
+
+    `result` comes from `tune_scores(..., return_curves=True)`: the curves are built from
+    the tune's own sorted pass (at most `CURVE_POINTS` points each).
+    """
+    if result.curves is None:
+        raise ValueError("label_curves needs a result tuned with return_curves=True.")
     return [
         {
             "label": label,
@@ -379,15 +393,11 @@ def label_curves(
             "chosen_index": tuning.operating_index(curve, float(threshold)),
             "default_index": tuning.operating_index(curve, DEFAULT_THRESHOLD),
         }
-        for label, threshold, curve in zip(labels, thresholds, curves, strict=True)
+        for label, threshold, curve in zip(labels, result.thresholds, result.curves, strict=True)
     ]
 
 
-def sha256_of_file(fileobj: Any, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a seekable binary file's whole content; leaves it at position 0."""
-    digest = hashlib.sha256()
-    fileobj.seek(0)
-    while chunk := fileobj.read(chunk_size):
-        digest.update(chunk)
-    fileobj.seek(0)
-    return digest.hexdigest()
+def sha256_of_file(fileobj: Any) -> str:
+    """Hex sha256 of a seekable binary file's whole content; leaves it at position 0
+    (the models package's one sha256 helper)."""
+    return sha256_file(fileobj)
