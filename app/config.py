@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     admin_key: SecretStr | None = None
     api_key: SecretStr | None = None
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host/db: a threshold store shared by "
+        "replicas; unset: thresholds.sqlite3 in data_dir.",
+    )
     admin_key_file: Path | None = Field(
         default=None, description="A file holding the admin key (a mounted secret)."
     )
@@ -89,7 +94,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
-    @field_validator("admin_key", "api_key", mode="before")
+    @field_validator("admin_key", "api_key", "database_url", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         # `-e LABELCUT_ADMIN_KEY=` must not become a key that is the empty string.

@@ -70,4 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not task.done():
             await asyncio.wait({task}, timeout=30)
         await batcher.close()
+        runner = getattr(app.state, "tune_runner", None)
+        if runner is not None:
+            runner.close()  # the tunes' own thread pool
         service.close()

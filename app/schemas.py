@@ -144,6 +144,7 @@ class ThresholdSetInfo(BaseModel):
         default="threshold", description="The /predict rule this set applies by default."
     )
     k: int | None = None
+    archived: bool = Field(default=False, description="Hidden from the default history.")
 
 
 class ThresholdSetReport(BaseModel):

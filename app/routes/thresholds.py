@@ -79,6 +79,7 @@ def set_info(service: Service, found: ThresholdSet) -> dict[str, Any]:
         "model_sha256": found.model_sha256,
         "decision_rule": rule,
         "k": k,
+        "archived": found.archived,
     }
 
 
@@ -288,9 +289,16 @@ def history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     all_models: Annotated[bool, Query(description="Include sets of other models.")] = False,
+    archived: Annotated[bool, Query(description="Include archived sets.")] = False,
 ) -> dict[str, Any]:
-    model_sha256 = None if all_models else service.loaded_model.sha256
-    found = service.store.history(model_sha256=model_sha256, limit=limit, offset=offset)
+    # The model's full identity (weights and labels in order): sets tuned for the same
+    # weights with another label order belong to another model.
+    found = service.store.history(
+        model_key=None if all_models else service.model_key,
+        include_archived=archived,
+        limit=limit,
+        offset=offset,
+    )
     return {
         "items": [{**set_info(service, item), "summary": item.result["summary"]} for item in found]
     }
