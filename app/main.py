@@ -13,7 +13,17 @@ from labelcut.app.deps import api_bearer
 from labelcut.app.lifespan import lifespan
 from labelcut.app.limits import install_limits
 from labelcut.app.metrics import Metrics, MetricsMiddleware
-from labelcut.app.routes import health, metrics, model, predict, thresholds, ui
+from labelcut.app.routes import (
+    archive,
+    evaluate,
+    health,
+    metrics,
+    model,
+    predict,
+    push,
+    thresholds,
+    ui,
+)
 from labelcut.app.schemas import PredictRequest
 from labelcut.app.store_errors import install_store_errors
 
@@ -49,7 +59,15 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # /predict first: routes are matched in order, and it is the one under load.
     predict.register(app)
-    for router in (health.router, model.router, thresholds.router, metrics.router):
+    for router in (
+        health.router,
+        model.router,
+        thresholds.router,
+        evaluate.router,
+        push.router,
+        archive.router,
+        metrics.router,
+    ):
         app.include_router(router)
     app.include_router(ui.router)  # the web page: /ui, and / redirecting to it
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
