@@ -129,7 +129,7 @@ def _messages(report: dict[str, Any]) -> list[str]:
             f"{share[1]:.0%} of rows have exactly one label: the data looks multi-class, "
             "not multi-label. A softmax model trained with CrossEntropyLoss fits it better "
             "than independent sigmoids; meanwhile the exactly_one decision rule (argmax) "
-            "serves it."
+            "serves it: tune with `decision_rule=exactly_one` meanwhile."
         )
     if share[0] > 0:
         messages.append(f"{share[0]:.1%} of rows have no label at all.")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labelcut.tuning import apply_thresholds
+from labelcut.tuning.decide import apply_thresholds
 
 DEFAULT_THRESHOLD = 0.5
 
