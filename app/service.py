@@ -32,6 +32,7 @@ from labelcut.app.store.engine import locate
 from labelcut.app.uploads import InputSpec, UploadError, ValidationData
 from labelcut.models import LoadedModel, load_model
 from labelcut.models.files import sha256_file
+from labelcut.tuning.calibration import Calibrator
 
 log = logging.getLogger("labelcut")
 
@@ -48,6 +49,19 @@ class ActiveThresholds:
     thresholds: np.ndarray  # (L,) float64, in model label order
     decision_rule: str = "threshold"  # the set's default /predict rule
     k: int | None = None
+    # What the model's outputs mean: "sigmoid" (multi-label) or "softmax" (one class per
+    # row, served as the argmax; `confidence` is then the set's abstain threshold on the
+    # top probability, None when no set is active: always answer).
+    activation: str = "sigmoid"
+    confidence: float | None = None
+    # decision_rule "abstain": labels with lower <= score < upper (= thresholds) go to review.
+    lower: np.ndarray | None = None
+    # A calibrated set: `/predict` serves calibrator.apply(model probabilities) and applies
+    # the thresholds to those; None serves the model's own probabilities.
+    calibrator: Calibrator | None = None
+    # What the validation data led us to expect per label, for the drift gauges.
+    expected_positive_rate: np.ndarray | None = None
+    expected_mean_score: np.ndarray | None = None
 
     @property
     def set_id(self) -> int | None:
@@ -204,14 +218,36 @@ class Service:
 
     @staticmethod
     def _snapshot(found: ThresholdSet | None, model: LoadedModel) -> ActiveThresholds:
+        activation = getattr(model, "activation", "sigmoid")
         if found is None:
             values = np.full(len(model.labels), DEFAULT_THRESHOLD)
-            rule, k = "threshold", None
-        else:
-            values = np.asarray(found.thresholds, dtype=np.float64)
-            rule, k = decision_rule_of(found)
-        values.setflags(write=False)
-        return ActiveThresholds(set=found, thresholds=values, decision_rule=rule, k=k)
+            values.setflags(write=False)
+            rule = "exactly_one" if activation == "softmax" else "threshold"
+            return ActiveThresholds(
+                set=None, thresholds=values, decision_rule=rule, activation=activation
+            )
+        values = _frozen(found.thresholds)
+        rule, k = decision_rule_of(found)
+        params = found.params
+        confidence = params.get("confidence_threshold")
+        calibration = params.get("calibration") or {}
+        expected = calibration.get("expected") or params.get("expected") or {}
+        return ActiveThresholds(
+            set=found,
+            thresholds=values,
+            decision_rule=rule,
+            k=k,
+            activation=activation,
+            confidence=None if confidence is None else float(confidence),
+            lower=_frozen(params["lower_thresholds"]) if params.get("lower_thresholds") else None,
+            calibrator=(
+                Calibrator.from_dict(calibration["calibrator"])
+                if calibration.get("calibrator")
+                else None
+            ),
+            expected_positive_rate=_frozen(expected.get("positive_rate")),
+            expected_mean_score=_frozen(expected.get("mean_score")),
+        )
 
     def stop_waiting(self) -> None:
         """Shutting down: a load still waiting for the store stops retrying."""
@@ -357,6 +393,15 @@ def tune_scores(
         seed=params.seed,
         return_curves=return_curves,
     )
+
+
+def _frozen(values: Any) -> Any:
+    """A read-only float64 array of `values` (None stays None): snapshots are shared."""
+    if values is None:
+        return None
+    array = np.array(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array
 
 
 def decision_rule_of(found: ThresholdSet) -> tuple[str, int | None]:
