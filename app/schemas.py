@@ -28,6 +28,16 @@ class ModelInfo(BaseModel):
     input_shape: list[int]
     labels: list[str]
     feature_names: list[str] | None = None
+    activation: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid",
+        description="sigmoid: multi-label, each label on its own; softmax: multi-class, "
+        "exactly one class per row (served as the argmax).",
+    )
+    outputs: Literal["logits", "probabilities"] = Field(
+        default="logits",
+        description="What the module returns: logits (labelcut applies the activation) or "
+        "probabilities (declared; no activation applied).",
+    )
 
 
 class PredictRequest(BaseModel):

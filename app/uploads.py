@@ -2,12 +2,15 @@
 
 Supported formats (chosen by file extension, else by content type):
 
-* `.npz`: arrays `Y` (n, L) 0/1 plus `X` (n, *input_shape) or `scores` (n, L);
-  optional `label_names` (L,) and `feature_names` (d,) reorder columns by name.
+* `.npz`: arrays `Y` (n, L) 0/1, or `y` (n,) one class per row (integers indexing
+  `label_names`, else the model's labels; or class names), plus `X` (n, *input_shape) or
+  `scores` (n, L); optional `label_names` (L,) and `feature_names` (d,) reorder columns
+  by name.
   Loaded with `allow_pickle=False`; declared shapes are checked before inflating.
 * `.csv` / `.parquet`: one 0/1 column per model label, named as the label, and
   either feature columns (named as the bundle's feature names, else taken in
-  order) or score columns named `score:<label>`.
+  order) or score columns named `score:<label>`. Instead of the label columns, a
+  multi-class file may have one `label` column naming each row's class.
 
 Every problem raises `UploadError` whose message names the column, row, array or
 label at fault. Rows are counted from 1, the header not included.
@@ -22,6 +25,16 @@ from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
+
+from labelcut.app.upload_classes import (
+    CLASS_ARRAY,
+    ClassTargetError,
+    class_column_for,
+    classes_from_array,
+    classes_from_column,
+    is_class_column_type,
+    one_hot,
+)
 
 SCORE_PREFIX = "score:"
 _COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".7z", ".tar")
@@ -61,11 +74,16 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class ValidationData:
-    """Validation rows in model label order: targets plus either inputs or scores."""
+    """Validation rows in model label order: targets plus either inputs or scores.
+
+    `classes` is set when the file gave one class per row (`y`, or a `label` column):
+    then `targets` is its one-hot form.
+    """
 
     targets: np.ndarray  # (n, L) uint8 0/1
     inputs: np.ndarray | None = None  # (n, *input_shape) float32
     scores: np.ndarray | None = None  # (n, L) float32 probabilities
+    classes: np.ndarray | None = None  # (n,) int64 class index per row, model label order
 
     @property
     def n_samples(self) -> int:
@@ -103,12 +121,18 @@ def read_validation_file(
     fileobj: IO[bytes], fmt: str, spec: InputSpec, *, max_data_bytes: int
 ) -> ValidationData:
     """Parse `fileobj` (seekable, binary) in format `fmt` into `ValidationData`."""
-    if fmt == "npz":
-        return _read_npz(fileobj, spec, max_data_bytes)
-    if fmt == "csv":
-        return _table_to_data(_read_csv(fileobj, max_data_bytes), spec, max_data_bytes)
-    if fmt == "parquet":
-        return _table_to_data(_read_parquet(fileobj, max_data_bytes), spec, max_data_bytes)
+    try:
+        if fmt == "npz":
+            return _read_npz(fileobj, spec, max_data_bytes)
+        class_column = class_column_for(spec.labels)
+        if fmt == "csv":
+            table = _read_csv(fileobj, max_data_bytes, class_column)
+            return _table_to_data(table, spec, max_data_bytes)
+        if fmt == "parquet":
+            table = _read_parquet(fileobj, max_data_bytes, class_column)
+            return _table_to_data(table, spec, max_data_bytes)
+    except ClassTargetError as exc:
+        raise UploadError(str(exc)) from None
     raise UploadError(f"Unknown format '{fmt}'; expected one of {', '.join(FORMATS)}.", 415)
 
 
@@ -205,51 +229,65 @@ def _read_npz(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> Valid
     with archive:
         members, wanted = _npz_members(archive)
         has_x = "X" in wanted
-        headers = _npz_headers(archive, members, wanted, max_data_bytes)
+        headers = _npz_headers(archive, members, wanted, max_data_bytes, len(spec.labels))
         arrays = {
             name: _load_member(archive, members[name], name, header)
             for name, header in headers.items()
         }
 
-    targets = _check_targets_array(arrays["Y"], n_labels=len(spec.labels))
-    order = _label_order(arrays.get("label_names"), spec.labels, n_found=targets.shape[1])
-    targets = targets[:, order]
+    names = arrays.get("label_names")
+    classes = None
+    if "Y" in arrays:
+        targets = _check_targets_array(arrays["Y"], n_labels=len(spec.labels))
+        order = _label_order(names, spec.labels, n_found=targets.shape[1])
+        targets = targets[:, order]
+    else:
+        order = _label_order(names, spec.labels, n_found=len(spec.labels))
+        file_names = None if names is None else [str(n) for n in names.tolist()]
+        classes = classes_from_array(arrays[CLASS_ARRAY], spec.labels, file_names)
+        targets = one_hot(classes, len(spec.labels))
     n = targets.shape[0]
     if has_x:
         inputs = _check_inputs_array(arrays["X"], spec, n, arrays.get("feature_names"))
-        return ValidationData(targets=targets, inputs=inputs)
+        return ValidationData(targets=targets, inputs=inputs, classes=classes)
     scores = _check_scores_array(arrays["scores"], n, len(spec.labels))[:, order]
-    return ValidationData(targets=targets, scores=scores)
+    return ValidationData(targets=targets, scores=scores, classes=classes)
 
 
 def _npz_members(archive: zipfile.ZipFile) -> tuple[dict[str, str], list[str]]:
     """The archive's arrays by name, and the ones a validation file uses (refused if the
     required ones are missing)."""
     members = {m.removesuffix(".npy"): m for m in archive.namelist() if m.endswith(".npy")}
-    if "Y" not in members:
+    if "Y" not in members and CLASS_ARRAY not in members:
         raise UploadError(
-            f"The .npz file has no array 'Y' (the 0/1 labels); it holds "
-            f"{sorted(members) or 'no arrays'}."
+            f"The .npz file has no array 'Y' (the 0/1 labels) nor '{CLASS_ARRAY}' (one class "
+            f"per row); it holds {sorted(members) or 'no arrays'}."
         )
     has_x, has_scores = "X" in members, "scores" in members
     if has_x == has_scores:
         raise UploadError(
             "The .npz file must hold exactly one of 'X' (model inputs) or 'scores' "
-            f"(probabilities) next to 'Y'; it holds {sorted(members)}."
+            f"(probabilities) next to the labels; it holds {sorted(members)}."
         )
-    wanted = ["Y", "X" if has_x else "scores"]
+    # 'Y' wins when both are there (it also says which rows have several labels).
+    wanted = ["Y" if "Y" in members else CLASS_ARRAY, "X" if has_x else "scores"]
     wanted += [n for n in ("label_names", "feature_names") if n in members]
     return members, wanted
 
 
 def _npz_headers(
-    archive: zipfile.ZipFile, members: dict[str, str], wanted: list[str], max_data_bytes: int
+    archive: zipfile.ZipFile,
+    members: dict[str, str],
+    wanted: list[str],
+    max_data_bytes: int,
+    n_labels: int,
 ) -> dict[str, _NpyHeader]:
     """Every wanted member's header, with the sizes checked before a byte is inflated: the
-    declared arrays must fit `max_data_bytes`, and each zip member's inflated size must be
-    what its .npy header says (a member that claims to inflate to more is refused)."""
+    declared arrays (plus the one-hot targets built from a class array `y`) must fit
+    `max_data_bytes`, and each zip member's inflated size must be what its .npy header says
+    (a member that claims to inflate to more is refused)."""
     headers = {name: _npy_header(archive, members[name]) for name in wanted}
-    declared = sum(header.data_bytes for header in headers.values())
+    declared = _npz_declared_bytes(headers, n_labels)
     if declared > max_data_bytes:
         raise UploadError(
             f"The .npz arrays would take {declared / 2**20:.1f} MB once inflated, over the "
@@ -268,19 +306,25 @@ def _npz_headers(
     return headers
 
 
+def _npz_declared_bytes(headers: dict[str, _NpyHeader], n_labels: int) -> int:
+    declared = sum(header.data_bytes for header in headers.values())
+    if CLASS_ARRAY in headers:  # its one-hot (n, L) uint8 targets
+        declared += math.prod(headers[CLASS_ARRAY].shape[:1]) * n_labels
+    return declared
+
+
 def npz_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
     """Bytes the arrays of a .npz validation file declare, checked as `read_validation_file`
     checks them but without inflating anything (for the memory budget of a tune)."""
-    del spec  # the same signature as the other formats' estimates
     try:
         archive = zipfile.ZipFile(fileobj)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise UploadError(f"The file is not a valid .npz archive: {exc}.") from exc
     with archive:
         members, wanted = _npz_members(archive)
-        headers = _npz_headers(archive, members, wanted, max_data_bytes)
+        headers = _npz_headers(archive, members, wanted, max_data_bytes, len(spec.labels))
     fileobj.seek(0)
-    return sum(header.data_bytes for header in headers.values())
+    return _npz_declared_bytes(headers, len(spec.labels))
 
 
 _READ_CHUNK = 1 << 20
@@ -449,9 +493,12 @@ def _csv_error(exc: Exception) -> UploadError:
     return UploadError(f"The CSV file cannot be parsed: {message}")
 
 
-def _read_csv(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+def _read_csv(
+    fileobj: IO[bytes], max_data_bytes: int, class_column: str | None = None
+):  # -> pyarrow.Table
     """Decode a block (4 MB of text) at a time, refusing once the decoded columns pass
-    `max_data_bytes`: a CSV of short cells ("0,") decodes to 4x its size or more."""
+    `max_data_bytes`: a CSV of short cells ("0,") decodes to 4x its size or more.
+    `class_column`, when the file has it, is read as text (class "3" stays a name)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -461,7 +508,11 @@ def _read_csv(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
             fileobj,
             read_options=pacsv.ReadOptions(block_size=1 << 22),
             # Only an empty field is missing; 'nan' stays a (non-finite) number, reported as such.
-            convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                null_values=[""],
+                strings_can_be_null=False,
+                column_types={class_column: pa.string()} if class_column else None,
+            ),
         )
         batches = []
         decoded = 0
@@ -532,11 +583,15 @@ def _parquet_layout(parquet, file_size: int) -> tuple[int, list[int]]:  # parque
     return max(meta.num_rows, sum(group_rows)), group_rows
 
 
-def _parquet_row_bytes(schema) -> int:  # schema: pyarrow.Schema
-    """Bytes per decoded row; only fixed-width numeric columns are accepted."""
+def _parquet_row_bytes(schema, class_column: str | None = None) -> int:  # pyarrow.Schema
+    """Bytes per decoded row; only fixed-width numeric columns are accepted, and the class
+    column (text) whose bytes `_class_column_bytes` adds."""
     row_bytes = 0
     for column in schema:
         kind = column.type
+        if column.name == class_column and is_class_column_type(kind):
+            row_bytes += 8  # its offsets or dictionary indices
+            continue
         if not _is_numeric_type(kind):
             raise UploadError(
                 f"Column '{column.name}' must be numeric (integer, float or boolean); "
@@ -546,10 +601,29 @@ def _parquet_row_bytes(schema) -> int:  # schema: pyarrow.Schema
     return row_bytes
 
 
-def _open_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> (ParquetFile, list[int])
+def _class_column_bytes(parquet, class_column: str | None) -> int:  # parquet: ParquetFile
+    """The text of the class column as its chunks declare it, uncompressed (0 without it)."""
+    names = parquet.schema_arrow.names
+    if class_column is None or class_column not in names:
+        return 0
+    meta = parquet.metadata
+    total = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema == class_column:
+                total += max(chunk.total_uncompressed_size, 0)
+    return total
+
+
+def _open_parquet(
+    fileobj: IO[bytes], max_data_bytes: int, class_column: str | None = None
+):  # -> (ParquetFile, list[int])
     """Open a Parquet file and check what its metadata declares, without decoding a page:
-    only fixed-width numeric columns, counts that agree (footer, row groups, column
-    chunks), and rows x widths within `max_data_bytes` (413 past it)."""
+    only fixed-width numeric columns (and the text class column), counts that agree
+    (footer, row groups, column chunks), and rows x widths within `max_data_bytes` (413
+    past it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -558,13 +632,17 @@ def _open_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> (ParquetFile, 
     fileobj.seek(0)
     try:
         parquet = pq.ParquetFile(fileobj)
+        if class_column in parquet.schema_arrow.names:
+            # The class column decodes as a dictionary: its distinct names once, plus indices.
+            fileobj.seek(0)
+            parquet = pq.ParquetFile(fileobj, read_dictionary=[class_column])
         schema = parquet.schema_arrow
         footer_rows = parquet.metadata.num_rows
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
         raise UploadError(f"The file is not a readable Parquet file: {exc}") from exc
-    row_bytes = _parquet_row_bytes(schema)
+    row_bytes = _parquet_row_bytes(schema, class_column)
     n_rows, group_rows = _parquet_layout(parquet, file_size)
-    declared = n_rows * row_bytes
+    declared = n_rows * row_bytes + _class_column_bytes(parquet, class_column)
     if declared > max_data_bytes:
         raise UploadError(
             f"The Parquet file declares {n_rows} rows of {len(schema)} columns, "
@@ -580,7 +658,9 @@ def _open_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> (ParquetFile, 
     return parquet, group_rows
 
 
-def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
+def _read_parquet(
+    fileobj: IO[bytes], max_data_bytes: int, class_column: str | None = None
+):  # -> pyarrow.Table
     """Check the declared schema and row counts in the metadata, then decode a column of a
     row group at a time with a running bound.
 
@@ -591,7 +671,7 @@ def _read_parquet(fileobj: IO[bytes], max_data_bytes: int):  # -> pyarrow.Table
     """
     import pyarrow as pa
 
-    parquet, group_rows = _open_parquet(fileobj, max_data_bytes)
+    parquet, group_rows = _open_parquet(fileobj, max_data_bytes, class_column)
     try:
         return _decode_parquet(parquet, parquet.schema_arrow, group_rows, max_data_bytes)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
@@ -629,9 +709,10 @@ def _decode_parquet(parquet, schema, group_rows: list[int], max_data_bytes: int)
 def parquet_data_bytes(fileobj: IO[bytes], spec: InputSpec, max_data_bytes: int) -> int:
     """Bytes a Parquet file declares once decoded, checked as `read_validation_file` checks
     them (schema, row counts, sizes) but without decoding a page."""
-    del spec
-    parquet, group_rows = _open_parquet(fileobj, max_data_bytes)
-    return sum(group_rows) * _parquet_row_bytes(parquet.schema_arrow)
+    class_column = class_column_for(spec.labels)
+    parquet, group_rows = _open_parquet(fileobj, max_data_bytes, class_column)
+    rows = sum(group_rows) * _parquet_row_bytes(parquet.schema_arrow, class_column)
+    return rows + _class_column_bytes(parquet, class_column)
 
 
 def estimate_data_bytes(fileobj: IO[bytes], fmt: str, spec: InputSpec, max_data_bytes: int) -> int:
@@ -701,20 +782,32 @@ def _table_to_data(table, spec: InputSpec, max_data_bytes: int) -> ValidationDat
         )
     labels = list(spec.labels)
     missing_labels = [label for label in labels if label not in columns]
-    if missing_labels:
+    class_column = class_column_for(labels)
+    classes = None
+    if missing_labels and class_column is not None and class_column in columns:
+        classes = classes_from_column(table, labels)
+        targets = one_hot(classes, len(labels))
+        rest = [c for c in columns if c != class_column]
+    elif missing_labels:
+        alternative = (
+            f", or one '{class_column}' column naming each row's class" if class_column else ""
+        )
         raise UploadError(
             f"The file has no column for label(s) {missing_labels}; it needs one 0/1 column "
-            f"per model label {labels}."
+            f"per model label {labels}{alternative}."
         )
-    targets = np.stack([_label_column(table, label) for label in labels], axis=1)
-    rest = [c for c in columns if c not in set(labels)]
+    else:
+        targets = np.stack([_label_column(table, label) for label in labels], axis=1)
+        rest = [c for c in columns if c not in set(labels)]
     score_columns = [c for c in rest if c.startswith(SCORE_PREFIX)]
     if score_columns:
         expected = [SCORE_PREFIX + label for label in labels]
         _require_columns(rest, expected, what="score")
         scores = np.stack([_column_as_float(table, c) for c in expected], axis=1)
         return ValidationData(
-            targets=targets, scores=_check_scores_array(scores, len(targets), len(labels))
+            targets=targets,
+            scores=_check_scores_array(scores, len(targets), len(labels)),
+            classes=classes,
         )
     if spec.feature_names is not None:
         _require_columns(rest, list(spec.feature_names), what="feature")
@@ -728,7 +821,7 @@ def _table_to_data(table, spec: InputSpec, max_data_bytes: int) -> ValidationDat
         feature_columns = rest
     features = np.stack([_column_as_float(table, c) for c in feature_columns], axis=1)
     inputs = features.astype(np.float32, copy=False).reshape(len(features), *spec.input_shape)
-    return ValidationData(targets=targets, inputs=inputs)
+    return ValidationData(targets=targets, inputs=inputs, classes=classes)
 
 
 def _require_columns(found: Sequence[str], expected: Sequence[str], what: str) -> None:

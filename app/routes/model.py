@@ -21,4 +21,6 @@ def model_info(service: ReadyService) -> ModelInfo:
         input_shape=list(model.input_shape),
         labels=list(model.labels),
         feature_names=list(model.feature_names) if model.feature_names else None,
+        activation=getattr(model, "activation", "sigmoid"),
+        outputs=getattr(model, "outputs", "logits"),
     )
