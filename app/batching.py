@@ -21,12 +21,15 @@ The stages, in order:
 - **forward** (worker thread): one ``predict_proba`` call over the
   concatenated rows (and one ``predict_logits`` call if any request asked for
   logits). The event loop stays free meanwhile, so health checks answer.
-- **threshold** (worker thread): each request's labels from its own
-  thresholds, the snapshot of the active set (with its override) taken when it
-  arrived; requests that share a snapshot are thresholded in one call.
+- **decide** (worker thread): each request's served scores and labels from its
+  own ``Policy`` (``labelcut.app.decisions``: the snapshot of the active set it saw,
+  with its options: calibration, thresholds, rule), or from plain ``thresholds``;
+  requests that share a policy (or a thresholds array) are decided in one call.
 - **split** (worker thread): one slice per request, in order; the number of
   output rows must equal the number of input rows.
 - **deliver** (event loop): a single callback per pass resolves every future.
+- **observe** (worker thread, after delivering): the served rows and their labels go to
+  the policy's drift window (``labelcut.app.drift_monitor``).
 
 If a pass over several requests raises, each request is retried alone, so the
 error reaches only the request that caused it. ``close()`` refuses new requests,
@@ -53,6 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from labelcut.app.decisions import Policy
 from labelcut.models import LoadedModel
 
 log = logging.getLogger("labelcut")
@@ -116,8 +120,10 @@ class BatcherClosed(RuntimeError):
 class BatchOutput:
     """One request's share of a forward pass: ``(n, L)`` arrays.
 
-    ``proba`` and ``logits`` (None unless asked for) are float32; ``decisions``
-    is bool, True iff ``proba >= thresholds`` (None when no thresholds were given).
+    ``proba`` (the served scores: the policy's, e.g. calibrated, else the model's
+    probabilities) and ``logits`` (raw; None unless asked for) are float32;
+    ``decisions`` is bool: the policy's labels, or ``proba >= thresholds`` (None when
+    neither was given); ``uncertain`` bool, the abstain rule's review band, else None.
     ``nonfinite_row``: the first of this request's rows whose outputs (probabilities, or
     logits when asked for) are not all finite, None when all are; found for the whole
     pass at once, off the event loop.
@@ -127,6 +133,7 @@ class BatchOutput:
     logits: np.ndarray | None
     decisions: np.ndarray | None
     nonfinite_row: int | None = None
+    uncertain: np.ndarray | None = None
 
 
 @dataclass(eq=False)
@@ -135,7 +142,13 @@ class _Job:
     thresholds: np.ndarray | None
     want_logits: bool
     future: asyncio.Future[BatchOutput]
+    policy: Policy | None = None
     arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def decider(self) -> object:
+        """What decides this job's labels; jobs sharing it are decided in one call."""
+        return self.thresholds if self.policy is None else self.policy
 
 
 class Batcher:
@@ -193,18 +206,20 @@ class Batcher:
         rows: np.ndarray,
         *,
         thresholds: np.ndarray | None = None,
+        policy: Policy | None = None,
         want_logits: bool = False,
     ) -> BatchOutput:
         """Queue validated rows ``(n, *input_shape)`` and wait for their share of a pass.
 
         ``thresholds``: ``(L,)`` float64 to decide labels with (positive iff
         ``score >= threshold``); pass the same array object for requests that
-        share a threshold set, so that they are decided in one call.
+        share a threshold set, so that they are decided in one call. ``policy``
+        (instead): the request's ``Policy``, shared likewise.
         Raises ``BatcherClosed`` once ``close()`` has begun, and whatever the
         model raised on these rows.
         """
         loop = asyncio.get_running_loop()
-        job = _Job(rows, thresholds, want_logits, loop.create_future())
+        job = _Job(rows, thresholds, want_logits, loop.create_future(), policy)
         with self._cond:
             if self._closing:
                 raise BatcherClosed("The service is shutting down; retry on another instance.")
@@ -296,7 +311,9 @@ class Batcher:
                     f"the model returned {len(proba)} rows for a batch of {len(x)} rows."
                 )
             seconds = time.perf_counter() - start
-            decisions = _decide(jobs, proba)
+            # Finite inputs near float32's limits can overflow inside the model.
+            bad = ~np.isfinite(proba).all(axis=1)
+            decided, groups = _decide(jobs, proba, bad)
         except Exception as exc:
             if len(jobs) > 1:
                 # Find the request that fails: the others must not pay for it.
@@ -312,48 +329,99 @@ class Batcher:
         self._pass_seconds += weight * (seconds - self._pass_seconds)
         if self._observer is not None:
             self._observer(len(x), len(jobs), seconds)
-        # Finite inputs near float32's limits can overflow inside the model.
-        bad = ~np.isfinite(proba).all(axis=1)
+        proba_bad = bad
         if logits is not None:
-            bad |= ~np.isfinite(logits).all(axis=1)
+            bad = bad | ~np.isfinite(logits).all(axis=1)
         any_bad = bool(bad.any())
         answers: list[tuple[asyncio.Future[BatchOutput], BatchOutput | BaseException]] = []
+        refused = np.zeros(len(x), dtype=bool) if any_bad else None
         offset = 0
-        for job, decided in zip(jobs, decisions, strict=True):
+        for job, (scores, flags, uncertain) in zip(jobs, decided, strict=True):
             stop = offset + len(job.rows)
             part = None if logits is None or not job.want_logits else logits[offset:stop]
             nonfinite = None
             if any_bad:
-                mine = bad[offset:stop]
-                if job.want_logits or logits is None:
-                    nonfinite = int(np.argmax(mine)) if mine.any() else None
-                else:  # logits of rows that did not ask for them do not count
-                    own = ~np.isfinite(proba[offset:stop]).all(axis=1)
-                    nonfinite = int(np.argmax(own)) if own.any() else None
-            output = BatchOutput(proba[offset:stop], part, decided, nonfinite)
-            answers.append((job.future, output))
+                # Logits of rows that did not ask for them do not count.
+                mine = bad[offset:stop] if job.want_logits else proba_bad[offset:stop]
+                nonfinite = int(np.argmax(mine)) if mine.any() else None
+                if nonfinite is not None and refused is not None:
+                    refused[offset:stop] = True  # answered 422: nothing of it was served
+            answers.append((job.future, BatchOutput(scores, part, flags, nonfinite, uncertain)))
             offset = stop
         _deliver(answers)
+        _observe(groups, refused)
 
 
-def _decide(jobs: list[_Job], proba: np.ndarray) -> list[np.ndarray | None]:
-    """Each job's decisions; one call for the whole pass when every job shares a snapshot."""
-    spans = []
-    at = 0
-    for job in jobs:
-        spans.append((at, at + len(job.rows)))
-        at += len(job.rows)
-    # The rule of tuning.apply_thresholds (positive iff score >= threshold), without its
-    # input validation: these are the model's own outputs, and a non-finite one must reach
-    # its request's error check rather than fail the whole pass.
-    first = jobs[0].thresholds
-    if first is not None and all(job.thresholds is first for job in jobs):
-        whole = proba >= first
-        return [whole[a:b] for a, b in spans]
-    return [
-        None if job.thresholds is None else proba[a:b] >= job.thresholds
-        for job, (a, b) in zip(jobs, spans, strict=True)
-    ]
+#: One job's (served scores, labels, uncertain) ``(n, L)`` each (labels None without a
+#: decider, uncertain None but under abstain).
+_Decided = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+#: A run of jobs decided together: (policy, first row, stop row, scores, labels).
+_Group = tuple[Policy, int, int, np.ndarray, np.ndarray]
+
+
+def _decide(
+    jobs: list[_Job], proba: np.ndarray, bad: np.ndarray
+) -> tuple[list[_Decided], list[_Group]]:
+    """Each job's served scores and decisions, one call per run of jobs sharing a decider
+    (the whole pass when every job shares a snapshot); and the policies' runs, to observe.
+
+    ``bad`` ``(rows,)``: rows whose probabilities are not all finite. Their requests are
+    refused (422) by the route; meanwhile they are decided on uniform scores, so that a
+    rule's own checks never fail the pass.
+    """
+    decided: list[_Decided] = []
+    groups: list[_Group] = []
+    start = 0
+    i = 0
+    while i < len(jobs):
+        decider = jobs[i].decider
+        stop = start
+        j = i
+        while j < len(jobs) and jobs[j].decider is decider:
+            stop += len(jobs[j].rows)
+            j += 1
+        part = proba[start:stop]
+        uncertain: np.ndarray | None = None
+        if decider is None:
+            scores, flags = part, None
+        elif isinstance(decider, Policy):
+            if bad[start:stop].any():
+                part = np.where(bad[start:stop, None], np.float32(1 / part.shape[1]), part)
+            scores = decider.serve(part)
+            flags, uncertain = decider.decide(scores)
+            if decider.drift is not None:
+                groups.append((decider, start, stop, scores, flags))
+        else:
+            # The rule of tuning.apply_thresholds (positive iff score >= threshold), without
+            # its input validation: these are the model's own outputs, and a non-finite one
+            # must reach its request's error check rather than fail the whole pass.
+            scores, flags = part, part >= decider
+        at = 0
+        for job in jobs[i:j]:
+            n = len(job.rows)
+            decided.append(
+                (
+                    scores[at : at + n],
+                    None if flags is None else flags[at : at + n],
+                    None if uncertain is None else uncertain[at : at + n],
+                )
+            )
+            at += n
+        start, i = stop, j
+    return decided, groups
+
+
+def _observe(groups: list[_Group], refused: np.ndarray | None) -> None:
+    """Hand the served rows to their policies' drift windows (never fails the worker)."""
+    for policy, start, stop, scores, flags in groups:
+        try:
+            if refused is not None and refused[start:stop].any():
+                keep = ~refused[start:stop]
+                scores, flags = scores[keep], flags[keep]
+            if len(scores):
+                policy.observe(scores, flags)
+        except Exception:  # pragma: no cover - a bug in the window must not stop serving
+            log.exception("Could not count a pass in the drift window")
 
 
 def _deliver(answers: list[tuple[asyncio.Future, object]]) -> None:

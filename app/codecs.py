@@ -28,7 +28,7 @@ from fastapi import HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from labelcut.app.schemas import PredictRequest
+from labelcut.app.predict_schemas import MAX_THRESHOLD, PredictRequest
 
 NPY_MEDIA_TYPE = "application/x-npy"
 _JSON_KEYS = frozenset({"inputs", "thresholds", "return_logits"})
@@ -61,6 +61,7 @@ class PredictInput:
     return_logits: bool = False
     decision_rule: str | None = None  # None: the active set's rule
     k: int | None = None
+    confidence: float | None = None  # the request's `threshold` (softmax); None: the set's
 
 
 def decode_predict_body(
@@ -180,13 +181,20 @@ def read_json_body(
                 [{**e, "loc": ("body", *e["loc"])} for e in errors]
             ) from exc
         inputs, override, return_logits = request.inputs, request.thresholds, request.return_logits
-        rule, k = request.decision_rule, request.k
+        rule, k, confidence = request.decision_rule, request.k, request.threshold
         if k is not None and labels and k > len(labels):
             _unprocessable(f"k is {k}; the model has {len(labels)} labels, so k is at most that.")
+        if confidence is not None and not (
+            math.isfinite(confidence) and 0.0 <= confidence <= MAX_THRESHOLD
+        ):
+            _unprocessable(f"threshold is {confidence}; it must be in [0, 1].")
     if not inputs:
         _unprocessable("inputs is empty; send at least one row.")
     _check_row_count(len(inputs), max_rows, "inputs")
-    return PredictInput(rows_to_array(inputs, input_shape), override, return_logits, rule, k)
+    array = rows_to_array(inputs, input_shape)
+    if simple:
+        return PredictInput(array, None, return_logits)
+    return PredictInput(array, override, return_logits, rule, k, confidence)
 
 
 def _loads(body: bytes) -> Any:
@@ -349,10 +357,17 @@ def encode_json(
     decisions: np.ndarray,
     logits: np.ndarray | None,
     rule: tuple[str, int | None] = ("threshold", None),
+    uncertain: np.ndarray | None = None,
+    threshold: float | None = None,
+    calibrated: bool = False,
 ) -> bytes:
-    """The `PredictResponse` JSON, one prediction per row of `proba` `(n, L)`.
+    """The `PredictResponse` JSON (`labelcut.app.predict_schemas`), one prediction per row
+    of the served scores `proba` `(n, L)`.
 
-    `decisions` `(n, L)` bool selects each row's labels; `logits` `(n, L)` or None.
+    `decisions` `(n, L)` bool selects each row's labels; `logits` `(n, L)` or None;
+    `uncertain` `(n, L)` bool (the abstain rule's review band) or None; `threshold`: the
+    confidence threshold of a softmax model, else None; `calibrated`: `proba` holds the
+    set's calibrated probabilities.
     """
     label_array = _label_array(tuple(labels))
     predictions = []
@@ -363,6 +378,8 @@ def encode_json(
         }
         if logits is not None:
             item["logits"] = dict(zip(labels, logits[i].tolist(), strict=True))
+        if uncertain is not None:
+            item["uncertain"] = label_array[uncertain[i]].tolist()
         predictions.append(item)
     body = {
         "model": model_name,
@@ -370,6 +387,8 @@ def encode_json(
         "labels": labels,
         "decision_rule": rule[0],
         "k": rule[1],
+        "threshold": threshold,
+        "calibrated": calibrated,
         "predictions": predictions,
     }
     # Outputs were checked finite before encoding (orjson would write NaN as null).

@@ -9,12 +9,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from labelcut.app.config import Settings, get_settings
+from labelcut.app.decisions import PolicyCache
 from labelcut.app.deps import api_bearer
+from labelcut.app.drift_monitor import DriftMonitor
 from labelcut.app.lifespan import lifespan
 from labelcut.app.limits import install_limits
 from labelcut.app.metrics import Metrics, MetricsMiddleware
+from labelcut.app.predict_schemas import PredictRequest
 from labelcut.app.routes import (
     archive,
+    drift,
     evaluate,
     health,
     metrics,
@@ -24,7 +28,6 @@ from labelcut.app.routes import (
     thresholds,
     ui,
 )
-from labelcut.app.schemas import PredictRequest
 from labelcut.app.store_errors import install_store_errors
 
 DESCRIPTION = """
@@ -53,6 +56,8 @@ def create_app(
     app.state.settings = settings
     app.state.on_load_error = on_load_error
     app.state.freeze_gc = freeze_gc
+    app.state.drift = _drift_monitor_for(app)
+    app.state.policies = PolicyCache(app.state.drift)
     app.state.metrics = _metrics_for(app)
     install_limits(app, settings)
     install_store_errors(app)  # the store's failures answer 503/409 on every route
@@ -67,6 +72,7 @@ def create_app(
         push.router,
         archive.router,
         metrics.router,
+        drift.router,
     ):
         app.include_router(router)
     app.include_router(ui.router)  # the web page: /ui, and / redirecting to it
@@ -88,7 +94,26 @@ def _metrics_for(app: FastAPI) -> Metrics:
         return service.active.set_id
 
     found.add_gauges(queue_depth, active_set_id)
+    found.add_drift_gauges(app.state.drift.report)
     return found
+
+
+def _drift_monitor_for(app: FastAPI) -> DriftMonitor:
+    """The drift window of the active set of `app`'s service (LABELCUT_DRIFT_WINDOW rows)."""
+
+    def ready_service() -> Any:
+        service = getattr(app.state, "service", None)
+        return service if service is not None and service.ready.is_set() else None
+
+    def active() -> Any:
+        service = ready_service()
+        return None if service is None else service.active
+
+    def labels() -> list[str] | None:
+        service = ready_service()
+        return None if service is None else list(service.loaded_model.labels)
+
+    return DriftMonitor(active, labels)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

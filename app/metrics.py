@@ -11,6 +11,13 @@ Series (all prefixed ``labelcut_``):
 - ``queue_depth``: requests waiting for a forward pass, read at scrape time.
 - ``active_threshold_set_id``: the active set's id, 0 while none is active
   (0.5 for every label) or the model is not loaded yet; read at scrape time.
+- drift, per ``label``, over the active set's window of recent /predict rows
+  (``labelcut.app.drift_monitor``; read at scrape time): ``drift_positive_rate`` (share
+  of rows given the label) and ``drift_mean_score``, NaN while the window is empty;
+  ``expected_positive_rate`` and ``expected_mean_score`` from the set's validation data
+  (only for sets that carry them); ``drift_drifted`` (1 when the label's rate is far
+  from the expected one, see ``labelcut.tuning.drift.drifted_labels``); and
+  ``drift_window_rows`` and ``drift_window_size``.
 
 A client that goes away before its response is counted with status 499 ("client
 closed request", as nginx logs it) and logged at info, never as a 500.
@@ -27,6 +34,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from labelcut.app.drift_monitor import DriftReport
 
 log = logging.getLogger("labelcut")
 
@@ -103,6 +112,10 @@ class Metrics:
         """Gauges read when scraped: the batch queue's depth and the active set's id."""
         self.registry.register(_ScrapeTimeGauges(queue_depth, active_set_id))
 
+    def add_drift_gauges(self, report: Callable[[], DriftReport | None]) -> None:
+        """Per-label drift gauges, read from `report()` when scraped (None: not loaded)."""
+        self.registry.register(_DriftGauges(report))
+
 
 class _ScrapeTimeGauges(Collector):
     def __init__(
@@ -123,6 +136,66 @@ class _ScrapeTimeGauges(Collector):
             "Id of the active threshold set; 0 while none is active (0.5 for every label).",
             value=0 if set_id is None else set_id,
         )
+
+
+class _DriftGauges(Collector):
+    def __init__(self, report: Callable[[], DriftReport | None]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        report = self._report()
+        if report is None:
+            return
+        yield GaugeMetricFamily(
+            "labelcut_drift_window_rows",
+            "Rows of recent /predict traffic in the drift window of the active set.",
+            value=report.window.n_rows,
+        )
+        yield GaugeMetricFamily(
+            "labelcut_drift_window_size",
+            "Capacity of the drift window in rows (LABELCUT_DRIFT_WINDOW).",
+            value=report.size,
+        )
+        window, expected = report.window, report.expected
+        series = [
+            (
+                "labelcut_drift_positive_rate",
+                "Share of the window's rows given the label (the decision served); NaN "
+                "while the window is empty.",
+                window.positive_share,
+            ),
+            (
+                "labelcut_drift_mean_score",
+                "Mean served score of the label over the window; NaN while it is empty.",
+                window.mean_score,
+            ),
+        ]
+        if expected is not None:
+            series += [
+                (
+                    "labelcut_expected_positive_rate",
+                    "Share of the active set's validation rows given the label at its thresholds.",
+                    expected.positive_share,
+                ),
+                (
+                    "labelcut_expected_mean_score",
+                    "Mean served score of the label on the active set's validation rows.",
+                    expected.mean_score,
+                ),
+            ]
+        series.append(
+            (
+                "labelcut_drift_drifted",
+                "1 when the label's positive rate in the window is far from the expected one "
+                "(more than 4 binomial standard errors and 0.02; at least 100 rows).",
+                report.drifted.astype(float),
+            )
+        )
+        for name, documentation, values in series:
+            family = GaugeMetricFamily(name, documentation, labels=("label",))
+            for label, value in zip(report.labels, values.tolist(), strict=True):
+                family.add_metric((label,), value)
+            yield family
 
 
 class MetricsMiddleware:

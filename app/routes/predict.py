@@ -6,29 +6,27 @@ app's exception handlers and `dependency_overrides` apply to it as to any route.
 
 decode (JSON or .npy body, validated before it can join a batch)
 -> batch (the app's Batcher: one forward pass shared with concurrent requests)
--> threshold (this request's snapshot of the active set, with its override)
+-> decide (the worker applies this request's `Policy`: the snapshot of the active set it
+   saw, with its options; `labelcut.app.decisions`), then counts the rows for drift
 -> encode (JSON, or .npy probabilities when the client accepts application/x-npy).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import Response
 
-from labelcut import tuning
 from labelcut.app.batching import BatcherClosed
 from labelcut.app.codecs import NPY_MEDIA_TYPE, encode_json, encode_npy, header_value
+from labelcut.app.decisions import stored_rule, thresholds_with_override
 from labelcut.app.predict_deps import PredictDep
-from labelcut.app.schemas import ErrorResponse, PredictResponse
-from labelcut.app.service import ActiveThresholds
+from labelcut.app.predict_schemas import PredictResponse
+from labelcut.app.schemas import ErrorResponse
 
-log = logging.getLogger("labelcut")
+__all__ = ["ROUTE", "predict", "register", "stored_rule", "thresholds_with_override"]
 
 
 _REQUEST_BODY = {
@@ -49,17 +47,25 @@ ROUTE: dict[str, Any] = dict(
     methods=["POST"],
     tags=["predict"],
     response_model=PredictResponse,
-    summary="Score rows; return probabilities and the labels with score >= threshold",
+    summary="Score rows; return probabilities and the labels the decision rule gives",
     description="Send JSON (`PredictRequest`) or an `.npy` array (`Content-Type: "
     "application/x-npy`, float32 of shape `(n, *input_shape)`). The answer is JSON, or an "
     "`.npy` of float32 probabilities `(n, len(labels))` with `Accept: application/x-npy`. "
+    "A softmax (multi-class) model answers its argmax, or no label below the confidence "
+    "`threshold`; `decision_rule=abstain` adds each row's `uncertain` labels; a calibrated "
+    "set serves calibrated probabilities (`calibrated: true`). "
     "Concurrent requests share forward passes (LABELCUT_MAX_BATCH_SIZE).",
     openapi_extra={"requestBody": _REQUEST_BODY, "security": [{"ApiKey": []}, {}]},
     responses={
         200: {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}},
         413: {"model": ErrorResponse, "description": "More rows than LABELCUT_MAX_BATCH_ROWS."},
         415: {"model": ErrorResponse, "description": "A body that is neither JSON nor .npy."},
-        422: {"model": ErrorResponse, "description": "Malformed inputs or thresholds."},
+        422: {
+            "model": ErrorResponse,
+            "description": "Malformed inputs or thresholds, or an option the model or the "
+            "active set cannot apply (per-label thresholds on a softmax model, abstain "
+            "without a stored band).",
+        },
         503: {"model": ErrorResponse, "description": "Still loading, or shutting down."},
     },
 )
@@ -67,15 +73,15 @@ ROUTE: dict[str, Any] = dict(
 
 async def predict(request: Request, call: PredictDep) -> Response:
     """Score the decoded rows `(n, *input_shape)`: JSON `PredictResponse`, or `(n, L)`
-    float32 probabilities as `.npy` when the client accepts application/x-npy."""
+    float32 served scores as `.npy` when the client accepts application/x-npy."""
     service, parsed = call.service, call.input
     model = service.loaded_model
     active = service.active  # one snapshot: this request sees exactly one set
     labels = model.labels
-    thresholds = thresholds_with_override(active.thresholds, labels, parsed.thresholds)
+    policy = request.app.state.policies.policy_for(active, parsed, labels)
     try:
         output = await request.app.state.batcher.submit(
-            parsed.rows, thresholds=thresholds, want_logits=parsed.return_logits
+            parsed.rows, policy=policy, want_logits=parsed.return_logits
         )
     except BatcherClosed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
@@ -90,23 +96,26 @@ async def predict(request: Request, call: PredictDep) -> Response:
             f"inputs[{output.nonfinite_row}] drives the model to a non-finite output: its "
             "values are too large for float32 arithmetic."
         )
-    # The request's rule, else the one stored with the set it sees.
-    if parsed.decision_rule is not None:
-        rule = (parsed.decision_rule, parsed.k)
-    else:
-        rule = stored_rule(active, len(labels))
-    decisions = output.decisions
-    if rule[0] != "threshold":
-        decisions = tuning.apply_decision_rule(output.proba, thresholds, rule[0], rule[1])
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
         headers = {
             "x-labelcut-model": header_value(model.name),
             "x-labelcut-threshold-set-id": "none" if active.set_id is None else str(active.set_id),
             "x-labelcut-labels": json.dumps(labels),  # ASCII: json escapes the rest
         }
+        if policy.calibrator is not None:
+            headers["x-labelcut-calibrated"] = "true"
         return Response(encode_npy(output.proba), media_type=NPY_MEDIA_TYPE, headers=headers)
     body = encode_json(
-        model.name, active.set_id, labels, output.proba, decisions, output.logits, rule
+        model.name,
+        active.set_id,
+        labels,
+        output.proba,
+        output.decisions,
+        output.logits,
+        (policy.shown_rule, policy.k),
+        output.uncertain,
+        policy.confidence,
+        policy.calibrator is not None,
     )
     return Response(body, media_type="application/json")
 
@@ -122,54 +131,6 @@ def register(app: FastAPI) -> None:
     # Before the documentation routes FastAPI adds first (/openapi.json, /docs, ...).
     routes = app.router.routes
     routes.insert(0, routes.pop())
-
-
-def thresholds_with_override(
-    active: np.ndarray, labels: list[str], override: dict[str, float] | None
-) -> np.ndarray:
-    """The active thresholds with a request's per-label override applied (copy if changed)."""
-    if not override:
-        return active
-    position = {label: i for i, label in enumerate(labels)}
-    values = active.copy()
-    for label, value in override.items():
-        if label not in position:
-            _unprocessable(f"thresholds names unknown label '{label}'; labels are {labels}.")
-        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            _unprocessable(f"thresholds['{label}'] is {value}; it must be in [0, 1].")
-        values[position[label]] = value
-    return values
-
-
-_warned_rules: set[tuple[int | None, str, str]] = set()
-
-
-def stored_rule(active: ActiveThresholds, n_labels: int) -> tuple[str, int | None]:
-    """The rule stored with the active set, made safe to apply to `n_labels` labels.
-
-    Sets stored by older releases may hold a `top_k` whose k is absurd (e.g. 2**64, which
-    no JSON encoder writes as an integer) or not an integer at all: k above the number of
-    labels keeps every passing label, so it is clamped to `n_labels`; a rule that cannot
-    be applied falls back to `threshold`, and the log says so once per set.
-    """
-    rule, k = active.decision_rule, active.k
-    if rule == "threshold":
-        return rule, None
-    if rule in ("at_least_one", "exactly_one") and k is None:
-        return rule, None
-    if rule == "top_k" and type(k) is int and k >= 1:
-        return rule, min(k, n_labels)
-    key = (active.set_id, rule, repr(k)[:50])
-    if key not in _warned_rules:
-        _warned_rules.add(key)
-        log.warning(
-            "Threshold set %s stores decision rule %r with k=%s, which cannot be applied; "
-            "using 'threshold'.",
-            active.set_id,
-            rule,
-            key[2],
-        )
-    return "threshold", None
 
 
 def _unprocessable(detail: str) -> None:
