@@ -17,17 +17,28 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-OBJECTIVES: tuple[str, ...] = ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
+OBJECTIVES: tuple[str, ...] = (
+    "f1",
+    "fbeta",
+    "recall_at_precision",
+    "precision_at_recall",
+    "cost",
+    "micro_f1",
+    "micro_fbeta",
+)
 CONSTRAINED_OBJECTIVES: frozenset[str] = frozenset({"recall_at_precision", "precision_at_recall"})
+#: Objectives tuned by the modules of issue 18 (``costs``, ``micro``) rather than the core search.
+JOINT_OBJECTIVES: frozenset[str] = frozenset({"micro_f1", "micro_fbeta"})
 STRATEGIES: tuple[str, ...] = ("shrunk", "per_label", "global")
 DEFAULT_STRATEGY = "shrunk"
-DECISION_RULES: tuple[str, ...] = ("threshold", "at_least_one", "exactly_one", "top_k")
+DECISION_RULES: tuple[str, ...] = ("threshold", "at_least_one", "exactly_one", "top_k", "abstain")
 #: Positives at which a label's own threshold and the shared one weigh the same ("shrunk").
 SHRINKAGE_POSITIVES = 6.0
 #: The threshold every result is compared against.
@@ -209,11 +220,12 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         "target",
         "float",
         None,
-        "The precision or recall floor of the two constrained objectives.",
+        "The precision or recall floor of the two constrained objectives; with "
+        "decision_rule=abstain, the precision of the yes side.",
         minimum=0.0,
         maximum=1.0,
         exclusive_minimum=True,
-        required_when=_CONSTRAINED_CHOICES,
+        required_when=(*_CONSTRAINED_CHOICES, "decision_rule=abstain"),
     ),
     Parameter(
         "min_positives",
@@ -266,10 +278,47 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         exclusive_maximum=True,
     ),
     Parameter(
+        "cost_fp",
+        "float",
+        1.0,
+        "objective=cost: the cost of one false positive; a number, one per label, or a "
+        'map label -> number ("*" = the rest).',
+        minimum=0.0,
+    ),
+    Parameter(
+        "cost_fn",
+        "float",
+        1.0,
+        "objective=cost: the cost of one false negative (a missed positive); a number, one "
+        'per label, or a map label -> number ("*" = the rest).',
+        minimum=0.0,
+    ),
+    Parameter(
+        "npv_target",
+        "float",
+        None,
+        "decision_rule=abstain: the negative predictive value of the no side.",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        required_when=("decision_rule=abstain",),
+    ),
+    Parameter(
+        "wilson_confidence",
+        "float",
+        None,
+        "decision_rule=abstain: count a side only when the Wilson lower bound of its "
+        "precision or NPV at this confidence meets the target (None: the observed share).",
+        minimum=0.5,
+        maximum=1.0,
+        exclusive_maximum=True,
+    ),
+    Parameter(
         "decision_rule",
         "str",
         "threshold",
-        "The /predict rule stored with the set.",
+        "The /predict rule stored with the set; abstain also tunes a lower threshold per "
+        "label (target, npv_target).",
         choices=DECISION_RULES,
         group="decision",
     ),
@@ -344,15 +393,38 @@ class TuningSpec:
     n_bootstrap: int = 0
     seed: int = 0
     confidence: float = 0.9
+    cost_fp: Any = 1.0
+    cost_fn: Any = 1.0
+    decision_rule: str = "threshold"
+    npv_target: float | None = None
+    wilson_confidence: float | None = None
 
     @property
     def constrained(self) -> bool:
         """Whether the objective is a per-label promise (a precision or recall target)."""
         return self.objective in CONSTRAINED_OBJECTIVES
 
+    @property
+    def abstain(self) -> bool:
+        """Whether two thresholds per label are tuned (``decision_rule="abstain"``)."""
+        return self.decision_rule == "abstain"
+
     def params(self) -> dict[str, Any]:
-        """The ``params`` of a result: every field but the objective."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "objective"}
+        """The ``params`` of a result: every field but the objective.
+
+        The options of issue 18 appear only where they apply: the costs under
+        ``objective="cost"``, the abstain targets under ``decision_rule="abstain"``.
+        """
+        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "objective"}
+        for name in ("cost_fp", "cost_fn"):
+            if self.objective != "cost":
+                del found[name]
+            elif isinstance(found[name], np.ndarray):
+                found[name] = found[name].tolist()
+        if not self.abstain:
+            for name in ("decision_rule", "npv_target", "wilson_confidence"):
+                del found[name]
+        return found
 
 
 def check_spec(**arguments: Any) -> TuningSpec:
@@ -376,7 +448,51 @@ def check_spec(**arguments: Any) -> TuningSpec:
         ),
         seed=_check_integer("seed", arguments["seed"], f"an integer from 0 to {MAX_SEED}"),
         confidence=_check_real("confidence", arguments["confidence"], "a number in (0, 1)"),
+        **_check_issue_18(objective, arguments),
     )
+
+
+def _check_issue_18(objective: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Costs, the abstain rule and its targets (maps of costs are resolved by name later)."""
+    found: dict[str, Any] = {}
+    for name in ("cost_fp", "cost_fn"):
+        value = arguments.get(name, 1.0)
+        if _is_real(value) or isinstance(value, bool):
+            value = _check_real(name, value, "a finite number of 0 or more")
+        elif isinstance(value, str) or not isinstance(value, Mapping | Sequence | np.ndarray):
+            raise ValueError(
+                f"{name} must be a number, a sequence with one number per label or a map "
+                f"from label name to number, but got {value!r}."
+            )
+        found[name] = value
+    rule = arguments.get("decision_rule", "threshold")
+    if not isinstance(rule, str) or rule not in DECISION_RULES:
+        raise ValueError(
+            f"decision_rule must be one of {', '.join(DECISION_RULES)}, but got {rule!r}."
+        )
+    found["decision_rule"] = rule
+    npv_target = arguments.get("npv_target")
+    wilson = arguments.get("wilson_confidence")
+    # As target for f1: checked when given, but only decision_rule="abstain" uses them.
+    if npv_target is not None:
+        npv_target = _check_real("npv_target", npv_target, "a number in (0, 1]")
+    if wilson is not None:
+        wilson = _check_real("wilson_confidence", wilson, "a number in [0.5, 1)")
+    if rule == "abstain":
+        if objective != "f1":
+            raise ValueError(
+                "decision_rule='abstain' is tuned from target and npv_target alone; leave "
+                f"objective at 'f1', but got objective={objective!r}."
+            )
+        for name, value in (("target", arguments["target"]), ("npv_target", npv_target)):
+            if value is None:
+                side = "precision of the yes side" if name == "target" else "NPV of the no side"
+                raise ValueError(
+                    f"{name} is required for decision_rule='abstain': the {side} "
+                    "as a number in (0, 1]."
+                )
+    found["npv_target"], found["wilson_confidence"] = npv_target, wilson
+    return found
 
 
 def _is_real(value: Any) -> bool:
@@ -438,6 +554,22 @@ def check_min_positives(min_positives: Any) -> int:
     if min_positives < 0:
         raise ValueError(f"min_positives must be 0 or more, but got {min_positives!r}.")
     return int(min_positives)
+
+
+def check_label_names(label_names: Any, n_labels: int) -> list[str] | None:
+    """Check ``label_names``: None, or ``n_labels`` distinct names (returned as strings)."""
+    if label_names is None:
+        return None
+    if isinstance(label_names, str) or not isinstance(label_names, Sequence | np.ndarray):
+        raise ValueError(f"label_names must be a sequence of names, but got {label_names!r}.")
+    names = [str(name) for name in label_names]
+    if len(names) != n_labels:
+        raise ValueError(
+            f"label_names must have one name per label ({n_labels}), but it has {len(names)}."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError("label_names must be unique, but some names repeat.")
+    return names
 
 
 def check_thresholds(thresholds: Any, n_labels: int) -> torch.Tensor:

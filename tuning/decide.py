@@ -45,6 +45,9 @@ def apply_decision_rule(
       (the multi-class rule, argmax).
     - ``"top_k"``: the ``k`` highest-scoring labels among those that pass
       (fewer when fewer pass). ``k`` is required, an integer >= 1.
+    - ``"abstain"``: the confident yeses, i.e. every label that passes its
+      (upper) threshold, as ``"threshold"``; the review band between a set's
+      lower and upper thresholds comes from :func:`tuning.apply_abstain`.
 
     Ties in score go to the lower label index (argmax and stable sorting).
     """
@@ -54,7 +57,7 @@ def apply_decision_rule(
     values = score_tensor.cpu().to(dtype=score_tensor.dtype).double().numpy()
     passes = values >= limits[None, :]
     rows = np.arange(values.shape[0])
-    if rule == "threshold":
+    if rule in ("threshold", "abstain"):
         return passes
     if rule in ("at_least_one", "exactly_one"):
         top = np.zeros_like(passes)

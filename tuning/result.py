@@ -104,6 +104,14 @@ class TuningResult:
     :func:`tuning.diagnose` of the targets. ``curves`` (with
     ``tune_thresholds(..., return_curves=True)``, else None) holds each label's
     compact :class:`PRCurve` with its threshold's and 0.5's points kept.
+
+    Issue 18: ``lower_thresholds`` (L,) float64 under ``decision_rule="abstain"``
+    (``thresholds`` are then the upper ones); ``objective_report`` holds what
+    the objective adds to :meth:`to_dict`: ``per_label`` (L dicts merged into
+    each label's entry), ``summary`` (merged into the summary) and ``top``
+    (top-level keys). ``estimate`` (issue 20, :mod:`tuning.estimate`) holds the
+    cross-fitted figures: ``macro_f1``/``micro_f1`` dicts with ``expected`` and
+    ``expected_interval``, per label ``expected_f1`` and ``expected_f1_reason``.
     """
 
     thresholds: np.ndarray
@@ -134,6 +142,9 @@ class TuningResult:
     unstable: np.ndarray | None = None
     diagnosis: dict[str, Any] | None = None
     curves: list[PRCurve] | None = None
+    lower_thresholds: np.ndarray | None = None
+    objective_report: dict[str, Any] | None = None
+    estimate: dict[str, Any] | None = None
 
     @classmethod
     def from_outcomes(
@@ -237,7 +248,7 @@ class TuningResult:
             "fallback": float(self.params["fallback"]),
         }
         params.update({key: value for key, value in self.params.items() if key not in params})
-        return {
+        found = {
             "objective": self.objective,
             "strategy": self.strategy,
             "params": params,
@@ -251,6 +262,28 @@ class TuningResult:
             "global_threshold": self.global_threshold,
             "diagnosis": None if self.diagnosis is None else rename_labels(self.diagnosis, names),
         }
+        self._add_reports(found, names)
+        return found
+
+    def _add_reports(self, found: dict[str, Any], names: list[str]) -> None:
+        """Merge the objective's report, the abstain thresholds and the estimate into ``found``."""
+        report = self.objective_report or {}
+        for entry, extra in zip(found["per_label"], report.get("per_label", []), strict=False):
+            entry.update(extra)
+        found["summary"].update(report.get("summary", {}))
+        found.update(report.get("top", {}))
+        if self.lower_thresholds is not None:
+            found["decision_rule"] = "abstain"
+            found["lower_thresholds"] = {
+                name: float(t) for name, t in zip(names, self.lower_thresholds, strict=True)
+            }
+        if self.estimate is not None:
+            for key in ("macro_f1", "micro_f1"):
+                found["summary"][key].update(self.estimate[key])
+            found["summary"]["estimate"] = self.estimate["method"]
+            for j, entry in enumerate(found["per_label"]):
+                entry["expected_f1"] = self.estimate["expected_f1"][j]
+                entry["expected_f1_reason"] = self.estimate["expected_f1_reason"][j]
 
     def _label_source(self, j: int) -> str:
         if self.label_strategy is not None:

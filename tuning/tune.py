@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from labelcut.tuning import _checks, _search, _shared, bootstrap, curves
+from labelcut.tuning import _checks, _search, _shared, bootstrap, curves, objectives
 from labelcut.tuning._checks import DEFAULT_STRATEGY, DEFAULT_THRESHOLD, SHRINKAGE_POSITIVES
 from labelcut.tuning._sorted import Candidates, SortedLabels
 from labelcut.tuning.diagnosis import diagnose
@@ -42,6 +43,12 @@ def tune_thresholds(
     seed: int = 0,
     confidence: float = 0.9,
     return_curves: bool = False,
+    cost_fp: Any = 1.0,
+    cost_fn: Any = 1.0,
+    decision_rule: str = "threshold",
+    npv_target: float | None = None,
+    wilson_confidence: float | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> TuningResult:
     """Choose one decision threshold per label from its precision-recall curve.
 
@@ -89,6 +96,18 @@ def tune_thresholds(
     compact curve with its threshold's and 0.5's operating points kept, equal
     to ``compact_curves(scores, targets, keep=[thresholds, 0.5])``, from the
     same sorted pass.
+
+    Issue 18 (see :mod:`tuning.objectives`): ``objective="cost"`` minimises each
+    label's ``cost_fp * FP + cost_fn * FN`` (each a number, one per label, or a
+    map label name -> number with ``"*"`` for the rest; maps need
+    ``label_names``); per label only (``global`` is refused). ``"micro_f1"`` /
+    ``"micro_fbeta"`` choose all thresholds jointly for the pooled score
+    (strategy "joint"), from this call's pooled threshold. ``decision_rule=
+    "abstain"`` (objective "f1") tunes a lower and an upper threshold per label
+    from ``target`` (yes-side precision) and ``npv_target`` (no-side NPV,
+    optionally at a ``wilson_confidence`` lower bound); ``thresholds`` are the
+    upper ones and ``result.lower_thresholds`` the lower. Other decision rules
+    change nothing here (they are stored with a set for ``/predict``).
     """
     score_tensor = _checks.check_scores(scores)
     target_tensor = _checks.check_targets(targets, tuple(score_tensor.shape))
@@ -103,11 +122,50 @@ def tune_thresholds(
         n_bootstrap=n_bootstrap,
         seed=seed,
         confidence=confidence,
+        cost_fp=cost_fp,
+        cost_fn=cost_fn,
+        decision_rule=decision_rule,
+        npv_target=npv_target,
+        wilson_confidence=wilson_confidence,
     )
     run_on = _checks.resolve_device(device)
     if not isinstance(return_curves, bool):
         raise ValueError(f"return_curves must be True or False, but got {return_curves!r}.")
+    names = _checks.check_label_names(label_names, score_tensor.shape[1])
+    if objectives.handles(spec):
+        return _tune_objective(score_tensor, target_tensor, spec, run_on, return_curves, names)
     return _Tuning(score_tensor, target_tensor, spec, run_on, return_curves).run()
+
+
+def _tune_objective(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    spec: _checks.TuningSpec,
+    device: torch.device,
+    return_curves: bool,
+    label_names: list[str] | None,
+) -> TuningResult:
+    """Issue 18's objectives; micro starts from the pooled threshold of one core pass."""
+    start = None
+    if spec.objective in _checks.JOINT_OBJECTIVES:
+        pooled_spec = replace(
+            spec,
+            objective="f1" if spec.objective == "micro_f1" else "fbeta",
+            strategy="global",
+            n_bootstrap=0,
+        )
+        start = _Tuning(scores, targets, pooled_spec, device, False).run().global_threshold
+    result = objectives.tune_objective(
+        scores, targets, spec, label_names, start_threshold=start, diagnosis=diagnose(targets)
+    )
+    if return_curves:
+        keep = np.stack([result.thresholds, np.full(len(result.thresholds), DEFAULT_THRESHOLD)], 1)
+        # Thresholds above 1 ("predict nothing" at a score of 1.0) are kept as 1.0's point.
+        result = replace(
+            result,
+            curves=curves.compact_curves(scores, targets, keep=np.minimum(keep, 1.0)),
+        )
+    return result
 
 
 class _Tuning:

@@ -312,7 +312,7 @@ def test_top_k_ties_go_to_the_lower_label_index():
 
 
 def test_decision_rules_reject_bad_arguments():
-    assert DECISION_RULES == ("threshold", "at_least_one", "exactly_one", "top_k")
+    assert DECISION_RULES == ("threshold", "at_least_one", "exactly_one", "top_k", "abstain")
     with pytest.raises(ValueError, match="rule must be one of threshold"):
         apply_decision_rule(SCORES, THRESHOLDS, "argmax")
     for bad in (None, 0, -1, 1.5, True):

@@ -62,7 +62,8 @@ def result() -> TuningResult:
 
 
 def test_objectives_tuple():
-    assert OBJECTIVES == ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
+    assert OBJECTIVES[:4] == ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
+    assert OBJECTIVES[4:] == ("cost", "micro_f1", "micro_fbeta")
 
 
 def test_fields_have_contract_types(result):

@@ -19,6 +19,7 @@ from labelcut.tuning import (
     STRATEGIES,
     TUNE_PARAMETERS,
     compact_curves,
+    parameter,
     parameter_fields,
     tune_thresholds,
 )
@@ -261,8 +262,15 @@ def test_parameter_table_matches_tune_thresholds_signature():
     signature = inspect.signature(tune_thresholds).parameters
     tune_fields = [f for f in parameter_fields() if f["group"] == "tune"]
     assert [f["name"] for f in tune_fields] == [
-        name for name in signature if name not in ("scores", "targets", "device", "return_curves")
+        name
+        for name in signature
+        if name not in ("scores", "targets", "device", "return_curves", "label_names")
+        and parameter(name).group == "tune"
     ]
+    # Of the decision options only decision_rule is an argument (abstain tunes two thresholds).
+    assert {
+        name for name in signature if name in {p["name"] for p in parameter_fields("decision")}
+    } == {"decision_rule"}
     for field in tune_fields:
         assert signature[field["name"]].default == field["default"], field["name"]
         if field["choices"] is not None:
