@@ -20,7 +20,17 @@ router = APIRouter(include_in_schema=False)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 # Files of app/ui/ the page loads, with their media types; nothing else is served.
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+# app.js is the page's one entry script; the other modules are its imports.
+_JS = "text/javascript; charset=utf-8"
+ASSETS = {
+    "app.js": _JS,
+    "api.js": _JS,
+    "common.js": _JS,
+    "cards.js": _JS,
+    "panels.js": _JS,
+    "tune.js": _JS,
+    "style.css": "text/css; charset=utf-8",
+}
 # The page's own script and style change with the app: revalidate. plotly.js is
 # addressed by version (?v=...), so browsers may keep it.
 ASSET_CACHE = "no-cache"

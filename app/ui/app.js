@@ -1,10 +1,24 @@
 // labelcut's web page: reads the JSON API, draws each label's precision-recall curve
-// with plotly.js (served by the app) and previews other thresholds from the stored
-// curve. Every text from the server goes into the DOM through textContent.
+// (or a softmax set's risk-coverage curve) with plotly.js (served by the app) and
+// previews other thresholds from the stored curve. Every text from the server goes into
+// the DOM through textContent.
 
-const KEY_STORAGE = "labelcut.adminKey";
-const CONSTRAINED = new Set(["recall_at_precision", "precision_at_recall"]);
-const COLORS = { curve: "#1f5fa8", chosen: "#c0392b", fallback: "#555555", slider: "#1e8449" };
+import { adminKey, api, keepAdminKey } from "./api.js";
+import { PR_KIND, RC_KIND, sliderCard } from "./cards.js";
+import {
+  byId, el, fmt, intervalText, isNumber, percent, shortHash, showMessage, when,
+} from "./common.js";
+import {
+  confidenceText, driftError, expectedCell, expectedText, hasExpected, isSoftmaxSet,
+  renderCalibration, renderDrift, riskCoverageOf,
+} from "./panels.js";
+import { adaptTuneForm, setUpTuneForm, tuneFormSchema } from "./tune.js";
+
+export { operatingIndex } from "./common.js";
+
+const CONSTRAINED = new Set([
+  "recall_at_precision", "precision_at_recall", "coverage_at_accuracy", "accuracy_at_coverage",
+]);
 // The compared sets: first and second (colour-blind-safe blue and orange).
 const PAIR_COLORS = ["#1f5fa8", "#d35400"];
 
@@ -21,124 +35,31 @@ const state = {
 
 // --- small helpers --------------------------------------------------------------------
 
-const byId = (id) => document.getElementById(id);
-
-/** An element with properties (textContent, className, attributes via `attrs`) and children. */
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  const { attrs, dataset, ...rest } = props;
-  Object.assign(node, rest);
-  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
-  Object.assign(node.dataset, dataset || {});
-  for (const child of children) {
-    if (child !== null && child !== undefined) node.append(child);
-  }
-  return node;
-}
-
-function fmt(value, digits = 3) {
-  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "–";
-}
-
-function f1Of(precision, recall) {
-  if (!Number.isFinite(precision) || !Number.isFinite(recall)) return NaN;
-  return precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0;
-}
-
-function shortHash(hash) {
-  return typeof hash === "string" ? hash.slice(0, 12) : "–";
-}
-
-function when(iso) {
-  const date = new Date(iso);
-  const time = el("time", { textContent: iso, attrs: { datetime: iso, title: iso } });
-  if (!Number.isNaN(date.getTime())) {
-    time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-  }
-  return time;
-}
-
+/** The objective and the parameters that shaped a set, in a few words. */
 function objectiveText(objective, params = {}) {
   const parts = [objective];
-  if (objective === "fbeta" && params.beta != null) parts.push(`β ${params.beta}`);
+  if ((objective === "fbeta" || objective === "micro_fbeta") && params.beta != null) {
+    parts.push(`β ${params.beta}`);
+  }
+  if (objective === "cost") {
+    const cost = (value) => (typeof value === "object" ? "by label" : value);
+    if (params.cost_fp != null) parts.push(`cost FP ${cost(params.cost_fp)}`);
+    if (params.cost_fn != null) parts.push(`cost FN ${cost(params.cost_fn)}`);
+  }
   if (CONSTRAINED.has(objective) && params.target != null) parts.push(`target ${params.target}`);
   if (params.min_positives != null && params.min_positives !== 1) {
     parts.push(`min positives ${params.min_positives}`);
   }
   if (params.strategy) parts.push(`${params.strategy} strategy`);
+  if (params.decision_rule === "abstain") {
+    parts.push(params.npv_target != null ? `abstain, NPV ${params.npv_target}` : "abstain");
+  }
+  if (isNumber(params.confidence_threshold)) {
+    parts.push(`confidence ≥ ${fmt(params.confidence_threshold, 3)}`);
+  }
+  const method = params.calibration?.method ?? params.calibration;
+  if (typeof method === "string" && method !== "none") parts.push(`${method} calibration`);
   return parts.join(", ");
-}
-
-function intervalText(value) {
-  if (value === null || value === undefined) return "–";
-  if (Array.isArray(value) && value.length === 2) return `${fmt(value[0])}–${fmt(value[1])}`;
-  if (typeof value === "object") {
-    const low = value.low ?? value.lo ?? value.lower;
-    const high = value.high ?? value.hi ?? value.upper;
-    if (low !== undefined && high !== undefined) return `${fmt(low)}–${fmt(high)}`;
-    return JSON.stringify(value);
-  }
-  return typeof value === "number" ? fmt(value) : String(value);
-}
-
-function showMessage(node, text) {
-  node.textContent = text || "";
-  if (node.classList.contains("error")) node.hidden = !text;
-}
-
-// --- the API --------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-/** FastAPI's `detail`: a sentence, or a list of validation errors. */
-function detailText(detail) {
-  if (typeof detail === "string") return detail;
-  if (Array.isArray(detail)) {
-    return detail
-      .map((item) => {
-        const where = (item.loc || []).filter((part) => part !== "body").join(".");
-        return where ? `${where}: ${item.msg}` : String(item.msg);
-      })
-      .join("; ");
-  }
-  return detail === undefined ? "" : JSON.stringify(detail);
-}
-
-function adminKey() {
-  return sessionStorage.getItem(KEY_STORAGE) || "";
-}
-
-async function api(path, { method = "GET", body, admin = false } = {}) {
-  const headers = { Accept: "application/json" };
-  if (admin && adminKey()) headers.Authorization = `Bearer ${adminKey()}`;
-  let response;
-  try {
-    response = await fetch(path, { method, body, headers, cache: "no-store" });
-  } catch (error) {
-    throw new ApiError(0, `The server did not answer (${error.message}).`);
-  }
-  const text = await response.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    let message = detailText(data?.detail) || text || response.statusText;
-    message = `${response.status}: ${message}`;
-    if (admin && (response.status === 401 || response.status === 403)) {
-      message += " Enter the admin key under “Admin access” and try again.";
-      byId("admin-key").setAttribute("aria-invalid", "true");
-    }
-    throw new ApiError(response.status, message);
-  }
-  return data;
 }
 
 // --- model, active set, history -------------------------------------------------------
@@ -158,6 +79,18 @@ async function loadModel() {
   const model = state.model;
   byId("model-name").textContent = `${model.name} (version ${model.version}, ${model.format})`;
   byId("model-device").textContent = `${model.device}, ${model.dtype}`;
+  if (model.activation) {
+    const kind =
+      model.activation === "softmax"
+        ? "softmax: multi-class, one class per row"
+        : model.activation === "sigmoid"
+          ? "sigmoid: multi-label, each label on its own"
+          : model.activation;
+    const outputs = model.outputs ? `; the module returns ${model.outputs}` : "";
+    byId("model-activation").textContent = `${kind}${outputs}`;
+    byId("model-activation").hidden = false;
+    byId("model-activation-term").hidden = false;
+  }
   byId("model-sha").textContent = shortHash(model.sha256);
   byId("model-sha").title = model.sha256;
   byId("model-label-count").textContent = `${model.labels.length}:`;
@@ -283,6 +216,7 @@ async function activateSet(id) {
   }
   byId("admin-key").removeAttribute("aria-invalid");
   await refreshSets();
+  await loadDrift();
   showMessage(status, `Set ${id} is now active: /predict uses its thresholds.`);
   // The button just pressed is gone (the row is active now); keep focus in the row.
   document.querySelector(`#history-rows button.show-set[data-set-id="${id}"]`)?.focus();
@@ -320,7 +254,7 @@ async function showSet(id, { report = null, focus = false } = {}) {
   state.shownReport = found;
   renderSummary(found);
   renderDiagnosis(found);
-  renderLabelTable(found.per_label);
+  renderLabelTable(found);
   if (focus) byId("set-detail").focus();
   await showCurves(id, found, token);
 }
@@ -334,10 +268,35 @@ function renderSummary(report) {
     when(info.created_at),
     ` on ${info.n_samples} rows (data sha256 `,
     el("span", { className: "mono", title: info.data_sha256, textContent: shortHash(info.data_sha256) }),
-    `). Macro-F1 ${fmt(summary.macro_f1.tuned)} (${fmt(summary.macro_f1.default)} at 0.5), ` +
-      `micro-F1 ${fmt(summary.micro_f1.tuned)} (${fmt(summary.micro_f1.default)} at 0.5). `,
+    "). ",
+    ...summaryFigures(summary).map((text) => el("span", { className: "figure", textContent: text })),
     info.active ? el("strong", { className: "badge", textContent: "Active" }) : "Not active.",
   );
+}
+
+/** The set's summary sentences: F1 in sample (and expected on new data), cost, review. */
+function summaryFigures(summary = {}) {
+  const sentences = [];
+  const f1 = (name, pair) =>
+    `${name} ${fmt(pair.tuned)} in sample (${fmt(pair.default)} at 0.5)${expectedText(pair)}. `;
+  if (summary.macro_f1) sentences.push(f1("Macro-F1", summary.macro_f1));
+  if (summary.micro_f1) sentences.push(f1("Micro-F1", summary.micro_f1));
+  const micro = summary.micro_fbeta;
+  if (micro && isNumber(micro.tuned)) {
+    const start = isNumber(micro.start) ? `, ${fmt(micro.start)} at the shared start` : "";
+    const interval = micro.interval ? `, interval ${intervalText(micro.interval)}` : "";
+    sentences.push(
+      `Micro F-beta ${fmt(micro.tuned)} (${fmt(micro.default)} at 0.5${start}${interval}). `,
+    );
+  }
+  const cost = summary.cost;
+  if (cost && isNumber(cost.tuned)) {
+    sentences.push(`Total cost of errors ${fmt(cost.tuned, 2)} (${fmt(cost.default, 2)} at 0.5). `);
+  }
+  if (isNumber(summary.review_share)) {
+    sentences.push(`${percent(summary.review_share)} of the (row, label) pairs go to review. `);
+  }
+  return sentences;
 }
 
 function diagnosisMessages(report) {
@@ -363,11 +322,51 @@ const OPTIONAL_COLUMNS = [
   { key: "unstable", title: "Stability", text: (v) => (v ? "unstable" : "stable") },
 ];
 
-function renderLabelTable(perLabel) {
+/** The lower threshold of label i of an abstain set: its row's, else the set's params. */
+function lowerThreshold(report, row, i) {
+  if (isNumber(row.lower)) return row.lower;
+  const lower = report.threshold_set?.params?.lower_thresholds;
+  if (Array.isArray(lower)) return lower[i];
+  return lower && typeof lower === "object" ? lower[row.label] : undefined;
+}
+
+// Columns of the wave-2 objectives and estimate: shown when the set has their fields.
+const FIGURE_COLUMNS = [
+  {
+    title: "Expected F1 on new data (90%)",
+    has: (report) => hasExpected(report),
+    cell: (row) => expectedCell(row),
+  },
+  {
+    title: "Cost",
+    has: (report) => report.per_label.some((row) => isNumber(row.cost)),
+    cell: (row) => el("td", { className: "num", textContent: fmt(row.cost, 2) }),
+  },
+  {
+    title: "Cost at 0.5",
+    has: (report) => report.per_label.some((row) => isNumber(row.at_default?.cost)),
+    cell: (row) => el("td", { className: "num", textContent: fmt(row.at_default?.cost, 2) }),
+  },
+  {
+    title: "Lower threshold",
+    has: (report) => report.per_label.some((row, i) => isNumber(lowerThreshold(report, row, i))),
+    cell: (row, i, report) =>
+      el("td", { className: "num", textContent: fmt(lowerThreshold(report, row, i), 4) }),
+  },
+  {
+    title: "Sent to review",
+    has: (report) => report.per_label.some((row) => isNumber(row.review_share)),
+    cell: (row) => el("td", { className: "num", textContent: percent(row.review_share) }),
+  },
+];
+
+function renderLabelTable(report) {
+  const perLabel = report.per_label ?? [];
+  const figures = FIGURE_COLUMNS.filter((col) => col.has(report));
   const optional = OPTIONAL_COLUMNS.filter((col) => perLabel.some((row) => row[col.key] != null));
   const titles = [
-    "Label", "Status", "Threshold", "Precision", "Recall", "F1", "Support", "Predicted",
-    "F1 at 0.5", ...optional.map((col) => col.title),
+    "Label", "Status", "Threshold", "Precision", "Recall", "F1 (in sample)", "Support",
+    "Predicted", "F1 at 0.5", ...figures.map((col) => col.title), ...optional.map((col) => col.title),
   ];
   byId("labels-head").replaceChildren(
     ...titles.map((title) => el("th", { scope: "col", textContent: title })),
@@ -384,6 +383,7 @@ function renderLabelTable(perLabel) {
       el("td", { className: "num", textContent: String(row.support) }),
       el("td", { className: "num", textContent: String(row.predicted_positives) }),
       el("td", { className: "num", textContent: fmt(row.at_default?.f1) }),
+      ...figures.map((col) => col.cell(row, i, report)),
       ...optional.map((col) =>
         el("td", { textContent: row[col.key] == null ? "–" : col.text(row[col.key]) }),
       ),
@@ -395,247 +395,70 @@ function renderLabelTable(perLabel) {
 
 // --- curves ---------------------------------------------------------------------------
 
-/** The operating point for threshold t: the smallest stored threshold >= t, else the end. */
-export function operatingIndex(thresholds, t) {
-  let low = 0;
-  let high = thresholds.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (thresholds[mid] < t) low = mid + 1;
-    else high = mid;
-  }
-  return low;
-}
-
-function pointAt(curve, index) {
-  const precision = curve.precision[index];
-  const recall = curve.recall[index];
-  return { precision, recall, f1: f1Of(precision, recall) };
-}
-
-function pointText(threshold, point) {
-  return (
-    `threshold ${fmt(threshold, 3)}: precision ${fmt(point.precision)}, ` +
-    `recall ${fmt(point.recall)}, F1 ${fmt(point.f1)}`
-  );
-}
-
 function clearCurves() {
   for (const plot of state.plots) window.Plotly?.purge(plot);
   state.plots = [];
   byId("curves").replaceChildren();
+  byId("rc-card").replaceChildren();
+  byId("risk-coverage").hidden = true;
+  byId("calibration").hidden = true;
 }
 
+/**
+ * The set's charts: each label's precision-recall curve (when stored), a softmax set's
+ * risk-coverage curve, and a calibrated set's reliability diagram.
+ */
 async function showCurves(id, report, token) {
   const status = byId("curves-status");
-  let data;
+  let data = null;
+  let failure = null;
   try {
     data = await api(`/thresholds/${id}/curves`);
   } catch (error) {
-    if (token !== state.token) return;
-    clearCurves();
-    showMessage(status, `No curves for set ${id}. ${error.message}`);
-    return;
+    failure = error;
   }
   if (token !== state.token) return;
   clearCurves();
+  const riskCoverage = riskCoverageOf(report, data);
+  const prCurves = data?.curves ?? [];
+  // A softmax set answers with its confidence curve; per-class PR curves are optional.
+  const onlyConfidence = Boolean(riskCoverage) && prCurves.length === 0;
+  byId("curves-heading").hidden = onlyConfidence;
+  byId("curves-hint").hidden = onlyConfidence;
   if (!window.Plotly) {
     showMessage(status, "plotly.js did not load, so the curves cannot be drawn.");
     return;
   }
-  const statuses = new Map(report.per_label.map((row) => [row.label, row.status]));
-  const cards = data.curves.map((curve, i) => curveCard(curve, i, statuses.get(curve.label)));
+  if (riskCoverage) {
+    byId("rc-summary").textContent = confidenceText(riskCoverage);
+    byId("risk-coverage").hidden = false;
+    const card = sliderCard(riskCoverage, 0, {
+      kind: RC_KIND,
+      title: "answered rows",
+      plots: state.plots,
+    });
+    byId("rc-card").replaceChildren(card.node);
+    card.draw();
+  }
+  renderCalibration(report, state.plots)?.();
+  if (failure && !riskCoverage) {
+    showMessage(status, `No curves for set ${id}. ${failure.message}`);
+    return;
+  }
+  const statuses = new Map((report.per_label ?? []).map((row) => [row.label, row.status]));
+  const cards = prCurves.map((curve, i) => {
+    const labelStatus = statuses.get(curve.label);
+    const note = labelStatus && labelStatus !== "ok" ? `(${labelStatus}: 0.5 kept)` : null;
+    return sliderCard(curve, i, { kind: PR_KIND, title: curve.label, note, plots: state.plots });
+  });
   byId("curves").replaceChildren(...cards.map((card) => card.node));
   for (const card of cards) card.draw();
-  showMessage(status, `${cards.length} curves, at most ${data.max_points} points each.`);
-}
-
-function curveCard(curve, index, labelStatus) {
-  const node = byId("curve-template").content.firstElementChild.cloneNode(true);
-  node.id = `curve-${index}`;
-  node.dataset.label = curve.label;
-  const sliderId = `slider-${index}`;
-  const numberId = `threshold-${index}`;
-  const chosen = pointAt(curve, curve.chosen_index);
-  const fallback = pointAt(curve, curve.default_index);
-
-  const title = node.querySelector(".curve-title");
-  title.id = `curve-title-${index}`;
-  title.textContent = curve.label;
-  if (labelStatus && labelStatus !== "ok") {
-    title.append(" ", el("span", { className: "warn", textContent: `(${labelStatus}: 0.5 kept)` }));
-  }
-  const plot = node.querySelector(".plot");
-  plot.setAttribute(
-    "aria-label",
-    `Precision-recall curve of ${curve.label}. Tuned ${pointText(curve.threshold, chosen)}. ` +
-      `At ${pointText(curve.default_threshold, fallback)}.`,
-  );
-  const slider = node.querySelector(".slider");
-  const number = node.querySelector(".number");
-  slider.id = sliderId;
-  number.id = numberId;
-  const sliderLabel = node.querySelector(".slider-label");
-  sliderLabel.htmlFor = sliderId;
-  sliderLabel.textContent = `Threshold for ${curve.label}`;
-  const numberLabel = node.querySelector(".number-label");
-  numberLabel.htmlFor = numberId;
-  numberLabel.textContent = `Exact threshold for ${curve.label}`;
-  number.step = "any";
-  const reset = node.querySelector(".reset");
-  reset.setAttribute("aria-label", `Back to the tuned threshold of ${curve.label}`);
-  const readout = node.querySelector(".readout");
-  readout.htmlFor = `${sliderId} ${numberId}`;
-
-  let frame = 0;
-  let pending = null;
-  function show(threshold, index, source) {
-    const point = pointAt(curve, index);
-    const text = pointText(threshold, point);
-    readout.replaceChildren(
-      el("span", { className: "readout-item", textContent: `Precision ${fmt(point.precision)}` }),
-      el("span", { className: "readout-item", textContent: `Recall ${fmt(point.recall)}` }),
-      el("span", { className: "readout-item", textContent: `F1 ${fmt(point.f1)}` }),
-      el("span", {
-        className: "readout-item muted",
-        textContent: `tuned F1 ${fmt(chosen.f1)}, at 0.5 F1 ${fmt(fallback.f1)}`,
-      }),
-    );
-    readout.dataset.precision = String(point.precision);
-    readout.dataset.recall = String(point.recall);
-    readout.dataset.f1 = String(point.f1);
-    slider.setAttribute("aria-valuetext", text);
-    if (source !== "slider") slider.value = String(threshold);
-    if (source !== "number") number.value = threshold.toFixed(4);
-    pending = point;
-    if (!frame && plot.data) {
-      frame = requestAnimationFrame(() => {
-        frame = 0;
-        window.Plotly.restyle(plot, { x: [[pending.recall]], y: [[pending.precision]] }, [3]);
-      });
-    }
-  }
-  function fromThreshold(threshold, source) {
-    if (!Number.isFinite(threshold)) return;
-    const t = Math.min(1, Math.max(0, threshold));
-    show(t, operatingIndex(curve.thresholds, t), source);
-  }
-  slider.addEventListener("input", () => fromThreshold(slider.valueAsNumber, "slider"));
-  number.addEventListener("input", () => fromThreshold(number.valueAsNumber, "number"));
-  reset.addEventListener("click", () => show(curve.threshold, curve.chosen_index, "reset"));
-
-  function draw() {
-    const custom = curve.thresholds.map((t) => `score ≥ ${fmt(t, 4)}`);
-    custom.push("nothing predicted");
-    const marker = (point, name, symbol, color, size) => ({
-      x: [point.recall],
-      y: [point.precision],
-      mode: "markers",
-      name,
-      marker: { symbol, color, size, line: { color: "#ffffff", width: 1 } },
-      hovertemplate: `${name}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>`,
-    });
-    const traces = [
-      {
-        x: curve.recall,
-        y: curve.precision,
-        customdata: custom,
-        mode: "lines",
-        name: "curve",
-        line: { color: COLORS.curve, width: 2 },
-        hovertemplate: "%{customdata}<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>",
-      },
-      marker(chosen, `tuned ${fmt(curve.threshold, 3)}`, "diamond", COLORS.chosen, 11),
-      marker(fallback, "0.5", "square", COLORS.fallback, 10),
-      marker(chosen, "slider", "circle-open", COLORS.slider, 19),
-    ];
-    traces[3].marker.line = { color: COLORS.slider, width: 3 };
-    const layout = {
-      height: 260,
-      margin: { l: 48, r: 12, t: 8, b: 40 },
-      showlegend: false,
-      xaxis: { title: { text: "Recall" }, range: [-0.02, 1.02], zeroline: false },
-      yaxis: { title: { text: "Precision" }, range: [-0.02, 1.05], zeroline: false },
-      paper_bgcolor: "rgba(0,0,0,0)",
-      plot_bgcolor: "#fbfbfd",
-      font: { family: "system-ui, sans-serif", size: 12 },
-    };
-    window.Plotly.newPlot(plot, traces, layout, { displayModeBar: false, responsive: true });
-    state.plots.push(plot);
-    show(curve.threshold, curve.chosen_index, "reset");
-  }
-  return { node, draw };
-}
-
-// --- the tune form --------------------------------------------------------------------
-
-function syncRuleFields() {
-  byId("tune-k-field").hidden = byId("tune-decision-rule").value !== "top_k";
-}
-
-function syncObjectiveFields() {
-  const objective = byId("tune-objective").value;
-  byId("tune-beta-field").hidden = objective !== "fbeta";
-  byId("tune-target-field").hidden = !CONSTRAINED.has(objective);
-  byId("tune-target-label").textContent =
-    objective === "precision_at_recall"
-      ? "Recall floor (0 to 1]"
-      : "Precision floor (0 to 1]";
-}
-
-async function submitTune(event) {
-  event.preventDefault();
-  const status = byId("tune-status");
-  const error = byId("tune-error");
-  showMessage(error, "");
-  const file = byId("tune-file").files[0];
-  if (!file) {
-    showMessage(error, "Choose a validation file first.");
-    byId("tune-file").focus();
-    return;
-  }
-  const objective = byId("tune-objective").value;
-  const form = new FormData();
-  form.append("file", file, file.name);
-  form.append("objective", objective);
-  if (objective === "fbeta" && byId("tune-beta").value !== "") {
-    form.append("beta", byId("tune-beta").value);
-  }
-  if (CONSTRAINED.has(objective)) form.append("target", byId("tune-target").value);
-  form.append("strategy", byId("tune-strategy").value);
-  form.append("min_positives", byId("tune-min-positives").value || "1");
-  const rule = byId("tune-decision-rule").value;
-  form.append("decision_rule", rule);
-  if (rule === "top_k") form.append("k", byId("tune-k").value || "1");
-  form.append("n_bootstrap", byId("tune-n-bootstrap").value || "0");
-  form.append("activate", byId("tune-activate").checked ? "true" : "false");
-
-  const button = byId("tune-submit");
-  button.disabled = true;
-  byId("tune-form").setAttribute("aria-busy", "true");
-  showMessage(status, `Tuning on ${file.name}…`);
-  let report;
-  try {
-    report = await api("/tune-thresholds", { method: "POST", body: form, admin: true });
-  } catch (failure) {
-    showMessage(status, "");
-    showMessage(error, `Tuning failed. ${failure.message}`);
-    return;
-  } finally {
-    button.disabled = false;
-    byId("tune-form").removeAttribute("aria-busy");
-  }
-  byId("admin-key").removeAttribute("aria-invalid");
-  const info = report.threshold_set;
-  const macro = report.summary.macro_f1;
   showMessage(
     status,
-    `Set ${info.id} tuned on ${info.n_samples} rows: macro-F1 ${fmt(macro.tuned)} ` +
-      `(${fmt(macro.default)} at 0.5)${info.active ? ", now active" : ", not activated"}.`,
+    cards.length ? `${cards.length} curves, at most ${data.max_points} points each.` : "",
   );
-  await refreshSets();
-  await showSet(info.id, { report });
 }
+
 
 // --- evaluate a set on a file ---------------------------------------------------------
 
@@ -801,7 +624,7 @@ function drawComparison() {
   const described = [];
   found.forEach((curve, i) => {
     if (!curve) return;
-    const chosen = pointAt(curve, curve.chosen_index);
+    const chosen = PR_KIND.point(curve, curve.chosen_index);
     const color = PAIR_COLORS[i];
     traces.push({
       x: curve.recall,
@@ -819,7 +642,7 @@ function drawComparison() {
       marker: { symbol: i === 0 ? "diamond" : "star", color, size: 14, line: { color: "#fff", width: 1 } },
       hovertemplate: `set ${ids[i]} chosen<br>recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>`,
     });
-    described.push(`set ${ids[i]} chose ${pointText(curve.threshold, chosen)}`);
+    described.push(`set ${ids[i]} chose ${PR_KIND.text(curve.threshold, chosen)}`);
   });
   plot.dataset.label = label;
   plot.dataset.traces = String(traces.length);
@@ -864,12 +687,11 @@ function setUpAdminKey() {
   byId("admin-form").addEventListener("submit", (event) => event.preventDefault());
   input.addEventListener("input", () => {
     input.removeAttribute("aria-invalid");
-    if (input.value) sessionStorage.setItem(KEY_STORAGE, input.value);
-    else sessionStorage.removeItem(KEY_STORAGE);
+    keepAdminKey(input.value);
     describe();
   });
   byId("admin-key-clear").addEventListener("click", () => {
-    sessionStorage.removeItem(KEY_STORAGE);
+    keepAdminKey("");
     input.value = "";
     input.removeAttribute("aria-invalid");
     describe();
@@ -877,21 +699,53 @@ function setUpAdminKey() {
   describe();
 }
 
+// --- drift of the served scores ---------------------------------------------------------
+
+/** GET /drift into its panel; the panel stays hidden on a server without the route. */
+async function loadDrift({ announce = false } = {}) {
+  const section = byId("drift");
+  const status = byId("drift-status");
+  driftError("");
+  let data;
+  try {
+    data = await api("/drift");
+  } catch (error) {
+    // FastAPI's own 404 for a route it does not have: this server has no drift figures.
+    if (error.status === 404 && / Not Found$/.test(error.message)) {
+      section.hidden = true;
+      return;
+    }
+    section.hidden = false;
+    showMessage(status, "");
+    driftError(`No drift figures. ${error.message}`);
+    return;
+  }
+  section.hidden = false;
+  const found = renderDrift(data ?? {}, state.model?.labels ?? []);
+  const drifted = found.rows.filter((row) => row.drifted).length;
+  showMessage(
+    status,
+    announce ? `Drift refreshed: ${drifted} of ${found.rows.length} labels drifted.` : "",
+  );
+}
+
 // --- start ----------------------------------------------------------------------------
 
 async function start() {
   setUpAdminKey();
-  byId("tune-objective").addEventListener("change", syncObjectiveFields);
-  byId("tune-form").addEventListener("submit", submitTune);
-  byId("tune-decision-rule").addEventListener("change", syncRuleFields);
+  setUpTuneForm(async (report) => {
+    await refreshSets();
+    await showSet(report.threshold_set.id, { report });
+  });
+  byId("drift-refresh").addEventListener("click", () => loadDrift({ announce: true }));
   byId("evaluate-form").addEventListener("submit", submitEvaluate);
   byId("compare-form").addEventListener("submit", submitCompare);
   byId("compare-label").addEventListener("change", drawComparison);
-  syncObjectiveFields();
-  syncRuleFields();
   try {
     await loadModel();
-    const [, items] = await Promise.all([loadActive(), loadHistory()]);
+    const [, items, schema] = await Promise.all([loadActive(), loadHistory(), tuneFormSchema()]);
+    adaptTuneForm(state.model, schema);
+    await loadDrift();
     const wanted = /^#set=(\d+)$/.exec(location.hash);
     const id = wanted ? Number(wanted[1]) : (state.activeId ?? items[0]?.id ?? null);
     if (id !== null) await showSet(id);
