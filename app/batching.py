@@ -27,9 +27,9 @@ The stages, in order:
   requests that share a policy (or a thresholds array) are decided in one call.
 - **split** (worker thread): one slice per request, in order; the number of
   output rows must equal the number of input rows.
+- **observe** (worker thread, just before delivering): the served rows and their labels
+  go to the policy's drift window (``labelcut.app.drift_monitor``; queued, cheap).
 - **deliver** (event loop): a single callback per pass resolves every future.
-- **observe** (worker thread, after delivering): the served rows and their labels go to
-  the policy's drift window (``labelcut.app.drift_monitor``).
 
 If a pass over several requests raises, each request is retried alone, so the
 error reaches only the request that caused it. ``close()`` refuses new requests,
@@ -348,8 +348,10 @@ class Batcher:
                     refused[offset:stop] = True  # answered 422: nothing of it was served
             answers.append((job.future, BatchOutput(scores, part, flags, nonfinite, uncertain)))
             offset = stop
-        _deliver(answers)
+        # Counted before the answers go out, so that a client that has its answer finds
+        # its rows in /metrics (`add` only queues them: the window's work is amortised).
         _observe(groups, refused)
+        _deliver(answers)
 
 
 #: One job's (served scores, labels, uncertain) ``(n, L)`` each (labels None without a

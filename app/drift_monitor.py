@@ -6,7 +6,7 @@ to one active snapshot: when an activation installs another, the window is empti
 rows decided under the previous snapshot (still in flight) are dropped.
 
 Feeding is cheap and off the event loop: the batch worker hands each pass's rows to
-`add` after it has answered the pass's requests; `add` only queues the arrays, and they
+`add` just before it answers the pass's requests; `add` only queues the arrays, and they
 are folded into the window once `FLUSH_ROWS` rows are pending, or when the window is read
 (`/metrics`, `/drift`), so the per-call cost of the window is paid once per a few
 hundred rows.
