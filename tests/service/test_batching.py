@@ -16,6 +16,7 @@ import pytest
 
 from labelcut import tuning
 from labelcut.app.batching import Batcher, BatcherClosed
+from labelcut.app.decisions import Policy
 from labelcut.models import load_model
 
 from .conftest import make_client, wait_ready
@@ -355,3 +356,45 @@ def test_non_finite_outputs_are_found_per_request(model, rows):
     assert not np.isfinite(model.predict_proba(huge[1:])).all()  # the premise
     assert fine.nonfinite_row is None and np.isfinite(fine.proba).all()
     assert bad.nonfinite_row == 1
+
+
+class _Recorder:
+    """Stands in for the DriftMonitor: records what a policy hands it."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    def add(self, snapshot, scores, flags) -> None:
+        self.rows.append(np.array(scores))
+
+
+def test_a_shared_policy_decides_the_pass_and_counts_only_answered_rows(model, rows):
+    spy = SpyModel(model)
+    recorder = _Recorder()
+    n_labels = len(model.labels)
+    lower, upper = np.full(n_labels, 0.2), np.full(n_labels, 0.6)
+    policy = Policy("abstain", upper, lower=lower, drift=recorder, snapshot="s")
+    huge = rows[:2].copy()
+    huge[1] = 3e38  # finite inputs that overflow inside the model
+
+    async def scenario():
+        batcher = Batcher(lambda: spy, max_batch_size=64, max_wait=0.0)
+        try:
+            return await _queue_behind_a_held_pass(
+                batcher, spy, rows[:1], [rows[1:4], huge, rows[4:6]], policy=policy
+            )
+        finally:
+            await batcher.close()
+
+    head, a, bad, b = asyncio.run(scenario())
+    assert spy.calls == [1, 7]  # the three queued requests shared one pass
+    assert bad.nonfinite_row == 1 and a.nonfinite_row is None and b.nonfinite_row is None
+    for out, x in ((head, rows[:1]), (a, rows[1:4]), (b, rows[4:6])):
+        p = model.predict_proba(x).astype(np.float64)
+        np.testing.assert_allclose(out.proba, p, atol=1e-6)
+        assert np.array_equal(out.decisions, p >= upper)
+        assert np.array_equal(out.uncertain, (p >= lower) & (p < upper))
+    # The refused request's rows were not counted; the others were, pass by pass.
+    counted = np.concatenate(recorder.rows)
+    expected = np.concatenate([head.proba, a.proba, b.proba])
+    np.testing.assert_allclose(counted, expected, atol=0)
