@@ -81,68 +81,82 @@ def _format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _format_multiclass(report: dict[str, Any]) -> str:
+    """A softmax set's figures: the confidence threshold, coverage and accuracy, per class."""
+    found = report["multiclass"]
+    header = f"{'class':<20} {'precision':>9} {'recall':>6} {'support':>7} {'predicted':>9}"
+    lines = [header, "-" * len(header)]
+    for row in found["per_class"]:
+        lines.append(
+            f"{row['label'][:20]:<20} {row['precision']:>9.3f} {row['recall']:>6.3f} "
+            f"{row['support']:>7d} {row['predicted']:>9d}"
+        )
+    lines += [
+        "",
+        f"confidence threshold {found['threshold']:.6g} ({found['objective']}, target "
+        f"{found['params']['target']:g}, status {found['status']})",
+        f"coverage {found['coverage']:.4f} ({found['answered']} of {found['n_samples']} rows "
+        f"answered); accuracy of answered rows {found['accuracy']:.4f}; "
+        f"overall (argmax) accuracy {found['overall_accuracy']:.4f}",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from labelcut.app.scoring import score_inputs
-    from labelcut.app.service import TuneParams, label_curves, sha256_of_file, tune_scores
+    from labelcut.app.service import sha256_of_file, tune_data
+    from labelcut.app.tune_form import OptionError, check_options
     from labelcut.app.uploads import InputSpec, UploadError, detect_format, read_validation_file
     from labelcut.models import load_model
+    from labelcut.tuning import TUNE_PARAMETERS
 
     settings = _settings_from_flags(args, ("model_dir", "device"))
     path = Path(args.data)
-    if (args.decision_rule == "top_k") != (args.k is not None):
-        print(
-            "labelcut tune: --k goes with --decision-rule top_k, and only with it.", file=sys.stderr
-        )
-        return 2
     try:
         model = load_model(settings.model_dir, device=settings.device)
-        if args.k is not None and not 1 <= args.k <= len(model.labels):
-            raise ValueError(f"--k must be 1 to the model's {len(model.labels)} labels.")
+        sent = {p.name: getattr(args, p.name) for p in TUNE_PARAMETERS}
+        activation = getattr(model, "activation", "sigmoid")
+        params = check_options(sent, activation=activation, n_labels=len(model.labels))
         spec = InputSpec(list(model.labels), tuple(model.input_shape), model.feature_names)
         fmt = detect_format(path.name, None)
         with path.open("rb") as fh:
             data_sha256 = sha256_of_file(fh)
             data = read_validation_file(fh, fmt, spec, max_data_bytes=settings.max_data_bytes)
-        if data.scores is not None:
-            scores = data.scores
-        else:
-            with tqdm(total=data.n_samples, unit="rows", desc="scoring", file=sys.stderr) as bar:
-                scores = score_inputs(model, data.inputs, progress=bar.update)
-        params = TuneParams(
-            objective=args.objective,
-            beta=args.beta,
-            target=args.target,
-            min_positives=args.min_positives,
-            strategy=args.strategy,
-            n_bootstrap=args.n_bootstrap,
-            seed=args.seed,
-            decision_rule=args.decision_rule,
-            k=args.k,
-        )
-        result = tune_scores(
-            scores, data.targets, params, device=settings.device, return_curves=bool(args.out)
-        )
+        with tqdm(total=data.n_samples, unit="rows", desc="scoring", file=sys.stderr) as bar:
+            tuned = tune_data(
+                model,
+                data,
+                params,
+                device=settings.device,
+                with_curves=bool(args.out),
+                progress=bar.update,
+            )
+    except OptionError as exc:
+        print(f"labelcut tune: --{exc.field.replace('_', '-')}: {exc}", file=sys.stderr)
+        return 2
     except (OSError, UploadError, ValueError) as exc:
         print(f"labelcut tune: {exc}", file=sys.stderr)
         return 2
-    labels = list(model.labels)
-    report = result.to_dict(label_names=labels)
-    print(_format_table(report))
-    if args.decision_rule != "threshold":
-        k = f" (k={args.k})" if args.k is not None else ""
-        print(f"decision rule for /predict: {args.decision_rule}{k}")
+    report = dict(tuned.report)
+    if "multiclass" in report:
+        print(_format_multiclass(report))
+    else:
+        print(_format_table(report))
+    if activation != "softmax" and params.decision_rule != "threshold":
+        k = f" (k={params.k})" if params.k is not None else ""
+        print(f"decision rule for /predict: {params.decision_rule}{k}")
     if args.out:
         # What `labelcut push` needs to store it as a set: the model it was tuned for,
         # the data's hash, the /predict rule, and the curves the page plots.
         report.update(
             model={"name": model.name, "sha256": model.sha256},
             data_sha256=data_sha256,
-            decision_rule=args.decision_rule,
-            k=args.k,
-            curves=label_curves(result, labels),
+            decision_rule=params.decision_rule,
+            k=params.k,
         )
+        if tuned.curves is not None:
+            report["curves"] = tuned.curves
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"\nwrote {args.out}")
     return 0
@@ -209,32 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("data", help="validation file (.npz, .csv or .parquet)")
     tune.add_argument("--model", dest="model_dir", help="model bundle directory")
     tune.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    tune.add_argument(
-        "--objective",
-        default="f1",
-        choices=["f1", "fbeta", "recall_at_precision", "precision_at_recall"],
-    )
-    tune.add_argument("--beta", type=float, default=1.0)
-    tune.add_argument("--target", type=float, default=None)
-    tune.add_argument("--min-positives", dest="min_positives", type=int, default=1)
-    tune.add_argument(
-        "--strategy",
-        default="shrunk",
-        choices=["shrunk", "per_label", "global"],
-        help="shrunk (default): per-label pulled toward one shared threshold for rare labels",
-    )
-    tune.add_argument(
-        "--n-bootstrap", dest="n_bootstrap", type=int, default=200, help="0: no intervals"
-    )
-    tune.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    tune.add_argument(
-        "--decision-rule",
-        dest="decision_rule",
-        default="threshold",
-        choices=["threshold", "at_least_one", "exactly_one", "top_k"],
-        help="the /predict rule stored with the set when it is pushed",
-    )
-    tune.add_argument("--k", type=int, default=None, help="labels kept by top_k (>= 1)")
+    # One flag per tuning option, from tuning's parameter table (issue 13).
+    from labelcut.app.tune_form import add_tune_flags
+
+    add_tune_flags(tune)
     tune.add_argument("--out", help="write the full result as JSON to this file")
     tune.set_defaults(func=cmd_tune)
 

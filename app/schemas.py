@@ -6,9 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Objective = Literal["f1", "fbeta", "recall_at_precision", "precision_at_recall"]
-Strategy = Literal["shrunk", "per_label", "global"]
-DecisionRule = Literal["threshold", "at_least_one", "exactly_one", "top_k"]
+from labelcut import tuning
+
+# From tuning's one parameter object (issue 13): a new choice there is a choice here.
+Objective = Literal[tuple(dict.fromkeys((*tuning.OBJECTIVES, *tuning.MULTICLASS_OBJECTIVES)))]
+Strategy = Literal[tuning.parameter("strategy").choices]
+DecisionRule = Literal[tuning.parameter("decision_rule").choices]
 
 _YEAST_ROW = [0.0] * 103  # one row of the bundled yeast model's 103 standardised-able features
 
@@ -105,6 +108,9 @@ class DefaultPoint(BaseModel):
 
 
 class LabelReport(BaseModel):
+    # The objectives of issue 18 add their own figures (cost, lower/upper, review share...).
+    model_config = ConfigDict(extra="allow")
+
     label: str
     threshold: float
     status: str = Field(
@@ -136,6 +142,8 @@ class TunedVsDefault(BaseModel):
 
 
 class Summary(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. cost, micro_fbeta, review_share
+
     macro_f1: TunedVsDefault
     micro_f1: TunedVsDefault
 
@@ -155,15 +163,62 @@ class ThresholdSetInfo(BaseModel):
     )
     k: int | None = None
     archived: bool = Field(default=False, description="Hidden from the default history.")
+    activation: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid",
+        description="The model's activation when tuned: softmax sets hold one confidence "
+        "threshold (params.confidence_threshold) and answer the argmax, or abstain below it.",
+    )
+
+
+class ClassReport(BaseModel):
+    label: str
+    precision: float = Field(description="Right / answered as this class (1 when none).")
+    recall: float = Field(description="Right / rows of this class.")
+    support: int
+    predicted: int
+    at_default: dict[str, float] = Field(description="The same with every row answered.")
+
+
+class MulticlassReport(BaseModel):
+    """A softmax set: one confidence threshold on the top probability."""
+
+    decision_rule: Literal["exactly_one"] = "exactly_one"
+    objective: str
+    params: dict[str, Any]
+    n_samples: int
+    status: str = Field(description="ok | target_unreachable (then every row is answered).")
+    threshold: float = Field(description="Answer a row iff its top probability >= threshold.")
+    coverage: float = Field(description="Share of rows answered.")
+    accuracy: float = Field(description="Accuracy on the answered rows (1 when none).")
+    answered: int
+    overall_accuracy: float = Field(description="Argmax accuracy on every row.")
+    per_class: list[ClassReport] | None = None
+
+
+class RiskCoverage(BaseModel):
+    """The risk-coverage curve: point i < m answers rows with top probability >=
+    thresholds[i]; the last point answers none (coverage 0, accuracy 1)."""
+
+    thresholds: list[float]
+    coverage: list[float]
+    accuracy: list[float]
+    chosen_index: int
+    default_index: int
 
 
 class ThresholdSetReport(BaseModel):
-    """A stored set with everything measured when it was tuned."""
+    """A stored set with everything measured when it was tuned: per-label figures
+    (multi-label sets) or `multiclass` and `risk_coverage` (softmax sets)."""
 
     threshold_set: ThresholdSetInfo
     thresholds: dict[str, float]
-    per_label: list[LabelReport]
-    summary: Summary
+    per_label: list[LabelReport] | None = None
+    summary: Summary | None = None
+    multiclass: MulticlassReport | None = None
+    risk_coverage: RiskCoverage | None = None
+    lower_thresholds: dict[str, float] | None = Field(
+        default=None, description="decision_rule abstain: the lower threshold per label."
+    )
     strategy: str | None = None
     global_threshold: float | None = Field(
         default=None, description="The shared threshold (optimal for the pooled objective)."
@@ -193,7 +248,8 @@ class ActiveThresholdsResponse(BaseModel):
 
 
 class HistoryItem(ThresholdSetInfo):
-    summary: Summary
+    summary: Summary | None = None
+    multiclass: MulticlassReport | None = None
 
 
 class HistoryResponse(BaseModel):
@@ -224,5 +280,11 @@ class LabelCurve(BaseModel):
 
 class CurvesResponse(BaseModel):
     threshold_set_id: int
+    kind: Literal["precision_recall", "risk_coverage"] = Field(
+        default="precision_recall",
+        description="precision_recall: `curves`, one per label; risk_coverage (softmax "
+        "sets): `risk_coverage`, and `curves` is empty.",
+    )
     max_points: int
     curves: list[LabelCurve]
+    risk_coverage: RiskCoverage | None = None

@@ -7,6 +7,7 @@ even while another is being activated.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from labelcut.app.store import (
     database_url_from,
 )
 from labelcut.app.store.engine import locate
+from labelcut.app.tune_form import TuneParams, tune_keywords
 from labelcut.app.uploads import InputSpec, UploadError, ValidationData
 from labelcut.models import LoadedModel, load_model
 from labelcut.models.files import sha256_file
@@ -68,17 +70,29 @@ class ActiveThresholds:
         return None if self.set is None else self.set.id
 
 
+__all__ = ["ActiveThresholds", "Service", "TuneParams", "TunedSet", "tune_data", "tune_scores"]
+
+# What a multi-label set keeps of its report (beside params and thresholds).
+RESULT_KEYS = (
+    "per_label",
+    "summary",
+    "strategy",
+    "global_threshold",
+    "diagnosis",
+    "lower_thresholds",
+)
+
+
 @dataclass(frozen=True)
-class TuneParams:
-    objective: str = "f1"
-    beta: float = 1.0
-    target: float | None = None
-    min_positives: int = 1
-    strategy: str = tuning.DEFAULT_STRATEGY
-    n_bootstrap: int = 200
-    seed: int = 0
-    decision_rule: str = "threshold"  # stored with the set: /predict's default rule
-    k: int | None = None
+class TunedSet:
+    """A tune's outcome, ready to store: the set's `params`, `thresholds` (model label
+    order), the `result` kept with it, the full `report`, and the curves (or None)."""
+
+    params: dict[str, Any]
+    thresholds: list[float]
+    result: dict[str, Any]
+    report: dict[str, Any]
+    curves: list[dict[str, Any]] | None
 
 
 class Service:
@@ -333,28 +347,20 @@ class Service:
         store = self.require_store()
         if not store.health.reachable:  # known lost: answer 503 before the work, not after
             raise StoreUnavailable(store.health.error or "The threshold store is unreachable.")
-        scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
-        _require_finite_scores(scores)
-        result = tune_scores(
-            scores, data.targets, params, device=self.settings.device, return_curves=True
-        )
-        report = result.to_dict(label_names=list(model.labels))
+        tuned = tune_data(model, data, params, device=self.settings.device)
         new = NewThresholdSet(
             model_name=model.name,
             model_sha256=model.sha256,
             labels=list(model.labels),
             objective=params.objective,
-            params={**report["params"], "decision_rule": params.decision_rule, "k": params.k},
+            params=tuned.params,
             data_sha256=data_sha256,
             n_samples=data.n_samples,
-            thresholds=[float(t) for t in result.thresholds],
-            result={
-                key: report.get(key)
-                for key in ("per_label", "summary", "strategy", "global_threshold", "diagnosis")
-            },
+            thresholds=tuned.thresholds,
+            result=tuned.result,
         )
-        curves = label_curves(result, list(model.labels))
-        stored = store.save(new, activate=activate, curves=curves)
+        report = tuned.report
+        stored = store.save(new, activate=activate, curves=tuned.curves)
         if activate:
             self._refresh_after_write()
         log.info(
@@ -367,6 +373,92 @@ class Service:
         return stored, report
 
 
+def model_scores(model: LoadedModel, data: ValidationData, progress: Any = None) -> np.ndarray:
+    """The validation rows' probabilities (n, L): the file's own, or the model's (checked
+    finite). `progress(rows)` is called as the model scores batches."""
+    if data.scores is not None:
+        return data.scores
+    scores = score_inputs(model, data.inputs, progress=progress)
+    _require_finite_scores(scores)
+    return scores
+
+
+def tune_data(
+    model: LoadedModel,
+    data: ValidationData,
+    params: TuneParams,
+    *,
+    device: str,
+    with_curves: bool = True,
+    progress: Any = None,
+) -> TunedSet:
+    """Score (if needed) and tune `data` for `model`: per-label thresholds for a sigmoid
+    model, the confidence threshold for a softmax one. Blocking.
+
+    Raises `UploadError` (422) for softmax data whose rows do not have exactly one label,
+    with `NotMultiClassError`'s message, before any scoring.
+    """
+    labels = list(model.labels)
+    if getattr(model, "activation", "sigmoid") == "softmax":
+        classes = _classes_of(data, labels)
+        scores = model_scores(model, data, progress)
+        return _tune_softmax(scores, classes, params, labels)
+    scores = model_scores(model, data, progress)
+    result = tune_scores(
+        scores, data.targets, params, device=device, return_curves=with_curves, labels=labels
+    )
+    report = result.to_dict(label_names=labels)
+    stored_params = {**report["params"], "decision_rule": params.decision_rule, "k": params.k}
+    lower = getattr(result, "lower_thresholds", None)
+    if lower is not None:  # decision_rule "abstain": the lower thresholds, aligned with labels
+        stored_params["lower_thresholds"] = [float(t) for t in lower]
+    return TunedSet(
+        params=stored_params,
+        thresholds=[float(t) for t in result.thresholds],
+        result={key: report.get(key) for key in RESULT_KEYS},
+        report=report,
+        curves=label_curves(result, labels) if with_curves else None,
+    )
+
+
+def _classes_of(data: ValidationData, labels: list[str]) -> np.ndarray:
+    if data.classes is not None:
+        return data.classes
+    try:
+        return tuning.class_indices(data.targets, class_names=labels)
+    except tuning.NotMultiClassError as exc:
+        raise UploadError(str(exc)) from None
+
+
+def _tune_softmax(
+    scores: np.ndarray, classes: np.ndarray, params: TuneParams, labels: list[str]
+) -> TunedSet:
+    """The confidence threshold from the exact risk-coverage curve; stored as SPEC-wave2
+    says: `params.confidence_threshold`, thresholds `[t] * C`, the curve in the result."""
+    found = tuning.tune_confidence_threshold(
+        scores, classes, params.objective, target=params.target
+    )
+    multiclass = found.to_dict(label_names=labels, max_points=CURVE_POINTS)
+    curve = multiclass.pop("curve")
+    stored = {"activation": "softmax", "multiclass": multiclass, "risk_coverage": curve}
+    return TunedSet(
+        params={
+            "activation": "softmax",
+            "decision_rule": "exactly_one",
+            "k": None,
+            "confidence_threshold": float(found.threshold),
+            **multiclass["params"],
+        },
+        thresholds=[float(found.threshold)] * len(labels),
+        result=stored,
+        report={**stored, "params": multiclass["params"], "objective": params.objective},
+        curves=None,  # GET /thresholds/{id}/curves answers the result's risk_coverage
+    )
+
+
+_TUNE_ARGUMENTS = frozenset(inspect.signature(tuning.tune_thresholds).parameters)
+
+
 def tune_scores(
     scores: np.ndarray,
     targets: np.ndarray,
@@ -374,24 +466,25 @@ def tune_scores(
     *,
     device: str,
     return_curves: bool = False,
+    labels: list[str] | None = None,
 ) -> tuning.TuningResult:
-    """`tuning.tune_thresholds` with a tune's parameters: the service and `labelcut tune`.
+    """`tuning.tune_thresholds` with a tune's options: every option sent that it takes
+    (`tune_form.tune_keywords`), so a new option of the parameter table flows through.
 
     `return_curves=True` also keeps each label's compact PR curve from the tune's own
-    sorted pass (no second sort), for `label_curves`.
+    sorted pass (no second sort), for `label_curves`. `labels` name the columns (cost maps
+    are keyed by label).
     """
+    keywords = tune_keywords(params, _TUNE_ARGUMENTS.__contains__)
+    if labels is not None and "label_names" in _TUNE_ARGUMENTS:
+        keywords["label_names"] = labels
     return tuning.tune_thresholds(
         scores,
         targets,
         params.objective,
-        beta=params.beta,
-        target=params.target,
-        min_positives=params.min_positives,
         device=device,
-        strategy=params.strategy,
-        n_bootstrap=params.n_bootstrap,
-        seed=params.seed,
         return_curves=return_curves,
+        **keywords,
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import (
     APIRouter,
     Depends,
@@ -24,24 +24,21 @@ from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_paramet
 from labelcut.app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
-    DecisionRule,
     ErrorResponse,
     HistoryResponse,
-    Objective,
-    Strategy,
     ThresholdSetReport,
     TuneReport,
 )
-from labelcut.app.scoring import score_inputs
 from labelcut.app.service import (
     CURVE_POINTS,
     Service,
     TuneParams,
     decision_rule_of,
     sha256_of_file,
-    tune_scores,
+    tune_data,
 )
 from labelcut.app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
+from labelcut.app.tune_form import OptionError, check_options, tune_form
 from labelcut.app.uploads import (
     UploadError,
     ValidationData,
@@ -52,13 +49,6 @@ from labelcut.app.uploads import (
 
 # Every route here refuses query parameters and form fields it does not declare (422).
 router = APIRouter(tags=["thresholds"], dependencies=[Depends(reject_unknown_parameters)])
-
-# F-beta uses beta**2, which overflows to inf (and F-beta to NaN) past ~1.3e154.
-MAX_BETA = 1e6
-# Bounds where the numbers enter, before any is used or stored: k is checked against the
-# model's labels too; min_positives past any row count means "every label falls back".
-MAX_K = 1_000_000
-MAX_MIN_POSITIVES = 2**31 - 1
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 503)
@@ -80,6 +70,7 @@ def set_info(service: Service, found: ThresholdSet) -> dict[str, Any]:
         "decision_rule": rule,
         "k": k,
         "archived": found.archived,
+        "activation": found.params.get("activation", "sigmoid"),
     }
 
 
@@ -91,40 +82,27 @@ def set_report(service: Service, found: ThresholdSet) -> dict[str, Any]:
     }
 
 
-# What a stored set's report holds besides its identity and thresholds.
-_REPORT_KEYS = ("per_label", "summary", "strategy", "global_threshold", "diagnosis")
+# What a stored set's report holds besides its identity and thresholds: the multi-label
+# figures, or a softmax set's confidence figures (`multiclass`) and its risk-coverage curve.
+_REPORT_KEYS = (
+    "per_label",
+    "summary",
+    "strategy",
+    "global_threshold",
+    "diagnosis",
+    "lower_thresholds",
+    "multiclass",
+    "risk_coverage",
+)
 
 
 def _form_error(field: str, message: str, value: Any) -> RequestValidationError:
     """A 422 in FastAPI's own shape, naming the form field."""
+    if isinstance(value, float) and not math.isfinite(value):
+        value = str(value)  # JSON has no inf or NaN
     return RequestValidationError(
         [{"type": "value_error", "loc": ["body", field], "msg": message, "input": value}]
     )
-
-
-def _check_params(
-    objective: str,
-    beta: float | None,
-    target: float | None,
-    decision_rule: str,
-    k: int | None,
-    n_labels: int,
-) -> None:
-    if decision_rule == "top_k" and k is None:
-        raise HTTPException(422, detail="decision_rule 'top_k' needs the form field 'k' (>= 1).")
-    if decision_rule != "top_k" and k is not None:
-        raise HTTPException(422, detail="k is only used with decision_rule 'top_k'.")
-    if k is not None and k > n_labels:
-        raise _form_error(
-            "k", f"k must be at most the model's number of labels ({n_labels}); got {k}.", k
-        )
-    if beta is not None and not 0 < beta <= MAX_BETA:
-        raise HTTPException(422, detail=f"beta must be > 0 and at most {MAX_BETA:g}; got {beta}.")
-    needs_target = objective in ("recall_at_precision", "precision_at_recall")
-    if needs_target and target is None:
-        raise HTTPException(422, detail=f"objective '{objective}' needs the form field 'target'.")
-    if target is not None and not 0 < target <= 1:
-        raise HTTPException(422, detail=f"target must be in (0, 1]; got {target}.")
 
 
 def _report_without_storing(
@@ -132,21 +110,13 @@ def _report_without_storing(
 ) -> dict[str, Any]:
     """The figures `Service.tune` stores, for `store=false`: score, tune, report."""
     model = service.loaded_model
-    scores = data.scores if data.scores is not None else score_inputs(model, data.inputs)
-    bad = ~np.isfinite(scores).all(axis=1)
-    if bad.any():
-        raise UploadError(
-            f"Row {int(np.argmax(bad)) + 1} of the inputs drives the model to a non-finite "
-            "output: its values are too large for float32 arithmetic."
-        )
-    result = tune_scores(scores, data.targets, params, device=service.settings.device)
+    tuned = tune_data(model, data, params, device=service.settings.device, with_curves=False)
     labels = list(model.labels)
-    report = result.to_dict(label_names=labels)
     return {
         "stored": False,
         "threshold_set": None,
-        "thresholds": dict(zip(labels, (float(t) for t in result.thresholds), strict=True)),
-        **{key: report.get(key) for key in _REPORT_KEYS},
+        "thresholds": dict(zip(labels, tuned.thresholds, strict=True)),
+        **{key: tuned.result.get(key) for key in _REPORT_KEYS},
     }
 
 
@@ -184,14 +154,7 @@ async def tune_thresholds(
     service: ReadyService,
     runner: Annotated[TuneRunner, Depends(tune_runner)],
     file: Annotated[UploadFile, File(description="Validation data: .npz, .csv or .parquet.")],
-    objective: Annotated[Objective, Form()] = "f1",
-    beta: Annotated[float | None, Form(description="F-beta's beta, in (0, 1e6].")] = None,
-    target: Annotated[
-        float | None, Form(description="Precision or recall floor in (0, 1].")
-    ] = None,
-    min_positives: Annotated[
-        int, Form(ge=0, le=MAX_MIN_POSITIVES, description="Fewer positives: fallback.")
-    ] = 1,
+    options: Annotated[dict[str, Any], Depends(tune_form)],
     activate: Annotated[
         bool | None, Form(description="Make the new set active (default true when stored).")
     ] = None,
@@ -199,41 +162,18 @@ async def tune_thresholds(
         bool,
         Form(description="Store the new set; false answers the report and stores nothing."),
     ] = True,
-    strategy: Annotated[
-        Strategy,
-        Form(
-            description="shrunk (default): per-label thresholds pulled toward one shared "
-            "threshold as a label's positives get fewer; per_label: each label's own optimum; "
-            "global: one shared threshold."
-        ),
-    ] = "shrunk",
-    n_bootstrap: Annotated[
-        int, Form(ge=0, le=10_000, description="Bootstrap replicates for intervals; 0: none.")
-    ] = 200,
-    seed: Annotated[int, Form(ge=0, le=2**32 - 1, description="Bootstrap seed.")] = 0,
-    decision_rule: Annotated[
-        DecisionRule, Form(description="The /predict rule stored with this set.")
-    ] = "threshold",
-    k: Annotated[
-        int | None,
-        Form(ge=1, le=MAX_K, description="Labels kept by top_k: 1 to the number of labels."),
-    ] = None,
 ) -> dict[str, Any]:
-    _check_params(objective, beta, target, decision_rule, k, len(service.loaded_model.labels))
+    model = service.loaded_model
+    try:
+        params = check_options(
+            options,
+            activation=getattr(model, "activation", "sigmoid"),
+            n_labels=len(model.labels),
+        )
+    except OptionError as exc:
+        raise _form_error(exc.field, str(exc), options.get(exc.field)) from exc
     if not store and activate:
         raise _form_error("activate", "activate=true needs store=true: nothing is stored.", True)
-    needs_target = objective in ("recall_at_precision", "precision_at_recall")
-    params = TuneParams(
-        objective=objective,
-        beta=1.0 if beta is None else beta,
-        target=target if needs_target else None,
-        min_positives=min_positives,
-        strategy=strategy,
-        n_bootstrap=n_bootstrap,
-        seed=seed,
-        decision_rule=decision_rule,
-        k=k,
-    )
     limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
     try:
         fmt = detect_format(file.filename, file.content_type)
@@ -300,8 +240,23 @@ def history(
         offset=offset,
     )
     return {
-        "items": [{**set_info(service, item), "summary": item.result["summary"]} for item in found]
+        "items": [
+            {
+                **set_info(service, item),
+                "summary": item.result.get("summary"),
+                "multiclass": _multiclass_summary(item),
+            }
+            for item in found
+        ]
     }
+
+
+def _multiclass_summary(found: ThresholdSet) -> dict[str, Any] | None:
+    """A softmax set's headline figures (its report without the per-class table)."""
+    multiclass = found.result.get("multiclass")
+    if multiclass is None:
+        return None
+    return {key: value for key, value in multiclass.items() if key != "per_class"}
 
 
 def _get_or_404(service: Service, set_id: int) -> ThresholdSet:
@@ -329,12 +284,25 @@ def threshold_set(set_id: int, service: ReadyService) -> dict[str, Any]:
 )
 def threshold_set_curves(set_id: int, service: ReadyService) -> dict[str, Any]:
     found = _get_or_404(service, set_id)
+    if found.result.get("risk_coverage") is not None:  # a softmax set: one confidence curve
+        return {
+            "threshold_set_id": found.id,
+            "kind": "risk_coverage",
+            "max_points": CURVE_POINTS,
+            "curves": [],
+            "risk_coverage": found.result["risk_coverage"],
+        }
     curves = service.store.curves(found.id)
     if curves is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"Threshold set {set_id} has no stored curves."
         )
-    return {"threshold_set_id": found.id, "max_points": CURVE_POINTS, "curves": curves}
+    return {
+        "threshold_set_id": found.id,
+        "kind": "precision_recall",
+        "max_points": CURVE_POINTS,
+        "curves": curves,
+    }
 
 
 @router.post(

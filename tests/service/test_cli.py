@@ -109,7 +109,7 @@ def test_tune_decision_rule_goes_into_the_json(tmp_path, capsys):
     assert "--k" in capsys.readouterr().err
     assert main([*args, "--k", "2"]) == 2
     assert main([*args, "--decision-rule", "top_k", "--k", "15"]) == 2
-    assert "--k must be 1 to the model's 14 labels" in capsys.readouterr().err
+    assert "k must be at most the model's number of labels (14)" in capsys.readouterr().err
 
 
 def test_push_reports_an_unreadable_file_and_no_server(tmp_path, capsys):
