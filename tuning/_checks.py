@@ -314,6 +314,13 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         exclusive_maximum=True,
     ),
     Parameter(
+        "estimate",
+        "bool",
+        True,
+        "Also report what to expect on new data: a 5-fold cross-fitted macro-F1, micro-F1 "
+        "and per-label F1 with 90% intervals (false turns it off).",
+    ),
+    Parameter(
         "decision_rule",
         "str",
         "threshold",
@@ -398,6 +405,7 @@ class TuningSpec:
     decision_rule: str = "threshold"
     npv_target: float | None = None
     wilson_confidence: float | None = None
+    estimate: bool = True
 
     @property
     def constrained(self) -> bool:
@@ -415,7 +423,12 @@ class TuningSpec:
         The options of issue 18 appear only where they apply: the costs under
         ``objective="cost"``, the abstain targets under ``decision_rule="abstain"``.
         """
-        found = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "objective"}
+        # estimate changes no threshold: it is not a parameter of the result.
+        found = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("objective", "estimate")
+        }
         for name in ("cost_fp", "cost_fn"):
             if self.objective != "cost":
                 del found[name]
@@ -492,6 +505,10 @@ def _check_issue_18(objective: str, arguments: dict[str, Any]) -> dict[str, Any]
                     "as a number in (0, 1]."
                 )
     found["npv_target"], found["wilson_confidence"] = npv_target, wilson
+    estimate = arguments.get("estimate", True)
+    if not isinstance(estimate, bool | np.bool_):
+        raise ValueError(f"estimate must be True or False, but got {estimate!r}.")
+    found["estimate"] = bool(estimate)
     return found
 
 

@@ -20,6 +20,7 @@ no two distinct scores are ever merged.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,13 +50,18 @@ def work_dtypes(score_dtype: torch.dtype) -> tuple[type[np.floating], type[np.si
 
 
 def label_block(
-    scores: torch.Tensor, targets: torch.Tensor, start: int, stop: int
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    start: int,
+    stop: int,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Copy labels ``start:stop`` out of ``(n, L)`` inputs as C-ordered ``(C, n)`` arrays.
 
     Returns scores in the work float dtype and targets as uint8 0/1. The copy
     goes through tiles of rows: transposing a tile that fits in cache is several
     times faster than numpy's transposing copy of the whole strided block.
+    ``rows`` (a permutation of the rows, optional) puts the rows in that order.
     """
     float_dtype, _ = work_dtypes(scores.dtype)
     block = scores[:, start:stop].cpu()
@@ -68,8 +74,9 @@ def label_block(
     labels = np.empty((n_labels, n_samples), dtype=np.uint8)
     for row in range(0, n_samples, _TILE_ROWS):
         tile = slice(row, row + _TILE_ROWS)
-        values[:, tile] = source_scores[tile].T
-        labels[:, tile] = source_targets[tile].T
+        picked = tile if rows is None else rows[tile]
+        values[:, tile] = source_scores[picked].T
+        labels[:, tile] = source_targets[picked].T
     return values, labels
 
 
@@ -309,25 +316,58 @@ class SortedLabels:
             for row in range(keys.shape[0])
         ]
 
-    def walk(self, handle: Callable[[int, Candidates], T], *, keep: bool = False) -> list[T]:
+    def walk(
+        self,
+        handle: Callable[[int, Candidates], T],
+        *,
+        keep: bool = False,
+        segments: tuple[np.ndarray, np.ndarray] | None = None,
+        segment_handle: Callable[[int, Candidates, list[np.ndarray]], None] | None = None,
+    ) -> list[T]:
         """``handle(label, candidates)`` for every label, sorting each; results in label order.
 
         Each block is copied out, packed into keys and sorted (numpy releases
         the GIL while sorting, so the threads use separate cores). Only one
         label's candidates per thread are alive at a time.
+
+        ``segments = (order, bounds)`` (row subsets, e.g. folds): the block is
+        copied in the row ``order``, a copy of its keys is sorted segment by
+        segment (``bounds``: where each starts in ``order``), and
+        ``segment_handle(label, candidates, [sorted keys of each segment])`` is
+        called before ``handle``. The whole label's keys are the same as without.
         """
 
         def run(start: int) -> list[T]:
             stop = min(start + self.block_labels, self.n_labels)
-            values, labels = label_block(self.scores, self.targets, start, stop)
+            order = None if segments is None else segments[0]
+            values, labels = label_block(self.scores, self.targets, start, stop, order)
             keys = pack_keys(values, labels)
             del values, labels
+            if segments is not None and segment_handle is not None:
+                return self._with_segments(start, keys, segments[1], keep, handle, segment_handle)
             keys.sort(axis=1)
             if keep:
                 self._kept[start] = keys
             return self._each_row(start, keys, handle)
 
         return self._blocks(run)
+
+    def _with_segments(self, start, keys, bounds, keep, handle, segment_handle) -> list:
+        """:meth:`walk`'s block with its rows cut into sorted segments as well."""
+        parts = keys.copy()
+        for low, high in itertools.pairwise(bounds.tolist()):
+            parts[:, low:high].sort(axis=1)
+        keys.sort(axis=1)
+        if keep:
+            self._kept[start] = keys
+        scratch = Scratch(keys.shape[1], keys.dtype)
+        results = []
+        for row in range(keys.shape[0]):
+            candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
+            pieces = [parts[row, a:b] for a, b in itertools.pairwise(bounds.tolist())]
+            segment_handle(start + row, candidates, pieces)
+            results.append(handle(start + row, candidates))  # its caches stay valid
+        return results
 
     def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:
         """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them."""

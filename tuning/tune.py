@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcut.tuning import _checks, _search, _shared, bootstrap, curves, objectives
+from labelcut.tuning import _checks, _search, _shared, bootstrap, curves, estimate, objectives
 from labelcut.tuning._checks import DEFAULT_STRATEGY, DEFAULT_THRESHOLD, SHRINKAGE_POSITIVES
 from labelcut.tuning._sorted import Candidates, SortedLabels
 from labelcut.tuning.diagnosis import diagnose
@@ -49,6 +49,7 @@ def tune_thresholds(
     npv_target: float | None = None,
     wilson_confidence: float | None = None,
     label_names: Sequence[str] | None = None,
+    estimate: bool = True,
 ) -> TuningResult:
     """Choose one decision threshold per label from its precision-recall curve.
 
@@ -108,6 +109,10 @@ def tune_thresholds(
     optionally at a ``wilson_confidence`` lower bound); ``thresholds`` are the
     upper ones and ``result.lower_thresholds`` the lower. Other decision rules
     change nothing here (they are stored with a set for ``/predict``).
+
+    ``estimate=True`` (issue 20, :mod:`tuning.estimate`) also reports what to
+    expect on new data in ``result.estimate``: 5-fold cross-fitted macro-F1,
+    micro-F1 and per-label F1 with 90% intervals, from the same sorted pass.
     """
     score_tensor = _checks.check_scores(scores)
     target_tensor = _checks.check_targets(targets, tuple(score_tensor.shape))
@@ -127,6 +132,7 @@ def tune_thresholds(
         decision_rule=decision_rule,
         npv_target=npv_target,
         wilson_confidence=wilson_confidence,
+        estimate=estimate,
     )
     run_on = _checks.resolve_device(device)
     if not isinstance(return_curves, bool):
@@ -158,6 +164,8 @@ def _tune_objective(
     result = objectives.tune_objective(
         scores, targets, spec, label_names, start_threshold=start, diagnosis=diagnose(targets)
     )
+    if spec.estimate:
+        result = replace(result, estimate=_refit_estimate(scores, targets, spec, label_names))
     if return_curves:
         keep = np.stack([result.thresholds, np.full(len(result.thresholds), DEFAULT_THRESHOLD)], 1)
         # Thresholds above 1 ("predict nothing" at a score of 1.0) are kept as 1.0's point.
@@ -166,6 +174,30 @@ def _tune_objective(
             curves=curves.compact_curves(scores, targets, keep=np.minimum(keep, 1.0)),
         )
     return result
+
+
+def _refit_estimate(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    spec: _checks.TuningSpec,
+    label_names: list[str] | None,
+) -> dict[str, Any]:
+    """The estimate of issue 18's objectives: each fold's thresholds from a tune of the
+    other folds' rows (these objectives have their own sorted passes, so it re-sorts)."""
+    if scores.shape[0] < estimate.MIN_ROWS:
+        return estimate.unavailable(scores.shape[1])
+    plan = estimate.FoldPlan.build(targets, spec.seed)
+    folds = torch.from_numpy(plan.folds.astype(np.int64))
+    inner = replace(spec, n_bootstrap=0, estimate=False)
+    thresholds = np.stack(
+        [
+            objectives.tune_objective(
+                scores[folds != fold], targets[folds != fold], inner, label_names
+            ).thresholds
+            for fold in range(plan.n_folds)
+        ]
+    )
+    return estimate.estimate_from_thresholds(scores, targets, plan, thresholds, spec.seed)
 
 
 class _Tuning:
@@ -189,6 +221,17 @@ class _Tuning:
             if self.needs_shared
             else None
         )
+        self.folds = None
+        if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
+            plan = estimate.FoldPlan.build(targets, spec.seed)
+            self.folds = estimate.FoldTuning(
+                plan,
+                spec,
+                scores.shape[1],
+                scores.dtype,
+                self.sorted.float_dtype,
+                self.pooled_counts,
+            )
 
     def run(self) -> TuningResult:
         """Steps 2 to 5, in order."""
@@ -215,6 +258,17 @@ class _Tuning:
             unstable=None if intervals is None else intervals.unstable,
             diagnosis=diagnose(self.targets),
             curves=[f["curve"] for f in figures] if self.return_curves else None,
+            estimate=self._estimate(),
+        )
+
+    def _estimate(self) -> dict[str, Any] | None:
+        """Step 6 (issue 20): the out-of-fold figures from each fold's thresholds."""
+        if not self.spec.estimate:
+            return None
+        if self.folds is None:
+            return estimate.unavailable(self.scores.shape[1])
+        return estimate.estimate_from_thresholds(
+            self.scores, self.targets, self.folds.plan, self.folds.thresholds(), self.spec.seed
         )
 
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
@@ -223,7 +277,7 @@ class _Tuning:
         own_torch = None
         if not on_cpu:
             own_torch = _search.tune_labels_torch(self.scores, self.targets, spec, self.device)
-            if not self.needs_shared and not self.per_label_extras:
+            if not self.needs_shared and not self.per_label_extras and self.folds is None:
                 return own_torch, [{} for _ in own_torch.statuses]
 
         def first_look(label: int, candidates: Candidates):
@@ -237,7 +291,16 @@ class _Tuning:
                 return own, {}
             return own, self._figures(label, candidates, threshold, None)
 
-        parts = self.sorted.walk(first_look, keep=self.needs_shared)
+        if self.folds is None:
+            parts = self.sorted.walk(first_look, keep=self.needs_shared)
+        else:
+            plan = self.folds.plan
+            parts = self.sorted.walk(
+                first_look,
+                keep=self.needs_shared,
+                segments=(plan.order, plan.bounds),
+                segment_handle=self.folds.add_label,
+            )
         if own_torch is None:
             own = LabelOutcomes.concatenate([part[0] for part in parts])
         else:

@@ -84,6 +84,9 @@ def test_summary_metrics(result):
     assert result.micro_f1 == pytest.approx(micro)
 
 
+ESTIMATE_KEYS = {"expected_f1", "expected_f1_reason"}
+
+
 def test_to_dict_shape_and_json(result):
     data = result.to_dict(label_names=["Class1", "Class2", "Class3"])
     assert set(data) == {
@@ -102,17 +105,22 @@ def test_to_dict_shape_and_json(result):
     assert list(data["thresholds"]) == ["Class1", "Class2", "Class3"]
     assert data["thresholds"]["Class3"] == 0.5
     for j, entry in enumerate(data["per_label"]):
-        assert set(entry) == PER_LABEL_KEYS | NEW_PER_LABEL_KEYS
+        assert set(entry) == PER_LABEL_KEYS | NEW_PER_LABEL_KEYS | ESTIMATE_KEYS
         assert set(entry["at_default"]) == AT_DEFAULT_KEYS
         assert entry["threshold_interval"] is None and entry["unstable"] is None
         assert entry["strategy"] == ("per_label" if entry["status"] == "ok" else "fallback")
         assert entry["threshold"] == result.thresholds[j]
         assert entry["at_default"]["threshold"] == 0.5
         assert type(entry["support"]) is int and type(entry["f1"]) is float
-    assert data["summary"] == {
-        "macro_f1": {"tuned": result.macro_f1, "default": result.default_macro_f1},
-        "micro_f1": {"tuned": result.micro_f1, "default": result.default_micro_f1},
-    }
+    summary = data["summary"]
+    assert set(summary) == {"macro_f1", "micro_f1", "estimate"}
+    for key, tuned, default in (
+        ("macro_f1", result.macro_f1, result.default_macro_f1),
+        ("micro_f1", result.micro_f1, result.default_micro_f1),
+    ):
+        assert set(summary[key]) == {"tuned", "default", "expected", "expected_interval"}
+        assert (summary[key]["tuned"], summary[key]["default"]) == (tuned, default)
+    assert result.estimate is not None and isinstance(summary["estimate"], str)
     assert json.loads(json.dumps(data, allow_nan=False)) == data
 
 

@@ -1,0 +1,125 @@
+"""The cross-fitted estimate of issue 20: folds, per-fold tunes and the pooled figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labelcut.tuning import estimate as est
+from labelcut.tuning import tune_thresholds
+
+
+def synthetic(n: int, seed: int, prevalence=(0.05, 0.15, 0.3, 0.45)):
+    """Scores with a known optimum: positives ~ U(0.35, 1), negatives ~ U(0, 0.65)."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random((n, len(prevalence))) < np.array(prevalence)
+    noise = rng.random(targets.shape)
+    scores = np.where(targets, 0.35 + 0.65 * noise, 0.65 * noise)
+    return scores, targets.astype(np.uint8)
+
+
+def test_folds_spread_every_label_s_positives():
+    rng = np.random.default_rng(0)
+    targets = np.zeros((500, 4), dtype=np.uint8)
+    for label, count in enumerate((10, 7, 23, 250)):
+        targets[rng.choice(500, count, replace=False), label] = 1
+    folds = est.spread_folds(torch.from_numpy(targets), 5, seed=1)
+    for label, count in enumerate((10, 7, 23, 250)):
+        per_fold = np.bincount(folds[targets[:, label] == 1], minlength=5)
+        # The rarest labels are dealt first: within one; a common label within 10% of its share.
+        assert per_fold.max() - per_fold.min() <= (1 if count < 25 else 5), (label, per_fold)
+    sizes = np.bincount(folds, minlength=5)
+    assert sizes.max() - sizes.min() <= 1
+
+
+@pytest.mark.parametrize(
+    "objective, extra",
+    [("f1", {}), ("fbeta", {"beta": 2.0}), ("recall_at_precision", {"target": 0.7})],
+)
+def test_each_fold_is_tuned_exactly_as_a_tune_of_the_other_folds(objective, extra):
+    scores, targets = synthetic(1500, 2)
+    scores = np.round(scores, 3)  # ties
+    result = tune_thresholds(
+        scores, targets, objective, strategy="per_label", n_bootstrap=0, **extra
+    )
+    plan = est.FoldPlan.build(torch.from_numpy(targets), seed=0)
+    oof = np.zeros(targets.shape, dtype=bool)
+    for fold in range(5):
+        train = plan.folds != fold
+        own = tune_thresholds(
+            scores[train],
+            targets[train],
+            objective,
+            strategy="per_label",
+            n_bootstrap=0,
+            estimate=False,
+            **extra,
+        )
+        oof[~train] = scores[~train] >= own.thresholds
+    tp = (oof & (targets == 1)).sum(0)
+    f1 = 2 * tp / (oof.sum(0) + targets.sum(0))
+    report = result.to_dict()
+    assert report["summary"]["macro_f1"]["expected"] == pytest.approx(f1.mean(), abs=1e-12)
+    assert [e["expected_f1"] for e in report["per_label"]] == pytest.approx(f1.tolist())
+    micro = 2 * tp.sum() / (oof.sum() + targets.sum())
+    assert report["summary"]["micro_f1"]["expected"] == pytest.approx(micro, abs=1e-12)
+
+
+@pytest.mark.parametrize("strategy", ["per_label", "shrunk", "global"])
+def test_expected_is_near_new_data_and_its_interval_covers_it(strategy):
+    scores, targets = synthetic(3000, 3)
+    fresh_scores, fresh_targets = synthetic(200_000, 4)
+    result = tune_thresholds(scores, targets, strategy=strategy, n_bootstrap=0)
+    predicted = fresh_scores >= result.thresholds
+    tp = (predicted & (fresh_targets == 1)).sum(0)
+    test_macro = float((2 * tp / (predicted.sum(0) + fresh_targets.sum(0))).mean())
+    summary = result.to_dict()["summary"]["macro_f1"]
+    low, high = summary["expected_interval"]
+    assert low <= summary["expected"] <= high
+    assert abs(summary["expected"] - test_macro) < 0.03
+    assert low <= test_macro <= high
+    # The known optimum: each label's threshold near where the two densities cross.
+    assert np.all(np.abs(result.thresholds - 0.5) < 0.2)
+
+
+def test_labels_too_rare_for_folds_get_null_and_a_reason():
+    scores, targets = synthetic(400, 5, prevalence=(0.3, 0.3))
+    targets[:, 1] = 0
+    targets[:7, 1] = 1  # 7 positives: fewer than 2 per fold
+    report = tune_thresholds(scores, targets, n_bootstrap=0).to_dict(["common", "rare"])
+    common, rare = report["per_label"]
+    assert isinstance(common["expected_f1"], float) and common["expected_f1_reason"] is None
+    assert rare["expected_f1"] is None and "7 positive(s)" in rare["expected_f1_reason"]
+    assert isinstance(report["summary"]["macro_f1"]["expected"], float)
+
+
+def test_estimate_false_and_too_few_rows():
+    scores, targets = synthetic(200, 6)
+    off = tune_thresholds(scores, targets, n_bootstrap=0, estimate=False)
+    assert off.estimate is None
+    assert "expected" not in off.to_dict()["summary"]["macro_f1"]
+    assert "expected_f1" not in off.to_dict()["per_label"][0]
+    on = tune_thresholds(scores, targets, n_bootstrap=0)
+    np.testing.assert_array_equal(on.thresholds, off.thresholds)
+    tiny = tune_thresholds(scores[:6], targets[:6], n_bootstrap=0).to_dict()
+    assert tiny["summary"]["macro_f1"]["expected"] is None
+    assert "too few" in tiny["summary"]["macro_f1"]["expected_reason"]
+    with pytest.raises(ValueError, match="estimate must be True or False"):
+        tune_thresholds(scores, targets, estimate="yes")
+
+
+def test_the_estimate_of_issue_18_objectives_refits_each_fold():
+    scores, targets = synthetic(600, 7)
+    result = tune_thresholds(scores, targets, "cost", cost_fn=3.0, n_bootstrap=0)
+    plan = est.FoldPlan.build(torch.from_numpy(targets), seed=0)
+    oof = np.zeros(targets.shape, dtype=bool)
+    for fold in range(5):
+        train = plan.folds != fold
+        own = tune_thresholds(
+            scores[train], targets[train], "cost", cost_fn=3.0, n_bootstrap=0, estimate=False
+        )
+        oof[~train] = scores[~train] >= own.thresholds
+    tp = (oof & (targets == 1)).sum(0)
+    expected = float((2 * tp / (oof.sum(0) + targets.sum(0))).mean())
+    assert result.to_dict()["summary"]["macro_f1"]["expected"] == pytest.approx(expected)

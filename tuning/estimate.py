@@ -1,0 +1,321 @@
+"""What to expect on new data: the cross-fitted estimate every tune reports (issue 20).
+
+How it is built:
+
+1. **Folds.** The validation rows are dealt round-robin into :data:`FOLDS`
+   folds in order of their rarest positive label (the label with the fewest
+   positives among a row's labels; rows without a label last; ties broken by
+   a seeded shuffle), so each label's positives spread evenly over the folds.
+2. **Tune on the other folds.** For each fold, every label is tuned on the
+   rows of the other folds with the same objective, strategy and parameters.
+   Nothing is sorted again: the tune's own sorted pass also sorts each fold's
+   rows of a label on their own (a copy of the label's keys, cut into the
+   folds' segments), and the training rows' counts at a cut are the whole
+   label's counts minus the fold's (a binary search in the fold's sorted keys).
+   Cuts are every distinct score when a label has at most
+   :data:`EXACT_ROWS` rows, else :data:`GRID_POINTS` cuts at evenly spaced
+   sorted positions. The shared threshold of the training rows (``shrunk``,
+   ``global``) is the best pooled bucket edge of :mod:`tuning._shared` (about
+   21,000 edges), from each fold's counts at the edges.
+3. **Pool.** Each row gets the decisions of the thresholds tuned without its
+   fold; the pooled out-of-fold decisions give ``expected`` macro-F1, micro-F1
+   and per-label F1.
+4. **Interval.** A Poisson bootstrap (:data:`BOOTSTRAP` replicates) over at
+   most :data:`MAX_GROUPS` random row groups of the pooled out-of-fold counts
+   gives the figure's standard deviation ``sd``; the 90% interval for a new
+   sample of the same kind and size as the validation set is
+   ``expected +- 1.645 * sqrt(2) * sd`` (``sqrt(2)``: the estimate's own noise
+   plus the new sample's), clipped to [0, 1].
+
+Labels with fewer than ``2 * FOLDS`` positives get ``expected_f1`` None and a
+reason (their figure would be noise); they still count in the expected
+macro- and micro-F1, as they count in the in-sample ones.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from labelcut.tuning import _search, _shared
+from labelcut.tuning._checks import TuningSpec
+from labelcut.tuning._sorted import Candidates, bits_to_float
+
+FOLDS = 5
+BOOTSTRAP = 200
+MAX_GROUPS = 1000
+Z_90 = 1.6448536269514722
+#: Labels with at most this many rows are tuned over every distinct score in each fold.
+EXACT_ROWS = 8192
+#: Cuts per label above EXACT_ROWS rows (evenly spaced sorted positions).
+GRID_POINTS = 4096
+_ROWS_PER_CHUNK = 1 << 13
+#: Fewer validation rows than this (two per fold) give no estimate, with a reason.
+MIN_ROWS = 2 * FOLDS
+METHOD = (
+    f"{FOLDS}-fold cross-fit: tuned on the other folds with the same parameters, scored on "
+    "the held-out fold, pooled; 90% interval = expected +- 1.645 * sqrt(2) * sd of a Poisson "
+    f"bootstrap ({BOOTSTRAP} replicates) over at most {MAX_GROUPS} row groups"
+)
+
+
+def spread_folds(targets: torch.Tensor, n_folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold of each row, int8 (n,): dealt round-robin in order of the rarest positive label."""
+    n_samples, n_labels = targets.shape
+    support = np.zeros(n_labels, dtype=np.int64)
+    rows = max(1, (1 << 22) // n_labels)
+    for start in range(0, n_samples, rows):
+        support += targets[start : start + rows].cpu().to(torch.int64).sum(0).numpy()
+    never = np.int64(n_samples + 1)
+    rarity = np.empty(n_samples, dtype=np.int64)
+    counts = torch.from_numpy(support)
+    for start in range(0, n_samples, rows):
+        block = targets[start : start + rows].cpu().to(torch.bool)
+        rarity[start : start + len(block)] = (
+            torch.where(block, counts, torch.tensor(never)).min(1).values.numpy()
+        )
+    order = np.lexsort((np.random.default_rng(seed).random(n_samples), rarity))
+    folds = np.empty(n_samples, dtype=np.int8)
+    folds[order] = np.arange(n_samples) % n_folds
+    return folds
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The folds of one call: ``folds`` (n,) int8, ``order`` the rows sorted by fold,
+    ``bounds`` (K + 1,) where each fold's rows start in ``order``."""
+
+    folds: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @classmethod
+    def build(cls, targets: torch.Tensor, seed: int, n_folds: int = FOLDS) -> FoldPlan:
+        folds = spread_folds(targets, n_folds, seed)
+        order = np.argsort(folds, kind="stable")
+        sizes = np.bincount(folds, minlength=n_folds)
+        return cls(folds, order, np.concatenate(([0], np.cumsum(sizes))))
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.bounds) - 1
+
+
+class FoldTuning:
+    """Each fold's training-rows tune, filled label by label during the sorted pass.
+
+    After the pass, :meth:`thresholds` gives the (K, L) thresholds tuned without
+    each fold (with the strategy of ``spec``).
+    """
+
+    def __init__(
+        self,
+        plan: FoldPlan,
+        spec: TuningSpec,
+        n_labels: int,
+        score_dtype: torch.dtype,
+        float_dtype: type[np.floating],
+        pooled: _shared.PooledCounts | None,
+    ) -> None:
+        self.plan, self.spec, self.score_dtype, self.float_dtype = (
+            plan,
+            spec,
+            score_dtype,
+            float_dtype,
+        )
+        k = plan.n_folds
+        self.own = np.zeros((k, n_labels))
+        self.codes = np.zeros((k, n_labels), dtype=np.int64)
+        self.train_positives = np.zeros((k, n_labels), dtype=np.int64)
+        self.pooled = pooled
+        if pooled is not None:
+            size = len(pooled.bucketing.edge_bits) + 1
+            self.fold_tp = np.zeros((k, size), dtype=np.int64)
+            self.fold_pp = np.zeros((k, size), dtype=np.int64)
+            self._lock = threading.Lock()
+
+    def add_label(self, label: int, full: Candidates, segments: list[np.ndarray]) -> None:
+        """Tune ``label`` on each fold's training rows. ``segments[f]``: fold f's sorted keys."""
+        n, positives = full.n_samples, full.positives
+        keys = full.keys
+        if n <= EXACT_ROWS:
+            starts = full.starts.astype(np.int64)
+        else:
+            sampled = keys[np.linspace(0, n - 1, GRID_POINTS).astype(np.int64)] >> 1
+            starts = np.unique(np.searchsorted(keys, sampled << 1, side="left"))
+        cut_keys = (keys[starts] >> 1) << 1
+        tp_all = positives - full.positives_before(starts)
+        pp_all = n - starts
+        values = bits_to_float(keys[starts] >> 1, self.float_dtype)
+        uppers, lowers, has_lower = [], [], []
+        for fold, segment in enumerate(segments):
+            cumulative = np.cumsum(segment & 1)
+            fold_positives = int(cumulative[-1]) if len(segment) else 0
+
+            def before(first, cumulative=cumulative):
+                return np.where(first > 0, cumulative[np.maximum(first - 1, 0)], 0)
+
+            first = np.searchsorted(segment, cut_keys, side="left")
+            tp = (tp_all - (fold_positives - before(first))).astype(np.float64)
+            pp = (pp_all - (len(segment) - first)).astype(np.float64)
+            train_positives = positives - fold_positives
+            scores, feasible = _search.objective_values(
+                tp, np.maximum(pp, 1.0), float(max(train_positives, 1)), self.spec
+            )
+            allowed = pp > 0 if feasible is None else (pp > 0) & feasible
+            index, reachable = _search.last_maximum(scores, allowed)
+            index = int(index)
+            code = int(
+                _search.status_codes(n - len(segment), train_positives, reachable, self.spec)
+            )
+            self.codes[fold, label] = code
+            self.train_positives[fold, label] = train_positives
+            below = np.count_nonzero(pp[:index] > pp[index])
+            uppers.append(values[index])
+            lowers.append(values[below - 1] if below else 0.0)
+            has_lower.append(below > 0)
+            if self.pooled is not None:
+                edges = np.searchsorted(segment, self.pooled._edge_keys(segment.dtype))
+                with self._lock:
+                    self.fold_tp[fold, :-1] += fold_positives - before(edges)
+                    self.fold_pp[fold, :-1] += len(segment) - edges
+        self.own[:, label] = _search.midpoint_thresholds(
+            np.array(uppers), np.array(lowers), np.array(has_lower), self.score_dtype
+        )
+
+    def _shared_threshold(self, fold: int) -> float | None:
+        """The training rows' pooled optimum over the bucket edges (None if not tunable)."""
+        pooled = self.pooled
+        tp = (pooled.true_positives - self.fold_tp[fold]).astype(np.float64)
+        pp = (pooled.predicted_positives - self.fold_pp[fold]).astype(np.float64)
+        positives = tp[0]
+        values, feasible = _search.objective_values(
+            tp, np.maximum(pp, 1.0), max(positives, 1.0), self.spec
+        )
+        allowed = pp > 0 if feasible is None else (pp > 0) & feasible
+        index, reachable = _search.last_maximum(values, allowed)
+        code = int(_search.status_codes(pp[0], positives, reachable, self.spec))
+        if code != _search.OK:
+            return None
+        edges = bits_to_float(pooled.bucketing.edge_bits, self.float_dtype)
+        return float(edges[min(int(index), len(edges) - 1)])
+
+    def thresholds(self) -> np.ndarray:
+        """(K, L) float64: each fold's thresholds, tuned without it."""
+        spec = self.spec
+        final = np.empty_like(self.own)
+        for fold in range(self.plan.n_folds):
+            shared = None if self.pooled is None else self._shared_threshold(fold)
+            ok = self.codes[fold] == _search.OK
+            statuses = [_search.STATUSES[c] for c in self.codes[fold].tolist()]
+            final[fold], _ = _shared.combine(
+                spec.strategy,
+                self.own[fold],
+                ok,
+                self.train_positives[fold],
+                shared,
+                spec.fallback,
+                spec.shrinkage,
+                statuses=statuses,
+                constrained=spec.constrained,
+            )
+        return final
+
+
+def _group_counts(
+    scores: torch.Tensor, targets: torch.Tensor, plan: FoldPlan, thresholds: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row group (G, L) float64: out-of-fold true positives, predicted positives, positives."""
+    n_samples, n_labels = scores.shape
+    n_groups = min(MAX_GROUPS, n_samples)
+    groups = torch.from_numpy(
+        np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples, dtype=np.int64)
+    )
+    folds = torch.from_numpy(plan.folds.astype(np.int64))
+    limits = torch.from_numpy(np.asarray(thresholds, dtype=np.float64))
+    out = torch.zeros((3, n_groups, n_labels), dtype=torch.float64)
+    for start in range(0, n_samples, _ROWS_PER_CHUNK):
+        rows = slice(start, start + _ROWS_PER_CHUNK)
+        chunk = scores[rows].cpu().to(torch.float64)
+        truth = targets[rows].cpu().to(torch.bool)
+        passes = chunk >= limits[folds[rows]]
+        index = groups[rows]
+        out[0].index_add_(0, index, (passes & truth).to(torch.float64))
+        out[1].index_add_(0, index, passes.to(torch.float64))
+        out[2].index_add_(0, index, truth.to(torch.float64))
+    tp, pp, positives = out.numpy()
+    return tp, pp, positives
+
+
+def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    denominator = pp + positives
+    return np.where(denominator > 0, 2.0 * tp / np.where(denominator > 0, denominator, 1.0), 0.0)
+
+
+def _interval(expected: float, replicates: np.ndarray) -> list[float]:
+    half = Z_90 * float(np.sqrt(2.0)) * float(np.std(replicates))
+    return [float(max(0.0, expected - half)), float(min(1.0, expected + half))]
+
+
+def estimate_from_thresholds(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    plan: FoldPlan,
+    thresholds: np.ndarray,
+    seed: int,
+) -> dict[str, Any]:
+    """The estimate's JSON-ready figures from the (K, L) out-of-fold thresholds.
+
+    ``macro_f1``/``micro_f1``: ``{"expected": float, "expected_interval": [lo, hi]}``;
+    ``expected_f1`` (L,) float or None, ``expected_f1_reason`` (L,) str or None;
+    ``method`` (how it was built), ``folds``.
+    """
+    tp, pp, positives = _group_counts(scores, targets, plan, thresholds, seed)
+    per_label = _f1(tp.sum(0), pp.sum(0), positives.sum(0))
+    macro = float(per_label.mean())
+    micro = float(_f1(tp.sum(), pp.sum(), positives.sum()))
+    weights = np.random.default_rng([seed, 21]).poisson(1.0, (BOOTSTRAP, tp.shape[0]))
+    weights = weights.astype(np.float64)
+    boot_tp, boot_pp, boot_pos = weights @ tp, weights @ pp, weights @ positives
+    boot_macro = _f1(boot_tp, boot_pp, boot_pos).mean(1)
+    boot_micro = _f1(boot_tp.sum(1), boot_pp.sum(1), boot_pos.sum(1))
+    support = positives.sum(0)
+    minimum = 2 * plan.n_folds
+    expected_f1: list[float | None] = []
+    reasons: list[str | None] = []
+    for j, count in enumerate(support.astype(np.int64).tolist()):
+        if count < minimum:
+            expected_f1.append(None)
+            reasons.append(
+                f"{count} positive(s): fewer than {minimum} (2 per fold of {plan.n_folds}) "
+                "is too few for an out-of-fold estimate"
+            )
+        else:
+            expected_f1.append(float(per_label[j]))
+            reasons.append(None)
+    return {
+        "macro_f1": {"expected": macro, "expected_interval": _interval(macro, boot_macro)},
+        "micro_f1": {"expected": micro, "expected_interval": _interval(micro, boot_micro)},
+        "expected_f1": expected_f1,
+        "expected_f1_reason": reasons,
+        "method": METHOD,
+        "folds": plan.n_folds,
+    }
+
+
+def unavailable(n_labels: int) -> dict[str, Any]:
+    """The estimate's fields when there are too few rows for folds: nulls with a reason."""
+    reason = f"fewer than {MIN_ROWS} validation rows: too few for {FOLDS} folds"
+    empty = {"expected": None, "expected_interval": None, "expected_reason": reason}
+    return {
+        "macro_f1": dict(empty),
+        "micro_f1": dict(empty),
+        "expected_f1": [None] * n_labels,
+        "expected_f1_reason": [reason] * n_labels,
+        "method": METHOD,
+        "folds": FOLDS,
+    }
