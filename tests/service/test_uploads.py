@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 
@@ -369,4 +370,151 @@ def test_parquet_estimate_and_row_group_by_row_group_decode(tmp_path):
     np.testing.assert_array_equal(data.targets, y)
     with pytest.raises(UploadError, match="LABELCUT_MAX_DATA_MB") as info:
         estimate_data_bytes(buf, "parquet", SPEC, 10_000)
+    assert info.value.status_code == 413
+
+
+# --- multi-class files (issue 15): one class per row --------------------------------------
+
+CLASSES = np.array([0, 2, 1, 1, 0, 2])
+
+
+def one_hot_of(classes: np.ndarray, n: int = 3) -> np.ndarray:
+    return np.eye(n, dtype=np.uint8)[classes]
+
+
+def test_npz_class_indices_and_names_give_one_hot_targets():
+    x, _, _ = make_data()
+    for y, names in (
+        (CLASSES, None),
+        (CLASSES.astype(np.float64), None),  # whole floats are indices too
+        (2 - CLASSES, np.array(["c", "b", "a"])),  # indices into the file's own label order
+        (np.array(LABELS)[CLASSES], None),  # the class names themselves
+    ):
+        arrays = {"X": x, "y": y} if names is None else {"X": x, "y": y, "label_names": names}
+        data = read(npz_bytes(**arrays), "npz")
+        np.testing.assert_array_equal(data.classes, CLASSES)
+        np.testing.assert_array_equal(data.targets, one_hot_of(CLASSES))
+        np.testing.assert_array_equal(data.inputs, x)
+
+
+def test_npz_with_both_y_and_Y_reads_Y():
+    x, y, _ = make_data()
+    data = read(npz_bytes(X=x, Y=y, y=np.zeros(6, dtype=np.int64)), "npz")
+    assert data.classes is None
+    np.testing.assert_array_equal(data.targets, y)
+
+
+@pytest.mark.parametrize(
+    ("y", "needle"),
+    [
+        (np.array([0, 1, 3, 0, 0, 0]), "Array 'y': class indices must be in [0, 2]; row 3 is 3"),
+        (np.array([0, 1, -1, 0, 0, 0]), "row 3 is -1"),
+        (np.array([0, 1, 0.5, 0, 0, 0]), "whole numbers; row 3 is 0.5"),
+        (np.zeros((6, 1), dtype=np.int64), "Array 'y' must be 1-D"),
+        (np.array(["a", "b", "zebra", "a", "a", "a"]), "row 3: class 'zebra' is not one of"),
+        (np.array([True] * 6), "integers"),
+    ],
+)
+def test_npz_bad_class_arrays_name_the_array_and_row(y, needle):
+    x, _, _ = make_data()
+    with pytest.raises(UploadError) as info:
+        read(npz_bytes(X=x, y=y), "npz")
+    assert needle in str(info.value)
+
+
+def test_npz_without_labels_names_both_forms():
+    x, _, _ = make_data()
+    with pytest.raises(UploadError, match=r"no array 'Y'.*nor 'y'"):
+        read(npz_bytes(X=x), "npz")
+
+
+def test_npz_class_array_counts_its_one_hot_targets_in_the_memory_bound():
+    x, _, _ = make_data()
+    buf = npz_bytes(X=x, y=CLASSES)
+    declared = x.nbytes + CLASSES.nbytes + 6 * len(LABELS)
+    assert estimate_data_bytes(buf, "npz", SPEC, BIG) == declared
+    with pytest.raises(UploadError) as info:
+        read(buf, "npz", max_bytes=declared - 1)
+    assert info.value.status_code == 413
+
+
+def parquet_bytes(table: pa.Table) -> io.BytesIO:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    buf.seek(0)
+    return buf
+
+
+def class_table(x: np.ndarray, classes) -> pa.Table:
+    columns = {f: x[:, i] for i, f in enumerate(FEATURES)}
+    return pa.table({**columns, "label": classes})
+
+
+def test_csv_and_parquet_label_column_of_class_names():
+    x, _, _ = make_data()
+    names = np.array(LABELS)[CLASSES]
+    table = class_table(x, names)
+    csv_buf = io.BytesIO()
+    pa.csv.write_csv(table, csv_buf)
+    for fmt, buf in (("csv", io.BytesIO(csv_buf.getvalue())), ("parquet", parquet_bytes(table))):
+        data = read(buf, fmt)
+        np.testing.assert_array_equal(data.classes, CLASSES)
+        np.testing.assert_array_equal(data.targets, one_hot_of(CLASSES))
+        np.testing.assert_allclose(data.inputs, x)
+
+
+def test_numeric_class_names_stay_names_in_csv_and_parquet():
+    spec = InputSpec(labels=["10", "20", "30"], input_shape=(4,), feature_names=FEATURES)
+    x, _, _ = make_data()
+    numbers = np.array([10, 30, 20, 20, 10, 30])
+    text = io.BytesIO()
+    pa.csv.write_csv(class_table(x, numbers), text)
+    for fmt, buf in (
+        ("csv", io.BytesIO(text.getvalue())),
+        ("parquet", parquet_bytes(class_table(x, numbers))),  # an int64 column, read as text
+        (
+            "parquet",
+            parquet_bytes(class_table(x, pa.array(numbers.astype(str)).dictionary_encode())),
+        ),
+    ):
+        data = read(buf, fmt, spec=spec)
+        np.testing.assert_array_equal(data.classes, CLASSES)
+
+
+def test_label_column_with_an_unknown_class_names_the_row():
+    x, _, _ = make_data()
+    names = list(np.array(LABELS)[CLASSES])
+    names[4] = "zebra"
+    for fmt, buf in (("parquet", parquet_bytes(class_table(x, names))),):
+        with pytest.raises(UploadError, match=r"Column 'label', row 5 holds 'zebra'"):
+            read(buf, fmt)
+    text = io.BytesIO()
+    pa.csv.write_csv(class_table(x, names), text)
+    with pytest.raises(UploadError, match=r"row 5 holds 'zebra'.*model's classes \(a, b, c\)"):
+        read(io.BytesIO(text.getvalue()), "csv")
+
+
+def test_parquet_label_column_with_an_empty_value_names_the_row():
+    x, _, _ = make_data()
+    names = list(np.array(LABELS)[CLASSES])
+    names[2] = None
+    with pytest.raises(UploadError, match="Column 'label' has an empty value at row 3"):
+        read(parquet_bytes(class_table(x, names)), "parquet")
+
+
+def test_a_file_without_label_columns_says_a_label_column_would_do():
+    x, _, _ = make_data()
+    table = pa.table({f: x[:, i] for i, f in enumerate(FEATURES)})
+    with pytest.raises(UploadError, match="or one 'label' column naming each row's class"):
+        read(parquet_bytes(table), "parquet")
+
+
+def test_parquet_label_column_text_counts_in_the_declared_size():
+    x, _, _ = make_data()
+    table = class_table(x, np.array(LABELS)[CLASSES])
+    buf = parquet_bytes(table)
+    declared = estimate_data_bytes(buf, "parquet", SPEC, BIG)
+    assert declared >= 6 * (4 * 4 + 8)  # the features plus at least the class offsets
+    with pytest.raises(UploadError) as info:
+        read(buf, "parquet", max_bytes=6 * 4 * 4 + 8)
     assert info.value.status_code == 413
