@@ -396,3 +396,31 @@ def test_predict_fast_path_keeps_the_routes_contract(client):
     assert bad.status_code == 422 and bad.json()["detail"][0]["type"] == "json_invalid"
     metrics = client.get("/metrics").text
     assert 'path="/predict"' in metrics
+
+
+def test_multiclass_objectives_are_for_softmax_models_only(client, yeast_npz_bytes):
+    response = tune(client, yeast_npz_bytes, objective="coverage_at_accuracy", target="0.9")
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "objective"] and "softmax" in error["msg"]
+    assert client.get("/thresholds/history").json()["items"] == []
+
+
+def test_one_label_rows_on_a_sigmoid_model_advise_exactly_one(client, yeast_test):
+    # Keep only each row's first label: one label per row, as multi-class data would be.
+    first = np.argmax(yeast_test["Y"], axis=1)
+    targets = np.eye(yeast_test["Y"].shape[1], dtype=np.uint8)[first]
+    buf = io.BytesIO()
+    np.savez(buf, X=yeast_test["X"], y=first)
+    response = tune(client, buf.getvalue(), n_bootstrap="0")
+    assert response.status_code == 200, response.text
+    messages = " ".join(response.json()["diagnosis"]["messages"])
+    assert "decision_rule=exactly_one" in messages
+    assert response.json()["threshold_set"]["activation"] == "sigmoid"
+    report = client.get(f"/thresholds/{response.json()['threshold_set']['id']}").json()
+    assert [row["support"] for row in report["per_label"]] == targets.sum(axis=0).tolist()
+
+
+def test_model_shows_activation_and_outputs(client):
+    info = client.get("/model").json()
+    assert (info["activation"], info["outputs"]) == ("sigmoid", "logits")
