@@ -9,7 +9,7 @@ import {
   byId, el, fmt, intervalText, isNumber, percent, shortHash, showMessage, when,
 } from "./common.js";
 import {
-  confidenceText, driftError, expectedCell, expectedText, hasExpected, isSoftmaxSet,
+  CLASS_TITLES, classRows, confidenceText, driftError, expectedCell, expectedText, hasExpected, isSoftmaxSet,
   renderCalibration, renderDrift, riskCoverageOf,
 } from "./panels.js";
 import { adaptTuneForm, setUpTuneForm, tuneFormSchema } from "./tune.js";
@@ -269,7 +269,7 @@ function renderSummary(report) {
     ` on ${info.n_samples} rows (data sha256 `,
     el("span", { className: "mono", title: info.data_sha256, textContent: shortHash(info.data_sha256) }),
     "). ",
-    ...summaryFigures(summary).map((text) => el("span", { className: "figure", textContent: text })),
+    ...summaryFigures(summary ?? {}).map((text) => el("span", { className: "figure", textContent: text })),
     info.active ? el("strong", { className: "badge", textContent: "Active" }) : "Not active.",
   );
 }
@@ -325,9 +325,14 @@ const OPTIONAL_COLUMNS = [
 /** The lower threshold of label i of an abstain set: its row's, else the set's params. */
 function lowerThreshold(report, row, i) {
   if (isNumber(row.lower)) return row.lower;
-  const lower = report.threshold_set?.params?.lower_thresholds;
+  const lower = report.lower_thresholds ?? report.threshold_set?.params?.lower_thresholds;
   if (Array.isArray(lower)) return lower[i];
   return lower && typeof lower === "object" ? lower[row.label] : undefined;
+}
+
+/** A label's cost at 0.5: `default_cost` (tuning's report) or `at_default.cost`. */
+function defaultCost(row) {
+  return isNumber(row.default_cost) ? row.default_cost : row.at_default?.cost;
 }
 
 // Columns of the wave-2 objectives and estimate: shown when the set has their fields.
@@ -339,28 +344,38 @@ const FIGURE_COLUMNS = [
   },
   {
     title: "Cost",
-    has: (report) => report.per_label.some((row) => isNumber(row.cost)),
+    has: (report) => report.per_label?.some((row) => isNumber(row.cost)),
     cell: (row) => el("td", { className: "num", textContent: fmt(row.cost, 2) }),
   },
   {
     title: "Cost at 0.5",
-    has: (report) => report.per_label.some((row) => isNumber(row.at_default?.cost)),
-    cell: (row) => el("td", { className: "num", textContent: fmt(row.at_default?.cost, 2) }),
+    has: (report) => report.per_label?.some((row) => isNumber(defaultCost(row))),
+    cell: (row) => el("td", { className: "num", textContent: fmt(defaultCost(row), 2) }),
   },
   {
     title: "Lower threshold",
-    has: (report) => report.per_label.some((row, i) => isNumber(lowerThreshold(report, row, i))),
+    has: (report) =>
+      report.per_label?.some((row, i) => isNumber(lowerThreshold(report, row, i))),
     cell: (row, i, report) =>
       el("td", { className: "num", textContent: fmt(lowerThreshold(report, row, i), 4) }),
   },
   {
     title: "Sent to review",
-    has: (report) => report.per_label.some((row) => isNumber(row.review_share)),
+    has: (report) => report.per_label?.some((row) => isNumber(row.review_share)),
     cell: (row) => el("td", { className: "num", textContent: percent(row.review_share) }),
   },
 ];
 
 function renderLabelTable(report) {
+  const classes = classRows(report);
+  byId("labels-heading").textContent = classes ? "Per class" : "Per label";
+  if (classes && !report.per_label?.length) {
+    byId("labels-head").replaceChildren(
+      ...CLASS_TITLES.map((title) => el("th", { scope: "col", textContent: title })),
+    );
+    byId("labels-rows").replaceChildren(...classes);
+    return;
+  }
   const perLabel = report.per_label ?? [];
   const figures = FIGURE_COLUMNS.filter((col) => col.has(report));
   const optional = OPTIONAL_COLUMNS.filter((col) => perLabel.some((row) => row[col.key] != null));

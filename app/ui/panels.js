@@ -19,12 +19,16 @@ export function riskCoverageOf(report, curvesData) {
   const found = report?.risk_coverage ?? curvesData?.risk_coverage ?? null;
   if (!found || typeof found !== "object") return null;
   const curve = found.curve ?? found;
+  // The tuned point's figures: the set's `multiclass` summary, or a full ConfidenceResult.
+  const summary = [report?.multiclass, curvesData?.multiclass, found.curve ? found : null].find(
+    (item) => item && typeof item === "object",
+  ) ?? {};
   const arrays = ["thresholds", "coverage", "accuracy"];
   if (!arrays.every((key) => Array.isArray(curve[key]))) return null;
   if (curve.coverage.length !== curve.thresholds.length + 1) return null;
   const params = report?.threshold_set?.params ?? {};
   const threshold =
-    [found.threshold, curve.threshold, params.confidence_threshold].find(isNumber) ??
+    [summary.threshold, curve.threshold, params.confidence_threshold].find(isNumber) ??
     curve.thresholds[curve.chosen_index] ??
     0;
   const chosen = Number.isInteger(curve.chosen_index)
@@ -36,26 +40,53 @@ export function riskCoverageOf(report, curvesData) {
     chosen_index: chosen,
     default_index: Number.isInteger(curve.default_index) ? curve.default_index : 0,
     default_threshold: isNumber(curve.default_threshold) ? curve.default_threshold : 0,
-    summary: found,
+    summary,
   };
 }
 
 export function isSoftmaxSet(report) {
   const params = report?.threshold_set?.params ?? {};
-  return params.activation === "softmax" || Boolean(report?.risk_coverage);
+  return params.activation === "softmax" || Boolean(report?.risk_coverage || report?.multiclass);
 }
+
+/** A softmax set's per-class figures at the confidence threshold, as table rows. */
+export function classRows(report) {
+  const perClass = report?.multiclass?.per_class;
+  if (!Array.isArray(perClass)) return null;
+  return perClass.map((row) =>
+    el(
+      "tr",
+      { dataset: { label: row.label } },
+      el("th", { scope: "row", textContent: row.label }),
+      el("td", { className: "num", textContent: fmt(row.precision) }),
+      el("td", { className: "num", textContent: fmt(row.recall) }),
+      el("td", { className: "num", textContent: String(row.support ?? "–") }),
+      el("td", { className: "num", textContent: String(row.predicted ?? "–") }),
+      el("td", { className: "num", textContent: fmt(row.at_default?.precision) }),
+      el("td", { className: "num", textContent: fmt(row.at_default?.recall) }),
+    ),
+  );
+}
+
+export const CLASS_TITLES = [
+  "Class", "Precision (answered)", "Recall", "Support", "Predicted",
+  "Precision answering all", "Recall answering all",
+];
 
 /** One sentence on the tuned confidence threshold (from the set's stored result). */
 export function confidenceText(curve) {
   const found = curve.summary;
-  const coverage = found.coverage ?? curve.coverage[curve.chosen_index];
-  const accuracy = found.accuracy ?? curve.accuracy[curve.chosen_index];
+  const coverage = isNumber(found.coverage) ? found.coverage : curve.coverage[curve.chosen_index];
+  const accuracy = isNumber(found.accuracy) ? found.accuracy : curve.accuracy[curve.chosen_index];
   const parts = [
     `Answer a row when its top probability is at least ${fmt(curve.threshold, 4)}: ` +
       `coverage ${percent(coverage)}, accuracy of answered rows ${fmt(accuracy)}`,
   ];
   if (isNumber(found.overall_accuracy)) {
     parts.push(`accuracy answering every row ${fmt(found.overall_accuracy)}`);
+  }
+  if (found.objective && isNumber(found.params?.target)) {
+    parts.push(`${found.objective}, target ${found.params.target}`);
   }
   if (found.status && found.status !== "ok") parts.push(`status ${found.status}`);
   return `${parts.join("; ")}.`;
@@ -272,10 +303,14 @@ export function renderDrift(data, labelNames) {
   const drifted = found.rows.filter((row) => row.drifted).map((row) => row.label);
   const window = found.windowSize != null ? `a window of at most ${found.windowSize} rows` : "the window";
   const rows = found.nRows != null ? `${found.nRows} rows in it` : "";
-  const set = found.setId != null ? ` for set ${found.setId}` : "";
+  const set = found.setId != null ? ` for set ${found.setId}` : " (no active set: 0.5 everywhere)";
+  const expectedRows = isNumber(data.expected_rows) ? ` (${data.expected_rows} rows)` : "";
+  const expected = found.rows.some((row) => isNumber(row.expectedShare))
+    ? `, against the rates on the set's validation data${expectedRows}`
+    : "; the set carries no expected rates to compare with";
   byId("drift-summary").textContent =
-    `Served scores over ${window}${rows ? ` (${rows})` : ""}${set}, against the validation ` +
-    `data's rates. ${drifted.length ? `Drifted: ${drifted.join(", ")}.` : "No label has drifted."}`;
+    `Served scores over ${window}${rows ? ` (${rows})` : ""}${set}${expected}. ` +
+    `${drifted.length ? `Drifted: ${drifted.join(", ")}.` : "No label has drifted."}`;
   byId("drift-rows").replaceChildren(
     ...found.rows.map((row) =>
       el(

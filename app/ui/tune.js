@@ -185,7 +185,7 @@ export function tuneRequest(file) {
 function tunedText(report) {
   const info = report.threshold_set;
   const macro = report.summary?.macro_f1;
-  const confidence = report.risk_coverage;
+  const confidence = report.multiclass;
   let figures = macro ? `macro-F1 ${fmt(macro.tuned)} (${fmt(macro.default)} at 0.5)` : "";
   if (confidence && typeof confidence.coverage === "number") {
     figures = `coverage ${percent(confidence.coverage)} at accuracy ${fmt(confidence.accuracy)}`;
