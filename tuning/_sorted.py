@@ -99,6 +99,25 @@ def pack_keys_torch(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (keys << 1) | labels.to(keys.dtype)
 
 
+def positive_flag(key_dtype: np.dtype) -> int:
+    """The bit :func:`target_first` sets for a positive: above every score's bit pattern."""
+    return 1 << (30 if np.dtype(key_dtype) == np.int32 else 62)
+
+
+def target_first(keys: np.ndarray) -> np.ndarray:
+    """Packed keys (``bits << 1 | target``) rewritten as ``target * flag | bits``, in place.
+
+    Scores in [0, 1] have bit patterns below 2**30 (float32) or 2**62 (float64),
+    so sorting these keys puts every negative (by score) before every positive.
+    """
+    shift = 30 if keys.dtype == np.int32 else 62
+    flags = np.bitwise_and(keys, 1)
+    flags <<= shift
+    keys >>= 1
+    keys |= flags
+    return keys
+
+
 def query_bits(thresholds: np.ndarray, float_dtype: type[np.floating]) -> np.ndarray:
     """Integer bit patterns ``q`` such that ``score >= threshold`` iff ``score_bits >= q``.
 
@@ -339,12 +358,11 @@ class SortedLabels:
 
         def run(start: int) -> list[T]:
             stop = min(start + self.block_labels, self.n_labels)
-            order = None if segments is None else segments[0]
-            values, labels = label_block(self.scores, self.targets, start, stop, order)
+            values, labels = label_block(self.scores, self.targets, start, stop)
             keys = pack_keys(values, labels)
             del values, labels
             if segments is not None and segment_handle is not None:
-                return self._with_segments(start, keys, segments[1], keep, handle, segment_handle)
+                return self._with_segments(start, keys, segments, keep, handle, segment_handle)
             keys.sort(axis=1)
             if keep:
                 self._kept[start] = keys
@@ -352,9 +370,15 @@ class SortedLabels:
 
         return self._blocks(run)
 
-    def _with_segments(self, start, keys, bounds, keep, handle, segment_handle) -> list:
-        """:meth:`walk`'s block with its rows cut into sorted segments as well."""
-        parts = keys.copy()
+    def _with_segments(self, start, keys, segments, keep, handle, segment_handle) -> list:
+        """:meth:`walk`'s block with its rows cut into sorted segments as well.
+
+        Each segment's keys are rewritten target-first (:func:`target_first`):
+        sorted, a segment holds its negatives' scores in order, then its
+        positives', so counts at any cut are two binary searches (no cumsum).
+        """
+        order, bounds = segments
+        parts = target_first(np.take(keys, order, axis=1))
         for low, high in itertools.pairwise(bounds.tolist()):
             parts[:, low:high].sort(axis=1)
         keys.sort(axis=1)

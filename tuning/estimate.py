@@ -40,10 +40,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from labelcut.tuning import _search, _shared
 from labelcut.tuning._checks import TuningSpec
-from labelcut.tuning._sorted import Candidates, bits_to_float
+from labelcut.tuning._sorted import (
+    Candidates,
+    bits_to_float,
+    positive_flag,
+    query_bits,
+    work_dtypes,
+)
 
 FOLDS = 5
 BOOTSTRAP = 200
@@ -53,7 +60,7 @@ Z_90 = 1.6448536269514722
 EXACT_ROWS = 8192
 #: Cuts per label above EXACT_ROWS rows (evenly spaced sorted positions).
 GRID_POINTS = 4096
-_ROWS_PER_CHUNK = 1 << 13
+_ROWS_PER_CHUNK = 1 << 13  # rows per chunk of the out-of-fold pass (float32 sums exact)
 #: Fewer validation rows than this (two per fold) give no estimate, with a reason.
 MIN_ROWS = 2 * FOLDS
 METHOD = (
@@ -70,14 +77,17 @@ def spread_folds(targets: torch.Tensor, n_folds: int = FOLDS, seed: int = 0) -> 
     rows = max(1, (1 << 22) // n_labels)
     for start in range(0, n_samples, rows):
         support += targets[start : start + rows].cpu().to(torch.int64).sum(0).numpy()
-    never = np.int64(n_samples + 1)
+    # Each label's rank by support (int16: a quarter of int64's memory traffic); a row's
+    # rarity is the smallest rank among its labels, n_labels for a row without one.
+    rank = np.empty(n_labels, dtype=np.int64)
+    rank[np.argsort(support, kind="stable")] = np.arange(n_labels)
+    rank_type = torch.int16 if n_labels < 2**15 else torch.int32
+    ranks = torch.from_numpy(rank).to(rank_type)
+    none = torch.tensor(n_labels, dtype=rank_type)
     rarity = np.empty(n_samples, dtype=np.int64)
-    counts = torch.from_numpy(support)
     for start in range(0, n_samples, rows):
         block = targets[start : start + rows].cpu().to(torch.bool)
-        rarity[start : start + len(block)] = (
-            torch.where(block, counts, torch.tensor(never)).min(1).values.numpy()
-        )
+        rarity[start : start + len(block)] = torch.where(block, ranks, none).amin(1).numpy()
     order = np.lexsort((np.random.default_rng(seed).random(n_samples), rarity))
     folds = np.empty(n_samples, dtype=np.int8)
     folds[order] = np.arange(n_samples) % n_folds
@@ -139,30 +149,39 @@ class FoldTuning:
             self._lock = threading.Lock()
 
     def add_label(self, label: int, full: Candidates, segments: list[np.ndarray]) -> None:
-        """Tune ``label`` on each fold's training rows. ``segments[f]``: fold f's sorted keys."""
+        """Tune ``label`` on each fold's training rows.
+
+        ``segments[f]``: fold f's keys, target-first (:func:`tuning._sorted.target_first`)
+        and sorted: its negatives' score bits, then its positives' with the flag set.
+        """
         n, positives = full.n_samples, full.positives
         keys = full.keys
         if n <= EXACT_ROWS:
             starts = full.starts.astype(np.int64)
         else:
             sampled = keys[np.linspace(0, n - 1, GRID_POINTS).astype(np.int64)] >> 1
-            starts = np.unique(np.searchsorted(keys, sampled << 1, side="left"))
-        cut_keys = (keys[starts] >> 1) << 1
+            starts = np.searchsorted(keys, sampled << 1, side="left")  # non-decreasing
+            starts = starts[np.concatenate(([True], starts[1:] != starts[:-1]))]
+        cut_bits = keys[starts] >> 1
         tp_all = positives - full.positives_before(starts)
         pp_all = n - starts
-        values = bits_to_float(keys[starts] >> 1, self.float_dtype)
+        values = bits_to_float(cut_bits, self.float_dtype)
+        flag = keys.dtype.type(positive_flag(keys.dtype))
+        edge_bits = None if self.pooled is None else self.pooled.bucketing.edge_bits
         uppers, lowers, has_lower = [], [], []
         for fold, segment in enumerate(segments):
-            cumulative = np.cumsum(segment & 1)
-            fold_positives = int(cumulative[-1]) if len(segment) else 0
+            split = int(np.searchsorted(segment, flag))
+            negatives, hits = segment[:split], segment[split:]
 
-            def before(first, cumulative=cumulative):
-                return np.where(first > 0, cumulative[np.maximum(first - 1, 0)], 0)
+            def counts(bits, negatives=negatives, hits=hits):
+                """Fold (true, predicted) positives of ``score >= value of bits``."""
+                tp = len(hits) - np.searchsorted(hits, bits | flag)
+                return tp, tp + len(negatives) - np.searchsorted(negatives, bits)
 
-            first = np.searchsorted(segment, cut_keys, side="left")
-            tp = (tp_all - (fold_positives - before(first))).astype(np.float64)
-            pp = (pp_all - (len(segment) - first)).astype(np.float64)
-            train_positives = positives - fold_positives
+            fold_tp, fold_pp = counts(cut_bits)
+            tp = (tp_all - fold_tp).astype(np.float64)
+            pp = (pp_all - fold_pp).astype(np.float64)
+            train_positives = positives - len(hits)
             scores, feasible = _search.objective_values(
                 tp, np.maximum(pp, 1.0), float(max(train_positives, 1)), self.spec
             )
@@ -178,11 +197,11 @@ class FoldTuning:
             uppers.append(values[index])
             lowers.append(values[below - 1] if below else 0.0)
             has_lower.append(below > 0)
-            if self.pooled is not None:
-                edges = np.searchsorted(segment, self.pooled._edge_keys(segment.dtype))
+            if edge_bits is not None:
+                edge_tp, edge_pp = counts(edge_bits.astype(keys.dtype))
                 with self._lock:
-                    self.fold_tp[fold, :-1] += fold_positives - before(edges)
-                    self.fold_pp[fold, :-1] += len(segment) - edges
+                    self.fold_tp[fold, :-1] += edge_tp
+                    self.fold_pp[fold, :-1] += edge_pp
         self.own[:, label] = _search.midpoint_thresholds(
             np.array(uppers), np.array(lowers), np.array(has_lower), self.score_dtype
         )
@@ -229,26 +248,38 @@ class FoldTuning:
 def _group_counts(
     scores: torch.Tensor, targets: torch.Tensor, plan: FoldPlan, thresholds: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row group (G, L) float64: out-of-fold true positives, predicted positives, positives."""
+    """Per row group (G, L) float64: out-of-fold true positives, predicted positives, positives.
+
+    One pass over the rows in chunks: each row is compared with its fold's
+    thresholds in the scores' work dtype (the smallest work-dtype value >= each
+    threshold, so the comparison is exact), and a sparse (G, rows) indicator
+    sums the chunk's rows into their random groups.
+    """
     n_samples, n_labels = scores.shape
     n_groups = min(MAX_GROUPS, n_samples)
-    groups = torch.from_numpy(
-        np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples, dtype=np.int64)
-    )
-    folds = torch.from_numpy(plan.folds.astype(np.int64))
-    limits = torch.from_numpy(np.asarray(thresholds, dtype=np.float64))
-    out = torch.zeros((3, n_groups, n_labels), dtype=torch.float64)
+    groups = np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples)
+    float_dtype, _ = work_dtypes(scores.dtype)
+    flat = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    limits = query_bits(np.minimum(flat, 1.0), float_dtype).view(float_dtype)
+    # A threshold above 1 predicts nothing: above every score, whatever the dtype.
+    limits = np.where(flat > 1.0, np.inf, limits).astype(float_dtype).reshape(thresholds.shape)
+    out = np.zeros((3, n_groups, n_labels))
     for start in range(0, n_samples, _ROWS_PER_CHUNK):
         rows = slice(start, start + _ROWS_PER_CHUNK)
-        chunk = scores[rows].cpu().to(torch.float64)
-        truth = targets[rows].cpu().to(torch.bool)
-        passes = chunk >= limits[folds[rows]]
-        index = groups[rows]
-        out[0].index_add_(0, index, (passes & truth).to(torch.float64))
-        out[1].index_add_(0, index, passes.to(torch.float64))
-        out[2].index_add_(0, index, truth.to(torch.float64))
-    tp, pp, positives = out.numpy()
-    return tp, pp, positives
+        chunk = scores[rows].cpu()
+        if chunk.dtype == torch.bfloat16:
+            chunk = chunk.to(torch.float32)
+        truth = targets[rows].cpu().numpy() != 0
+        passes = chunk.numpy() >= limits[plan.folds[rows]]
+        size = len(truth)
+        indicator = sparse.csr_matrix(
+            (np.ones(size, dtype=np.float32), (groups[rows], np.arange(size))),
+            shape=(n_groups, size),
+        )
+        out[0] += indicator @ (passes & truth).astype(np.float32)
+        out[1] += indicator @ passes.astype(np.float32)
+        out[2] += indicator @ truth.astype(np.float32)
+    return out[0], out[1], out[2]
 
 
 def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
