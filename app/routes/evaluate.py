@@ -23,10 +23,12 @@ from labelcut.app.service import Service, sha256_of_file
 from labelcut.app.store import ThresholdSet, UnknownThresholdSet
 from labelcut.app.uploads import (
     UploadError,
+    ValidationData,
     detect_format,
     estimate_data_bytes,
     read_validation_file,
 )
+from labelcut.tuning import NotMultiClassError, apply_confidence_threshold, class_indices
 from labelcut.tuning.evaluate import evaluate_thresholds
 
 # Like the thresholds router: parameters and form fields a route does not declare are 422.
@@ -69,6 +71,14 @@ class EvaluationSummary(BaseModel):
     at_default: AveragedPair
 
 
+class MulticlassEvaluation(BaseModel):
+    threshold: float
+    coverage: float = Field(description="Share of rows answered.")
+    accuracy: float = Field(description="Accuracy on the answered rows (1 when none).")
+    answered: int
+    overall_accuracy: float = Field(description="Argmax accuracy on every row.")
+
+
 class EvaluationResponse(BaseModel):
     """How a stored set does on a labelled file; nothing was stored."""
 
@@ -78,6 +88,11 @@ class EvaluationResponse(BaseModel):
     default_threshold: float
     per_label: list[LabelEvaluation]
     summary: EvaluationSummary
+    multiclass: MulticlassEvaluation | None = Field(
+        default=None,
+        description="A softmax set: its confidence threshold on this file (argmax answered "
+        "iff the top probability >= threshold).",
+    )
 
 
 def _set_of_loaded_model(service: Service, set_id: int) -> ThresholdSet:
@@ -117,7 +132,36 @@ def _evaluate_upload(
         np.asarray(found.thresholds, dtype=np.float64),
         label_names=list(model.labels),
     )
-    return {"threshold_set_id": found.id, "data_sha256": data_sha256, **report}
+    result = {"threshold_set_id": found.id, "data_sha256": data_sha256, **report}
+    if found.params.get("activation") == "softmax":
+        result["multiclass"] = _multiclass(scores, data, found, list(model.labels))
+    return result
+
+
+def _multiclass(
+    scores: np.ndarray, data: ValidationData, found: ThresholdSet, labels: list[str]
+) -> dict[str, Any]:
+    """Coverage and accuracy of a softmax set's confidence threshold on the file."""
+    try:
+        classes = (
+            data.classes
+            if data.classes is not None
+            else class_indices(data.targets, class_names=labels)
+        )
+    except NotMultiClassError as exc:
+        raise UploadError(str(exc)) from None
+    threshold = float(found.params["confidence_threshold"])
+    answer = apply_confidence_threshold(scores, threshold)
+    answered = answer >= 0
+    right = answer == classes
+    count = int(answered.sum())
+    return {
+        "threshold": threshold,
+        "coverage": count / len(answer),
+        "accuracy": float(right[answered].mean()) if count else 1.0,
+        "answered": count,
+        "overall_accuracy": float((np.argmax(scores, axis=1) == classes).mean()),
+    }
 
 
 def tune_runner(request: Request) -> TuneRunner:

@@ -227,3 +227,20 @@ def test_labelcut_tune_on_the_softmax_bundle(tmp_path, capsys, digits, proba):
     assert "--objective" in capsys.readouterr().err
     assert main([*args, "--objective", "coverage_at_accuracy"]) == 2
     assert "--target" in capsys.readouterr().err
+
+
+def test_evaluate_a_softmax_set_gives_its_coverage_and_accuracy(server, digits, proba):
+    tuned = tune(server, DIGITS_TEST.read_bytes(), objective="accuracy_at_coverage", target="0.95")
+    assert tuned.status_code == 200, tuned.text
+    set_id, found = tuned.json()["threshold_set"]["id"], tuned.json()["multiclass"]
+    half = npz(X=digits["X"][:270], y=digits["y"][:270])
+    with server.client() as client:
+        same = client.post(
+            f"/thresholds/{set_id}/evaluate", files={"file": ("v.npz", DIGITS_TEST.read_bytes())}
+        )
+        other = client.post(f"/thresholds/{set_id}/evaluate", files={"file": ("h.npz", half)})
+    assert same.status_code == 200, same.text
+    measured = same.json()["multiclass"]
+    assert (measured["coverage"], measured["accuracy"]) == (found["coverage"], found["accuracy"])
+    answered = proba[:270].max(axis=1).astype(np.float64) >= found["threshold"]
+    assert other.json()["multiclass"]["answered"] == int(answered.sum())
