@@ -18,7 +18,12 @@ const TARGET_LABELS = {
 const ABSTAIN_TARGET_LABEL = "Precision floor of the yes side (0 to 1]";
 // Optional form fields: sent only when the form shows them, so a server without them
 // never sees an unknown field.
-const OPTIONAL_FIELDS = { calibration: "tune-calibration-field" };
+// Fields of per-label tuning: a softmax model tunes one confidence threshold instead.
+const MULTI_LABEL_FIELDS = [
+  "tune-strategy-field", "tune-min-positives-field", "tune-n-bootstrap-field",
+  "tune-calibration-field", "tune-estimate-field",
+];
+const OPTIONAL_FIELDS = { calibration: "tune-calibration-field", estimate: "tune-estimate-field" };
 
 export function needsTarget(objective, rule) {
   return CONSTRAINED.has(objective) || MULTICLASS.has(objective) || rule === "abstain";
@@ -78,7 +83,8 @@ export function adaptTuneForm(model, schema) {
   const objective = byId("tune-objective");
   for (const option of [...objective.options]) {
     const offered = !schema?.objectives || schema.objectives.has(option.value);
-    if (!offered || (MULTICLASS.has(option.value) && !softmax)) option.remove();
+    // A softmax model takes only the multi-class objectives, a sigmoid one only the others.
+    if (!offered || MULTICLASS.has(option.value) !== softmax) option.remove();
   }
   for (const group of objective.querySelectorAll("optgroup")) {
     if (group.children.length === 0) group.remove();
@@ -92,12 +98,13 @@ export function adaptTuneForm(model, schema) {
   for (const option of [...rule.options]) {
     if (schema?.rules && !schema.rules.has(option.value)) option.remove();
   }
-  if (softmax && [...rule.options].some((o) => o.value === "exactly_one")) {
-    rule.value = "exactly_one";
+  if (softmax) {
+    for (const option of [...rule.options]) if (option.value !== "exactly_one") option.remove();
   }
   for (const [name, id] of Object.entries(OPTIONAL_FIELDS)) {
     byId(id).hidden = Boolean(schema) && !schema.fields.has(name);
   }
+  if (softmax) for (const id of MULTI_LABEL_FIELDS) byId(id).hidden = true;
   const calibration = byId("tune-calibration");
   for (const option of [...calibration.options]) {
     if (schema?.calibrations && !schema.calibrations.has(option.value)) option.remove();
@@ -168,8 +175,11 @@ export function tuneRequest(file) {
     form.append("cost_fp", costValue(byId("tune-cost-fp").value, "Cost of a false positive"));
     form.append("cost_fn", costValue(byId("tune-cost-fn").value, "Cost of a false negative"));
   }
-  form.append("strategy", byId("tune-strategy").value);
-  form.append("min_positives", byId("tune-min-positives").value || "1");
+  const shown = (id) => !byId(id).hidden;
+  if (shown("tune-strategy-field")) form.append("strategy", byId("tune-strategy").value);
+  if (shown("tune-min-positives-field")) {
+    form.append("min_positives", byId("tune-min-positives").value || "1");
+  }
   form.append("decision_rule", rule);
   if (rule === "top_k") form.append("k", byId("tune-k").value || "1");
   if (rule === "abstain") form.append("npv_target", byId("tune-npv-target").value);
@@ -177,7 +187,13 @@ export function tuneRequest(file) {
   if (!byId("tune-calibration-field").hidden && calibration.value && calibration.value !== "none") {
     form.append("calibration", calibration.value);
   }
-  form.append("n_bootstrap", byId("tune-n-bootstrap").value || "0");
+  // The estimate is on by default where the server has it: send only a "no".
+  if (!byId("tune-estimate-field").hidden && !byId("tune-estimate").checked) {
+    form.append("estimate", "false");
+  }
+  if (shown("tune-n-bootstrap-field")) {
+    form.append("n_bootstrap", byId("tune-n-bootstrap").value || "0");
+  }
   form.append("activate", byId("tune-activate").checked ? "true" : "false");
   return form;
 }

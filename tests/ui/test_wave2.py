@@ -190,11 +190,19 @@ def test_softmax_model_risk_coverage_curve_and_slider(browser, softmax_server): 
         offered = _options(page, "#tune-objective")
         allowed = _server_objectives(url)
         assert allowed is None or set(offered) <= allowed
-        assert offered[:2] == list(MULTICLASS)
-        assert page.locator("#tune-decision-rule").input_value() == "exactly_one"
+        assert offered == list(MULTICLASS)  # the server refuses the others on softmax
+        assert _options(page, "#tune-decision-rule") == ["exactly_one"]
+        # Per-label fields do not apply to one confidence threshold: hidden, not sent.
+        for field in (
+            "Strategy",
+            "Bootstrap replicates (0: no intervals)",
+            "Calibration of the scores",
+        ):
+            expect(page.get_by_label(field, exact=True)).to_be_hidden()
+        page.get_by_label("Objective").select_option("accuracy_at_coverage")
+        expect(page.get_by_label("Coverage floor (0 to 1]")).to_be_visible()
         page.get_by_label("Objective").select_option("coverage_at_accuracy")
         page.get_by_label("Accuracy floor (0 to 1]").fill("0.99")
-        page.get_by_label("Bootstrap replicates (0: no intervals)").fill("0")
         page.locator("#tune-file").set_input_files(str(DIGITS_TEST))
         page.get_by_role("button", name="Tune thresholds").click()
         expect(page.locator("#tune-status")).to_contain_text("tuned on 540 rows")
@@ -255,7 +263,47 @@ def test_sigmoid_model_offers_the_multi_label_objectives(watched, server):
     assert {"f1", "cost", "micro_f1"} <= set(offered)
     page.get_by_label("Objective").select_option("micro_fbeta")
     expect(page.get_by_label("Beta (> 0; above 1 favours recall)")).to_be_visible()
+    # Optional fields appear exactly when the server's form has them.
+    fields = _server_fields(url)
+    for name, label in (("calibration", "Calibration of the scores"),
+                        ("estimate", "Estimate F1 on new data")):  # fmt: skip
+        control = page.get_by_label(label, exact=True)
+        expect(control).to_be_visible() if name in fields else expect(control).to_be_hidden()
+
+    # Micro F-beta through the form (estimate off): the pooled figure in the summary.
+    page.get_by_label("Beta (> 0; above 1 favours recall)").fill("2")
+    page.get_by_label("Bootstrap replicates (0: no intervals)").fill("0")
+    if "estimate" in fields:
+        page.get_by_label("Estimate F1 on new data").uncheck()
+    page.locator("#tune-file").set_input_files(str(YEAST_TEST))
+    page.get_by_role("button", name="Tune thresholds").click()
+    expect(page.locator("#tune-status")).to_contain_text("tuned on 917 rows")
+    newest = httpx.get(url + "/thresholds/history").json()["items"][0]
+    assert newest["objective"] == "micro_fbeta" and newest["params"]["beta"] == 2
+    bridge(page, server, newest["id"])
+    page.reload()
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    report = httpx.get(url + f"/thresholds/{newest['id']}").json()
+    _merge_missing(report, _store_result(server, newest["id"]))
+    micro = report["summary"]["micro_fbeta"]
+    expect(page.locator("#set-summary")).to_contain_text(
+        f"Micro F-beta {micro['tuned']:.3f} ({micro['default']:.3f} at 0.5"
+    )
+    expect(page.locator("#set-summary")).to_contain_text("micro_fbeta, β 2")
+    if "estimate" in fields:
+        assert "expected" not in report["summary"]["macro_f1"]
+        assert (
+            "Expected F1 on new data (90%)"
+            not in page.locator("#labels-head th").all_text_contents()
+        )
     watched.check_clean()
+
+
+def _server_fields(url: str) -> set[str]:
+    root = httpx.get(url + "/openapi.json").json()
+    schema = root["paths"]["/tune-thresholds"]["post"]["requestBody"]["content"]
+    ref = schema["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
+    return set(root["components"]["schemas"][ref]["properties"])
 
 
 # --- issue 18: cost, micro, abstain --------------------------------------------------------
@@ -489,4 +537,46 @@ def test_drift_panel_from_get_drift(watched, server):
     later = httpx.get(url + "/drift").json()
     expect(summary).to_contain_text(f"{later['window']['rows']} rows in it")
     page.locator("#drift").screenshot(path=str(ARTIFACTS / "drift.png"))
+    watched.check_clean()
+
+
+def test_drift_panel_marks_drifted_labels(watched, server):
+    """A set carrying its validation rates (params.expected, as SPEC-wave2 stores them),
+    served rows unlike the validation data: the drifted labels are marked on the page."""
+    from playwright.sync_api import expect
+
+    from labelcut import tuning
+    from labelcut.models import load_model
+
+    page, url = watched.page, server.url
+    tuned = _tune_by_api(url, activate="false")
+    model = load_model(device="cpu")
+    with np.load(YEAST_TEST, allow_pickle=False) as z:
+        inputs, targets = z["X"], z["Y"]
+    scores = model.predict_proba(inputs)
+    thresholds = np.array([row["threshold"] for row in tuned["per_label"]])
+    rates = tuning.drift.expected_rates(scores, thresholds)
+
+    def with_rates(params: dict, result: dict) -> None:
+        params["expected"] = {
+            "positive_rate": [float(v) for v in rates.positive_share],
+            "mean_score": [float(v) for v in rates.mean_score],
+        }
+
+    set_id = _stored_copy(server, tuned["threshold_set"]["id"], with_rates)
+    httpx.post(url + f"/thresholds/{set_id}/activate", timeout=30).raise_for_status()
+    # Only rows with the first label: its positive share leaves the validation rate.
+    skewed = inputs[targets[:, 0] == 1][:200].tolist()
+    httpx.post(url + "/predict", json={"inputs": skewed}, timeout=60).raise_for_status()
+    drift = httpx.get(url + "/drift").json()
+    assert drift["threshold_set_id"] == set_id and drift["drifted"], drift
+    open_page(page, url)
+    summary = page.locator("#drift-summary")
+    expect(summary).to_contain_text("Drifted: " + ", ".join(drift["drifted"]))
+    expect(summary).to_contain_text(f"validation data ({drift['expected_rows']} rows)")
+    marked = page.locator("#drift-rows tr.drifted th").all_text_contents()
+    assert marked == drift["drifted"]
+    expected = page.locator("#drift-rows tr td:nth-child(3)").all_text_contents()
+    assert expected == [f"{100 * row['expected_positive_rate']:.1f}%" for row in drift["labels"]]
+    page.locator("#drift").screenshot(path=str(ARTIFACTS / "drift-marked.png"))
     watched.check_clean()
