@@ -153,10 +153,27 @@ def _broken_npy_header() -> bytes:
         ),
         (b'{"inputs": [[' + b"7" * 5000 + b"]]}", "application/json", "4300"),
         (_broken_npy_header(), NPY, "not a readable .npy file"),
+        (b'{"inputs": [[' + b"0.5," * 102 + b'0.5]], "threshold": NaN}', None, "threshold is nan"),
+        (
+            b'{"inputs": [[' + b"0.5," * 102 + b'0.5]], "thresholds": {"Class2": -Infinity}}',
+            None,
+            "thresholds['Class2'] is -inf",
+        ),
+        (json.dumps({"inputs": [ROW], "threshold": 10**400}).encode(), None, "threshold"),
     ],
-    ids=["deep", "huge-input", "huge-threshold", "digits-past-4300", "npy-header"],
+    ids=[
+        "deep",
+        "huge-input",
+        "huge-threshold",
+        "digits-past-4300",
+        "npy-header",
+        "nan-confidence",
+        "infinite-threshold",
+        "huge-confidence",
+    ],
 )
 def test_pathological_inputs_are_422_naming_the_problem(server, body, content_type, needle):
+    content_type = content_type or "application/json"
     response, extra_mb, healthz_s = costly(server, lambda: post(server, body, content_type))
     assert response.status_code == 422, response.text
     assert needle in json.dumps(response.json()["detail"])
