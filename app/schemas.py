@@ -219,6 +219,12 @@ class ThresholdSetReport(BaseModel):
     lower_thresholds: dict[str, float] | None = Field(
         default=None, description="decision_rule abstain: the lower threshold per label."
     )
+    calibration: dict[str, Any] | None = Field(
+        default=None,
+        description="A calibrated set: method, the raw-scale thresholds, and ECE, Brier and "
+        "reliability data before and after (out-of-fold). Thresholds apply to calibrated "
+        "scores.",
+    )
     strategy: str | None = None
     global_threshold: float | None = Field(
         default=None, description="The shared threshold (optimal for the pooled objective)."

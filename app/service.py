@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from labelcut import tuning
+from labelcut.app.calibrate_set import calibrate, expected_figures
 from labelcut.app.config import Settings
 from labelcut.app.scoring import score_inputs
 from labelcut.app.store import (
@@ -80,6 +81,7 @@ RESULT_KEYS = (
     "global_threshold",
     "diagnosis",
     "lower_thresholds",
+    "calibration",
 )
 
 
@@ -412,13 +414,17 @@ def tune_data(
     lower = getattr(result, "lower_thresholds", None)
     if lower is not None:  # decision_rule "abstain": the lower thresholds, aligned with labels
         stored_params["lower_thresholds"] = [float(t) for t in lower]
-    return TunedSet(
+    stored_params["expected"] = expected_figures(scores, np.asarray(result.thresholds))
+    tuned = TunedSet(
         params=stored_params,
         thresholds=[float(t) for t in result.thresholds],
         result={key: report.get(key) for key in RESULT_KEYS},
         report=report,
         curves=label_curves(result, labels) if with_curves else None,
     )
+    if params.calibration != "none":
+        tuned = calibrate(tuned, scores, data.targets, params.calibration, labels)
+    return tuned
 
 
 def _classes_of(data: ValidationData, labels: list[str]) -> np.ndarray:

@@ -11,7 +11,9 @@ What the table cannot say is stated here, once:
   `decision_rule` default by the model's activation (sigmoid: f1 / threshold; softmax:
   no default objective / exactly_one);
 * `cost_fp` and `cost_fn` take a number or a JSON object label -> number (text on the wire);
-* integers the table leaves unbounded above are bounded where they enter (`MAX_INT`).
+* integers the table leaves unbounded above are bounded where they enter (`MAX_INT`);
+* `calibration` (issue 19) is the service's own option: the calibrator fit beside the
+  thresholds (`labelcut.app.calibrate_set`), not an argument of `tune_thresholds`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Form
 
 from labelcut import tuning
+from labelcut.tuning.calibration import METHODS as _CALIBRATION_METHODS
 
 #: Integers past this are refused where they enter (min_positives, k: nothing needs more).
 MAX_INT = 2**31 - 1
@@ -34,6 +37,12 @@ MAX_INT = 2**31 - 1
 COST_OPTIONS = frozenset({"cost_fp", "cost_fn"})
 MAX_COST_TEXT = 1 << 20
 SOFTMAX_RULE = "exactly_one"
+CALIBRATION_METHODS: tuple[str, ...] = tuple(_CALIBRATION_METHODS)
+CALIBRATION_HELP = (
+    "Fit a calibrator on the validation rows and serve calibrated probabilities: none | "
+    "temperature | platt | isotonic. Thresholds are tuned on the raw scores and mapped "
+    "through the calibrator (same decisions). Default: none."
+)
 
 
 def objective_choices() -> tuple[str, ...]:
@@ -59,6 +68,7 @@ class TuneParams:
     options: Mapping[str, Any] = field(default_factory=dict)
     decision_rule: str = "threshold"
     k: int | None = None
+    calibration: str = "none"
 
     def get(self, name: str) -> Any:
         """The option `name`, or the table's default when it was not sent."""
@@ -117,6 +127,16 @@ def _form_signature() -> inspect.Signature:
                 p.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
             )
         )
+    parameters.append(
+        inspect.Parameter(
+            "calibration",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Literal[CALIBRATION_METHODS] | None, Form(description=CALIBRATION_HELP)
+            ],
+        )
+    )
     return inspect.Signature(parameters)
 
 
@@ -236,7 +256,21 @@ def check_options(values: Mapping[str, Any], *, activation: str, n_labels: int) 
         options[p.name] = value
     if activation != "softmax" and not _target_applies(objective, rule):
         options.pop("target", None)  # sent with f1: ignored, as always
-    return TuneParams(objective=objective, options=options, decision_rule=rule, k=k)
+    calibration = sent.get("calibration") or "none"
+    if calibration not in CALIBRATION_METHODS:
+        raise OptionError(
+            "calibration",
+            f"calibration must be one of {', '.join(CALIBRATION_METHODS)}; got {calibration!r}.",
+        )
+    if activation == "softmax" and calibration != "none":
+        raise OptionError(
+            "calibration",
+            "calibration applies to multi-label (sigmoid) models; a softmax model's "
+            "confidence threshold is tuned on its own probabilities.",
+        )
+    return TuneParams(
+        objective=objective, options=options, decision_rule=rule, k=k, calibration=calibration
+    )
 
 
 def _target_applies(objective: str, rule: str) -> bool:
@@ -296,6 +330,9 @@ def add_tune_flags(parser: Any) -> None:
         else:
             kwargs.update(type=p.python_type)
         parser.add_argument(flag, **kwargs)
+    parser.add_argument(
+        "--calibration", default=None, choices=CALIBRATION_METHODS, help=CALIBRATION_HELP
+    )
 
 
 def _parse_bool(text: str) -> bool:

@@ -93,6 +93,7 @@ _REPORT_KEYS = (
     "lower_thresholds",
     "multiclass",
     "risk_coverage",
+    "calibration",
 )
 
 
