@@ -104,14 +104,15 @@ def positive_flag(key_dtype: np.dtype) -> int:
     return 1 << (30 if np.dtype(key_dtype) == np.int32 else 62)
 
 
-def target_first(keys: np.ndarray) -> np.ndarray:
+def target_first(keys: np.ndarray, flags: np.ndarray | None = None) -> np.ndarray:
     """Packed keys (``bits << 1 | target``) rewritten as ``target * flag | bits``, in place.
 
     Scores in [0, 1] have bit patterns below 2**30 (float32) or 2**62 (float64),
     so sorting these keys puts every negative (by score) before every positive.
+    ``flags``: an optional work array of the keys' shape and dtype.
     """
     shift = 30 if keys.dtype == np.int32 else 62
-    flags = np.bitwise_and(keys, 1)
+    flags = np.bitwise_and(keys, 1, out=flags)
     flags <<= shift
     keys >>= 1
     keys |= flags
@@ -371,26 +372,31 @@ class SortedLabels:
         return self._blocks(run)
 
     def _with_segments(self, start, keys, segments, keep, handle, segment_handle) -> list:
-        """:meth:`walk`'s block with its rows cut into sorted segments as well.
+        """:meth:`walk`'s block with each label's rows also cut into sorted segments.
 
-        Each segment's keys are rewritten target-first (:func:`target_first`):
-        sorted, a segment holds its negatives' scores in order, then its
-        positives', so counts at any cut are two binary searches (no cumsum).
+        Label by label (two (n,) work arrays per thread): the unsorted keys are
+        taken in the segments' row ``order``, rewritten target-first (sorted, a
+        segment holds its negatives' scores in order, then its positives', so
+        counts at any cut are two binary searches), and each segment is sorted;
+        then the label's own keys are sorted as in :meth:`walk`.
         """
         order, bounds = segments
-        parts = target_first(np.take(keys, order, axis=1))
-        for low, high in itertools.pairwise(bounds.tolist()):
-            parts[:, low:high].sort(axis=1)
-        keys.sort(axis=1)
-        if keep:
-            self._kept[start] = keys
+        spans = list(itertools.pairwise(bounds.tolist()))
+        part = np.empty(keys.shape[1], dtype=keys.dtype)
+        flags = np.empty_like(part)
         scratch = Scratch(keys.shape[1], keys.dtype)
         results = []
         for row in range(keys.shape[0]):
+            np.take(keys[row], order, out=part)
+            target_first(part, flags)
+            for low, high in spans:
+                part[low:high].sort()
+            keys[row].sort()
             candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
-            pieces = [parts[row, a:b] for a, b in itertools.pairwise(bounds.tolist())]
-            segment_handle(start + row, candidates, pieces)
+            segment_handle(start + row, candidates, [part[a:b] for a, b in spans])
             results.append(handle(start + row, candidates))  # its caches stay valid
+        if keep:
+            self._kept[start] = keys
         return results
 
     def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:

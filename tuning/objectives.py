@@ -44,6 +44,8 @@ from labelcut.tuning.result import LabelOutcomes, TuningResult
 #: Interval width above which a label is flagged unstable (as the core bootstrap).
 UNSTABLE_WIDTH = 0.2
 _ROWS_PER_CHUNK = 1 << 16
+# Abstain statuses that send every row to review (the others still tune one side).
+_UNTUNABLE = frozenset({"no_positives", "no_negatives", "too_few_positives"})
 
 
 def handles(spec: TuningSpec) -> bool:
@@ -287,7 +289,7 @@ def _abstain(scores, targets, spec, diagnosis) -> TuningResult:
         spec.params(),
         scores.shape[0],
         strategy="per_label",
-        label_strategy=["per_label" if s == "ok" else "fallback" for s in found.status],
+        label_strategy=["fallback" if s in _UNTUNABLE else "per_label" for s in found.status],
         diagnosis=diagnosis,
         objective_report=report,
         lower_thresholds=np.asarray(found.lower, dtype=np.float64),
