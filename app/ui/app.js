@@ -185,8 +185,7 @@ function historyRow(item) {
       { className: "mono", title: item.data_sha256 },
       `${shortHash(item.data_sha256)} · ${item.n_samples} rows`,
     ),
-    el("td", { className: "num", textContent: tunedVsDefault(summary?.macro_f1) }),
-    el("td", { className: "num", textContent: tunedVsDefault(summary?.micro_f1) }),
+    ...historyFigures(item),
     stateCell,
     actions,
   );
@@ -195,9 +194,25 @@ function historyRow(item) {
 }
 
 function tunedVsDefault(pair) {
-  return pair ? `${fmt(pair.tuned)} (${fmt(pair.default)})` : "–";
+  if (!pair) return "–";
+  const expected = isNumber(pair.expected) ? `; ${fmt(pair.expected)} expected` : "";
+  return `${fmt(pair.tuned)} (${fmt(pair.default)})${expected}`;
 }
 
+/** The history row's two figure cells: macro/micro-F1, or a softmax set's confidence point. */
+function historyFigures(item) {
+  const multiclass = item.multiclass;
+  if (!item.summary?.macro_f1 && multiclass) {
+    return [
+      el("td", { className: "num", textContent: `accuracy ${fmt(multiclass.accuracy)}` }),
+      el("td", { className: "num", textContent: `coverage ${percent(multiclass.coverage)}` }),
+    ];
+  }
+  return [
+    el("td", { className: "num", textContent: tunedVsDefault(item.summary?.macro_f1) }),
+    el("td", { className: "num", textContent: tunedVsDefault(item.summary?.micro_f1) }),
+  ];
+}
 async function refreshSets() {
   await Promise.all([loadActive(), loadHistory()]);
 }
@@ -509,6 +524,11 @@ async function submitEvaluate(event) {
     button.disabled = false;
   }
   byId("admin-key").removeAttribute("aria-invalid");
+  if (!found?.per_label || !found.summary?.at_threshold) {
+    showMessage(status, "");
+    showMessage(byId("evaluate-error"), `Set ${id}'s evaluation has no per-label figures to show.`);
+    return;
+  }
   renderEvaluation(found, file.name);
   showMessage(status, `Set ${id} evaluated on ${found.n_samples} rows of ${file.name}; nothing stored.`);
 }
@@ -568,6 +588,17 @@ async function submitCompare(event) {
   } catch (failure) {
     showMessage(status, "");
     showMessage(error, `The sets could not be compared. ${failure.message}`);
+    return;
+  }
+  const perClass = ids.filter((_, i) => !reports[i].per_label?.length);
+  if (perClass.length) {
+    // Softmax sets have one confidence threshold and no per-label rows to set side by side.
+    showMessage(status, "");
+    showMessage(
+      error,
+      `Set ${perClass.join(" and ")} has no per-label thresholds (a softmax set tunes one ` +
+        "confidence threshold): show it above to see its risk-coverage curve.",
+    );
     return;
   }
   state.compared = { ids, reports, curves };

@@ -181,7 +181,11 @@ def test_compare_with_a_pushed_set_without_curves(watched, server):
     old = {
         "objective": info["objective"],
         "strategy": tuned["strategy"],
-        "params": {k: v for k, v in info["params"].items() if k not in ("decision_rule", "k")},
+        "params": {
+            k: v
+            for k, v in info["params"].items()
+            if k not in ("decision_rule", "k", "expected", "calibration", "activation")
+        },
         "n_samples": info["n_samples"],
         "thresholds": tuned["thresholds"],
         "per_label": tuned["per_label"],

@@ -243,6 +243,15 @@ def test_softmax_model_risk_coverage_curve_and_slider(browser, softmax_server): 
         card.get_by_role("button", name="Back to the tuned confidence threshold").click()
         assert shown() == pytest.approx((curve["coverage"][chosen], curve["accuracy"][chosen]))
         expect(page.locator("#rc-summary")).to_contain_text(f"{threshold:.4f}")
+        item = httpx.get(url + "/thresholds/history").json()["items"][0]
+        if item.get("multiclass"):
+            row = page.locator(f'#history-rows tr[data-set-id="{set_id}"]')
+            expect(row).to_contain_text(f"accuracy {item['multiclass']['accuracy']:.3f}")
+            expect(row).to_contain_text(f"coverage {100 * item['multiclass']['coverage']:.1f}%")
+        # A softmax set has no per-label rows to compare: said, nothing drawn.
+        page.get_by_role("button", name="Compare").click()
+        expect(page.locator("#compare-error")).to_contain_text("softmax set")
+        expect(page.locator("#compare-body")).to_be_hidden()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator("#set-detail").screenshot(path=str(ARTIFACTS / "softmax-set.png"))
         seen.check_clean()
@@ -456,36 +465,26 @@ def _store_result(server: Server, set_id: int) -> dict[str, Any]:
 def test_calibration_reliability_diagram(watched, server):
     from playwright.sync_api import expect
 
-    from labelcut import tuning
-    from labelcut.models import load_model
-
     page, url = watched.page, server.url
-    model = load_model(device="cpu")
-    with np.load(YEAST_TEST, allow_pickle=False) as z:
-        scores = model.predict_proba(z["X"])
-        targets = z["Y"]
-    labels = list(model.labels)
-    method = "temperature"
-    tuned = _tune_by_api(url, activate="false")
-    fit = tuning.cross_fit_calibrate(scores, targets, method, seed=0)
-    report = tuning.reliability.compare_calibration(
-        scores, fit.calibrated, targets, label_names=labels
-    )
+    open_page(page, url)
+    page.get_by_label("Calibration of the scores").select_option("temperature")
+    page.get_by_label("Bootstrap replicates (0: no intervals)").fill("0")
+    page.locator("#tune-file").set_input_files(str(YEAST_TEST))
+    page.get_by_role("button", name="Tune thresholds").click()
+    expect(page.locator("#tune-status")).to_contain_text("tuned on 917 rows")
+    newest = httpx.get(url + "/thresholds/history").json()["items"][0]
+    assert newest["params"]["calibration"]["method"] == "temperature"
+    report = httpx.get(url + f"/thresholds/{newest['id']}").json()["calibration"]
+    labels = [row["label"] for row in report["before"]["per_label"]]
 
-    def calibrated(params: dict, result: dict) -> None:
-        params["calibration"] = {"method": method, "calibrator": fit.calibrator.to_dict()}
-        result["calibration"] = {"method": method, **report}
-
-    set_id = _stored_copy(server, tuned["threshold_set"]["id"], calibrated)
-    bridge(page, server, set_id)
-    page.goto(url + f"/ui#set={set_id}")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
     expect(page.locator("#calibration")).to_be_visible()
     expect(page.locator("#calibration-summary")).to_contain_text(
         f"ECE {report['before']['ece']:.3f} before, {report['after']['ece']:.3f} after"
     )
     ece_before = page.locator("#calibration-rows tr td:nth-child(2)").all_text_contents()
     assert ece_before == [f"{row['ece']:.3f}" for row in report["before"]["per_label"]]
+    ece_after = page.locator("#calibration-rows tr td:nth-child(3)").all_text_contents()
+    assert ece_after == [f"{row['ece']:.3f}" for row in report["after"]["per_label"]]
     plot = page.locator("#reliability-plot")
     for j in (0, 4):
         page.get_by_label("Label of the reliability diagram").select_option(labels[j])
