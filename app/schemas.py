@@ -219,6 +219,11 @@ class ThresholdSetReport(BaseModel):
     lower_thresholds: dict[str, float] | None = Field(
         default=None, description="decision_rule abstain: the lower threshold per label."
     )
+    adaptation: dict[str, Any] | None = Field(
+        default=None,
+        description="A set adapted to unlabelled rows: from_set, n_rows, and per label the "
+        "old and new prevalence, EM status and the new threshold.",
+    )
     calibration: dict[str, Any] | None = Field(
         default=None,
         description="A calibrated set: method, the raw-scale thresholds, and ECE, Brier and "

@@ -94,6 +94,7 @@ _REPORT_KEYS = (
     "multiclass",
     "risk_coverage",
     "calibration",
+    "adaptation",
 )
 
 
