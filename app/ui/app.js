@@ -541,6 +541,14 @@ function renderEvaluation(found, name) {
     `${shortHash(found.data_sha256)}): macro-F1 ${fmt(tuned.macro.f1)} ` +
     `(${fmt(fallback.macro.f1)} at 0.5), micro-F1 ${fmt(tuned.micro.f1)} ` +
     `(${fmt(fallback.micro.f1)} at 0.5).`;
+  const multiclass = found.multiclass;
+  if (multiclass) {
+    byId("evaluate-summary").textContent +=
+      ` At its confidence threshold ${fmt(multiclass.threshold, 4)}: coverage ` +
+      `${percent(multiclass.coverage)} (${multiclass.answered} rows answered), accuracy of ` +
+      `answered rows ${fmt(multiclass.accuracy)}; argmax accuracy on every row ` +
+      `${fmt(multiclass.overall_accuracy)}.`;
+  }
   const rows = found.per_label.map((row) =>
     el(
       "tr",

@@ -248,6 +248,19 @@ def test_softmax_model_risk_coverage_curve_and_slider(browser, softmax_server): 
             row = page.locator(f'#history-rows tr[data-set-id="{set_id}"]')
             expect(row).to_contain_text(f"accuracy {item['multiclass']['accuracy']:.3f}")
             expect(row).to_contain_text(f"coverage {100 * item['multiclass']['coverage']:.1f}%")
+        # Evaluated on a file: the confidence threshold's coverage and accuracy there.
+        with DIGITS_TEST.open("rb") as f:
+            evaluation = httpx.post(
+                url + f"/thresholds/{set_id}/evaluate", files={"file": f}, timeout=60
+            ).json()
+        page.locator("#evaluate-file").set_input_files(str(DIGITS_TEST))
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        expect(page.locator("#evaluate-status")).to_contain_text(f"Set {set_id} evaluated on 540")
+        found = evaluation["multiclass"]
+        expect(page.locator("#evaluate-summary")).to_contain_text(
+            f"coverage {100 * found['coverage']:.1f}% ({found['answered']} rows answered), "
+            f"accuracy of answered rows {found['accuracy']:.3f}"
+        )
         # A softmax set has no per-label rows to compare: said, nothing drawn.
         page.get_by_role("button", name="Compare").click()
         expect(page.locator("#compare-error")).to_contain_text("softmax set")
