@@ -354,6 +354,8 @@ def test_cost_objective_from_the_form(watched, server):
 
     fp.fill(json.dumps({labels[0]: 5, "*": 1}))
     fn.fill("2")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#tune").screenshot(path=str(ARTIFACTS / "tune-form-cost.png"))
     page.get_by_role("button", name="Tune thresholds").click()
     expect(page.locator("#tune-status")).to_contain_text("tuned on 917 rows")
     newest = httpx.get(url + "/thresholds/history").json()["items"][0]
