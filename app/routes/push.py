@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
@@ -31,6 +38,7 @@ from labelcut.app.schemas import (
 )
 from labelcut.app.service import CURVE_POINTS, Service
 from labelcut.app.store import NewThresholdSet, StoreUnavailable
+from labelcut.tuning.calibration import Calibrator
 
 # Like the thresholds router: query parameters a route does not declare are 422.
 router = APIRouter(tags=["thresholds"], dependencies=[Depends(reject_unknown_parameters)])
@@ -42,9 +50,20 @@ MAX_DIAGNOSIS_DEPTH = 4
 UNKNOWN_DATA = "unknown"  # data_sha256 of a pushed report that does not name its data
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# A threshold may pass 1 by at most 2**-10: "predict nothing" where a score is 1.0.
+Threshold = Annotated[float, Field(ge=0.0, le=1.0 + 2**-10, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-Scalar = Annotated[str, Field(max_length=200)] | bool | int | float | None
+Scalar = (
+    Annotated[str, Field(max_length=200)]
+    | bool
+    | int
+    | float
+    | None
+    # Per-label costs (objective=cost): a list by label, or the map as sent.
+    | Annotated[list[float], Field(max_length=MAX_LABELS)]
+    | Annotated[dict[Annotated[str, Field(max_length=200)], float], Field(max_length=MAX_LABELS)]
+)
 
 
 class _Strict(BaseModel):
@@ -52,7 +71,7 @@ class _Strict(BaseModel):
 
 
 class PushedPoint(_Strict):
-    threshold: Rate
+    threshold: Threshold
     precision: Rate
     recall: Rate
     f1: Rate
@@ -62,8 +81,15 @@ class PushedPoint(_Strict):
 
 class PushedLabel(_Strict):
     label: str
-    threshold: Rate
-    status: Literal["ok", "no_positives", "no_negatives", "too_few_positives", "target_unreachable"]
+    threshold: Threshold
+    status: Literal[
+        "ok",
+        "no_positives",
+        "no_negatives",
+        "too_few_positives",
+        "target_unreachable",
+        "npv_target_unreachable",
+    ]
     precision: Rate
     recall: Rate
     f1: Rate
@@ -71,8 +97,8 @@ class PushedLabel(_Strict):
     support: Count
     predicted_positives: Count
     at_default: PushedPoint
-    strategy: Literal["per_label", "shrunk", "global", "fallback"] | None = None
-    threshold_interval: tuple[Rate, Rate] | None = None
+    strategy: Literal["per_label", "shrunk", "global", "fallback", "joint"] | None = None
+    threshold_interval: tuple[Threshold, Threshold] | None = None
     f1_interval: tuple[Rate, Rate] | None = None
     unstable: bool | None = None
 
@@ -89,11 +115,11 @@ class PushedSummary(_Strict):
 
 class PushedCurve(_Strict):
     label: str
-    threshold: Rate
+    threshold: Threshold
     default_threshold: Rate
     precision: list[Rate] = Field(max_length=CURVE_POINTS + 3)
     recall: list[Rate] = Field(max_length=CURVE_POINTS + 3)
-    thresholds: list[Rate] = Field(max_length=CURVE_POINTS + 2)
+    thresholds: list[Threshold] = Field(max_length=CURVE_POINTS + 2)
     chosen_index: Count
     default_index: Count
 
@@ -110,6 +136,27 @@ class PushedCurve(_Strict):
         return self
 
 
+class PushedCalibration(_Strict):
+    """`labelcut tune --calibration ...`: the calibrator the thresholds apply to."""
+
+    method: Literal["none", "temperature", "platt", "isotonic"]
+    calibrator: dict[str, Any]
+    prior: list[Rate] = Field(max_length=MAX_LABELS)
+    expected: dict[Literal["positive_rate", "mean_score"], list[Rate]]
+    report: dict[str, Any] | None = None
+    _parsed: Calibrator | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _calibrator_parses(self) -> PushedCalibration:
+        try:  # checks every field of the dict (shapes, bounds, monotone breakpoints)
+            self._parsed = Calibrator.from_dict(self.calibrator)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"calibration.calibrator is not a valid calibrator: {exc}") from exc
+        if self._parsed.method != self.method:
+            raise ValueError("calibration.method differs from the calibrator's method.")
+        return self
+
+
 class PushedModel(_Strict):
     name: str = Field(max_length=200)
     sha256: Hex64
@@ -119,13 +166,15 @@ class PushedReport(_Strict):
     """The JSON of `labelcut tune --out` (`TuningResult.to_dict` plus model, data, rule)."""
 
     objective: Objective
-    strategy: Strategy | None = None
+    strategy: Strategy | Literal["joint"] | None = None  # joint: micro objectives
     params: dict[Annotated[str, Field(max_length=64)], Scalar] = Field(max_length=64)
     n_samples: int = Field(ge=1, le=2**53)
-    thresholds: dict[str, Rate] = Field(min_length=1, max_length=MAX_LABELS)
+    thresholds: dict[str, Threshold] = Field(min_length=1, max_length=MAX_LABELS)
     per_label: list[PushedLabel] = Field(min_length=1, max_length=MAX_LABELS)
     summary: PushedSummary
-    global_threshold: Rate | None = None
+    global_threshold: Threshold | None = None
+    lower_thresholds: dict[str, Threshold] | None = Field(default=None, max_length=MAX_LABELS)
+    calibration: PushedCalibration | None = None
     diagnosis: dict[str, Any] | None = None
     model: PushedModel | None = None
     data_sha256: Hex64 | None = None
@@ -186,12 +235,42 @@ def _check_against_model(report: PushedReport, labels: list[str], sha256: str) -
     for curve in report.curves or []:
         if curve.threshold != report.thresholds[curve.label]:
             _unprocessable(f"curve of '{curve.label}' has another threshold than 'thresholds'.")
+    if (report.decision_rule == "abstain") != (report.lower_thresholds is not None):
+        _unprocessable("lower_thresholds go with decision_rule 'abstain', and only with it.")
+    if report.lower_thresholds is not None:
+        if list(report.lower_thresholds) != labels:
+            _unprocessable("The labels of 'lower_thresholds' must be the model's, in its order.")
+        for label, lower in report.lower_thresholds.items():
+            if lower > report.thresholds[label]:
+                _unprocessable(f"lower_thresholds '{label}' is above its threshold.")
+    if report.calibration is not None:
+        n = len(labels)
+        sizes = [len(report.calibration.prior), *map(len, report.calibration.expected.values())]
+        if report.calibration._parsed.n_labels != n or any(size != n for size in sizes):
+            _unprocessable(f"calibration must hold one entry per model label ({n}).")
     if (report.decision_rule == "top_k") != (report.k is not None):
         _unprocessable("k goes with decision_rule 'top_k', and only with it.")
     if report.k is not None and report.k > len(labels):
         _unprocessable(f"k must be at most the model's number of labels ({len(labels)}).")
     if report.diagnosis is not None and _depth(report.diagnosis) > MAX_DIAGNOSIS_DEPTH:
         _unprocessable(f"diagnosis is nested deeper than {MAX_DIAGNOSIS_DEPTH} levels.")
+
+
+def _extra_params(report: PushedReport, labels: list[str]) -> dict[str, Any]:
+    """What the snapshot serves beside the thresholds: abstain's lower thresholds and the
+    calibrator the thresholds apply to (SPEC-wave2's params)."""
+    extra: dict[str, Any] = {}
+    if report.lower_thresholds is not None:
+        extra["lower_thresholds"] = [report.lower_thresholds[label] for label in labels]
+    if report.calibration is not None:
+        found = report.calibration
+        extra["calibration"] = {
+            "method": found.method,
+            "calibrator": found.calibrator,
+            "prior": found.prior,
+            "expected": found.expected,
+        }
+    return extra
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
@@ -237,6 +316,7 @@ def _check_and_store(service: Service, body: bytes, activate: bool) -> dict[str,
             "decision_rule": report.decision_rule,
             "k": report.k,
             "origin": "push",
+            **_extra_params(report, list(model.labels)),
         },
         data_sha256=report.data_sha256 or UNKNOWN_DATA,
         n_samples=report.n_samples,
@@ -247,6 +327,8 @@ def _check_and_store(service: Service, body: bytes, activate: bool) -> dict[str,
             "strategy": report.strategy,
             "global_threshold": report.global_threshold,
             "diagnosis": report.diagnosis,
+            "lower_thresholds": report.lower_thresholds,
+            "calibration": None if report.calibration is None else report.calibration.report,
         },
     )
     curves = None if report.curves is None else [c.model_dump() for c in report.curves]
