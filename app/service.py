@@ -457,7 +457,13 @@ def _tune_softmax(
         },
         thresholds=[float(found.threshold)] * len(labels),
         result=stored,
-        report={**stored, "params": multiclass["params"], "objective": params.objective},
+        report={
+            **stored,
+            "params": multiclass["params"],
+            "objective": params.objective,
+            "n_samples": multiclass["n_samples"],
+            "thresholds": dict.fromkeys(labels, float(found.threshold)),
+        },
         curves=None,  # GET /thresholds/{id}/curves answers the result's risk_coverage
     )
 

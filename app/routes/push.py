@@ -28,6 +28,12 @@ from pydantic import (
 from starlette.concurrency import run_in_threadpool
 
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
+from labelcut.app.routes.push_multiclass import (
+    PushedSoftmaxReport,
+    check_softmax_report,
+    is_softmax_report,
+    softmax_set,
+)
 from labelcut.app.routes.thresholds import set_report
 from labelcut.app.schemas import (
     DecisionRule,
@@ -286,14 +292,15 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_report(body: bytes) -> PushedReport:
-    """The body as a `PushedReport`; 422 naming the first problem."""
+def parse_report(body: bytes) -> PushedReport | PushedSoftmaxReport:
+    """The body as a `PushedReport` (or a softmax one); 422 naming the first problem."""
     try:
         data = orjson.loads(body)  # refuses NaN and Infinity
     except orjson.JSONDecodeError as exc:
         _unprocessable(f"The body is not JSON ({exc}); send the file `labelcut tune --out` wrote.")
+    kind = PushedSoftmaxReport if is_softmax_report(data) else PushedReport
     try:
-        return PushedReport.model_validate(data)
+        return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
@@ -305,6 +312,23 @@ def _check_and_store(service: Service, body: bytes, activate: bool) -> dict[str,
     """Parse, check and store; blocking (a large report takes a while): run in a thread."""
     report = parse_report(body)
     model = service.loaded_model
+    if isinstance(report, PushedSoftmaxReport):
+        problem = check_softmax_report(
+            report, list(model.labels), getattr(model, "activation", "sigmoid")
+        )
+        if problem:
+            _unprocessable(problem)
+        return _store(
+            service,
+            softmax_set(report, model.name, model.sha256, list(model.labels)),
+            None,
+            activate,
+        )
+    if getattr(model, "activation", "sigmoid") == "softmax":
+        _unprocessable(
+            "The loaded model is softmax (multi-class): push the report `labelcut tune` wrote "
+            "for it (objective coverage_at_accuracy or accuracy_at_coverage)."
+        )
     _check_against_model(report, list(model.labels), model.sha256)
     new = NewThresholdSet(
         model_name=model.name,
@@ -332,6 +356,15 @@ def _check_and_store(service: Service, body: bytes, activate: bool) -> dict[str,
         },
     )
     curves = None if report.curves is None else [c.model_dump() for c in report.curves]
+    return _store(service, new, curves, activate)
+
+
+def _store(
+    service: Service,
+    new: NewThresholdSet,
+    curves: list[dict[str, Any]] | None,
+    activate: bool,
+) -> dict[str, Any]:
     # Stored and activated in one transaction; then this replica's snapshot follows.
     stored = service.require_store().save(new, activate=activate, curves=curves)
     log.info("Stored pushed threshold set %d%s", stored.id, ", activated" if activate else "")

@@ -98,3 +98,37 @@ def test_micro_and_cost_reports_push(client, tmp_path, flags):
     answer = client.post("/thresholds", json=report)
     assert answer.status_code == 201, answer.text
     assert answer.json()["thresholds"] == report["thresholds"]
+
+
+def test_a_softmax_report_pushes_onto_the_softmax_model_only(tmp_path):
+    from labelcut.models import DIGITS_MODEL_DIR, DIGITS_TEST
+
+    out = tmp_path / "digits.json"
+    args = ["tune", str(DIGITS_TEST), "--model", str(DIGITS_MODEL_DIR), "--device", "cpu"]
+    flags = ["--objective", "coverage_at_accuracy", "--target", "0.99", "--out", str(out)]
+    assert cli_main([*args, *flags]) == 0
+    report = json.loads(out.read_text())
+    with routed_client(tmp_path / "yeast") as yeast_client:
+        wait_ready(yeast_client)
+        refused = yeast_client.post("/thresholds", json=report)
+        assert refused.status_code == 422 and "softmax" in refused.json()["detail"]
+    with routed_client(tmp_path / "digits", model_dir=DIGITS_MODEL_DIR) as client:
+        wait_ready(client)
+        forged = copy.deepcopy(report)
+        forged["thresholds"]["0"] = 0.123
+        assert client.post("/thresholds", json=forged).status_code == 422
+        answer = client.post("/thresholds?activate=true", json=report)
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        threshold = report["multiclass"]["threshold"]
+        assert body["threshold_set"]["params"]["confidence_threshold"] == threshold
+        assert body["multiclass"]["coverage"] == report["multiclass"]["coverage"]
+        curves = client.get(f"/thresholds/{body['threshold_set']['id']}/curves").json()
+        assert curves["kind"] == "risk_coverage"
+        with np.load(DIGITS_TEST) as z:
+            rows = z["X"][:30]
+        proba = load_model(DIGITS_MODEL_DIR, device="cpu").predict_proba(rows)
+        served = client.post("/predict", json={"inputs": rows.tolist()}).json()["predictions"]
+        for i, prediction in enumerate(served):
+            top = float(proba[i].max())
+            assert prediction["labels"] == ([str(proba[i].argmax())] if top >= threshold else [])
