@@ -9,7 +9,7 @@ import {
   byId, el, fmt, intervalText, isNumber, percent, shortHash, showMessage, when,
 } from "./common.js";
 import {
-  CLASS_TITLES, classRows, confidenceText, driftError, expectedCell, expectedText, hasExpected, isSoftmaxSet,
+  CLASS_TITLES, classRows, confidenceText, driftError, expectedCell, expectedText, hasExpected,
   renderCalibration, renderDrift, riskCoverageOf,
 } from "./panels.js";
 import { adaptTuneForm, setUpTuneForm, tuneFormSchema } from "./tune.js";
@@ -396,7 +396,9 @@ function renderLabelTable(report) {
   const optional = OPTIONAL_COLUMNS.filter((col) => perLabel.some((row) => row[col.key] != null));
   const titles = [
     "Label", "Status", "Threshold", "Precision", "Recall", "F1 (in sample)", "Support",
-    "Predicted", "F1 at 0.5", ...figures.map((col) => col.title), ...optional.map((col) => col.title),
+    "Predicted", "F1 at 0.5",
+    ...figures.map((col) => col.title),
+    ...optional.map((col) => col.title),
   ];
   byId("labels-head").replaceChildren(
     ...titles.map((title) => el("th", { scope: "col", textContent: title })),
@@ -530,7 +532,10 @@ async function submitEvaluate(event) {
     return;
   }
   renderEvaluation(found, file.name);
-  showMessage(status, `Set ${id} evaluated on ${found.n_samples} rows of ${file.name}; nothing stored.`);
+  showMessage(
+    status,
+    `Set ${id} evaluated on ${found.n_samples} rows of ${file.name}; nothing stored.`,
+  );
 }
 
 function renderEvaluation(found, name) {

@@ -63,7 +63,8 @@ export const RC_KIND = {
       [`Accuracy ${fmt(point.accuracy)}`],
     ];
     if (point.answered !== undefined) items.push([`${point.answered} rows answered`]);
-    items.push([`tuned: coverage ${percent(chosen.coverage)}, accuracy ${fmt(chosen.accuracy)}`, "muted"]);
+    const tuned = `tuned: coverage ${percent(chosen.coverage)}, accuracy ${fmt(chosen.accuracy)}`;
+    items.push([tuned, "muted"]);
     return items;
   },
   endText: "nothing answered",

@@ -44,11 +44,6 @@ export function riskCoverageOf(report, curvesData) {
   };
 }
 
-export function isSoftmaxSet(report) {
-  const params = report?.threshold_set?.params ?? {};
-  return params.activation === "softmax" || Boolean(report?.risk_coverage || report?.multiclass);
-}
-
 /** A softmax set's per-class figures at the confidence threshold, as table rows. */
 export function classRows(report) {
   const perClass = report?.multiclass?.per_class;
@@ -115,7 +110,8 @@ export function hasExpected(report) {
 export function expectedCell(row) {
   if (isNumber(row.expected_f1)) {
     const bounds = intervalBounds(row.expected_f1_interval);
-    const text = bounds ? `${fmt(row.expected_f1)} (${intervalText(bounds)})` : fmt(row.expected_f1);
+    const value = fmt(row.expected_f1);
+    const text = bounds ? `${value} (${intervalText(bounds)})` : value;
     return el("td", { className: "num", textContent: text });
   }
   const reason =
@@ -222,7 +218,9 @@ function drawReliability({ before, after }, label, plots) {
       name: `${name} (ECE ${fmt(row.ece)})`,
       line: { color, width: 2, dash: name === "before" ? "dash" : "solid" },
       marker: { color, symbol, size: 8 },
-      hovertemplate: `${name}<br>mean score %{x:.3f}<br>observed %{y:.3f}<br>%{customdata} rows<extra></extra>`,
+      hovertemplate:
+        `${name}<br>mean score %{x:.3f}<br>observed %{y:.3f}<br>` +
+        "%{customdata} rows<extra></extra>",
     });
     described.push(`${name} ECE ${fmt(row.ece)}`);
   }
@@ -280,7 +278,10 @@ export function normaliseDrift(data, labelNames = []) {
         {
           label: name,
           positive_share: at(data.positive_share, i),
-          expected_positive_rate: at(pick(data, "expected_positive_rate", "expected_positive_share"), i),
+          expected_positive_rate: at(
+            pick(data, "expected_positive_rate", "expected_positive_share"),
+            i,
+          ),
           mean_score: at(data.mean_score, i),
           expected_mean_score: at(data.expected_mean_score, i),
           drifted: at(pick(data, "drifted", "drifted_labels"), i),
@@ -301,7 +302,8 @@ export function normaliseDrift(data, labelNames = []) {
 export function renderDrift(data, labelNames) {
   const found = normaliseDrift(data, labelNames);
   const drifted = found.rows.filter((row) => row.drifted).map((row) => row.label);
-  const window = found.windowSize != null ? `a window of at most ${found.windowSize} rows` : "the window";
+  const window =
+    found.windowSize != null ? `a window of at most ${found.windowSize} rows` : "the window";
   const rows = found.nRows != null ? `${found.nRows} rows in it` : "";
   const set = found.setId != null ? ` for set ${found.setId}` : " (no active set: 0.5 everywhere)";
   const expectedRows = isNumber(data.expected_rows) ? ` (${data.expected_rows} rows)` : "";

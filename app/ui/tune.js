@@ -120,7 +120,8 @@ export function syncTuneFields() {
   byId("tune-beta-field").hidden = !BETA_OBJECTIVES.has(objective);
   byId("tune-target-field").hidden = !needsTarget(objective, rule);
   byId("tune-target-label").textContent =
-    TARGET_LABELS[objective] ?? (rule === "abstain" ? ABSTAIN_TARGET_LABEL : TARGET_LABELS.recall_at_precision);
+    TARGET_LABELS[objective] ??
+    (rule === "abstain" ? ABSTAIN_TARGET_LABEL : TARGET_LABELS.recall_at_precision);
   byId("tune-cost-fields").hidden = objective !== "cost";
   byId("tune-k-field").hidden = rule !== "top_k";
   byId("tune-npv-field").hidden = rule !== "abstain";
