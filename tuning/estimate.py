@@ -78,18 +78,44 @@ METHOD = (
 )
 
 
-def _in_chunks(n_rows: int, rows: int, work: Callable[[slice], T]) -> list[T]:
-    """``work(rows slice)`` over consecutive row chunks on the worker threads, in order."""
+def _in_chunks(
+    n_rows: int, rows: int, work: Callable[[slice], T], merge: Callable[[list[T]], T]
+) -> T:
+    """``merge`` of ``work(rows slice)`` over consecutive row chunks, in order.
+
+    Each worker thread takes one contiguous run of chunks and merges its own
+    results first, so at most one merged result per thread is held.
+    """
     chunks = [slice(start, start + rows) for start in range(0, n_rows, rows)]
     threads = min(worker_threads(), len(chunks))
     if threads <= 1:
-        return [work(chunk) for chunk in chunks]
+        return merge([work(chunk) for chunk in chunks])
+    runs = np.array_split(np.arange(len(chunks)), threads)
+
+    def run(indices: np.ndarray) -> T:
+        return merge([work(chunks[i]) for i in indices.tolist()])
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(work, chunks))
+        return merge(list(pool.map(run, runs)))
 
 
-def spread_folds(targets: torch.Tensor, n_folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Fold of each row, int8 (n,): dealt round-robin in order of the rarest positive label."""
+def _sum(parts: list[np.ndarray]) -> np.ndarray:
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def spread_folds(
+    targets: torch.Tensor,
+    n_folds: int = FOLDS,
+    seed: int = 0,
+    support: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fold of each row, int8 (n,): dealt round-robin in order of the rarest positive label.
+
+    ``support`` (L,): the labels' positives when already counted (else one pass counts them).
+    """
     n_samples, n_labels = targets.shape
     rows = max(1, (1 << 21) // n_labels)
 
@@ -97,9 +123,10 @@ def spread_folds(targets: torch.Tensor, n_folds: int = FOLDS, seed: int = 0) -> 
         found = targets[chunk].cpu()
         return found if found.dtype == torch.bool else found != 0
 
-    support = np.sum(
-        _in_chunks(n_samples, rows, lambda c: block(c).sum(0, dtype=torch.int64).numpy()), axis=0
-    )
+    if support is None:
+        support = _in_chunks(
+            n_samples, rows, lambda c: block(c).sum(0, dtype=torch.int64).numpy(), _sum
+        )
     # Each label's rank by support (int16: a quarter of int64's memory traffic); a row's
     # rarity is the smallest rank among its labels, n_labels for a row without one.
     rank = np.empty(n_labels, dtype=np.int64)
@@ -107,8 +134,11 @@ def spread_folds(targets: torch.Tensor, n_folds: int = FOLDS, seed: int = 0) -> 
     rank_type = torch.int16 if n_labels < 2**15 else torch.int32
     ranks = torch.from_numpy(rank).to(rank_type)
     none = torch.tensor(n_labels, dtype=rank_type)
-    rarity = np.concatenate(
-        _in_chunks(n_samples, rows, lambda c: torch.where(block(c), ranks, none).amin(1).numpy())
+    rarity = _in_chunks(
+        n_samples,
+        rows,
+        lambda c: torch.where(block(c), ranks, none).amin(1).numpy(),
+        np.concatenate,
     )
     order = np.lexsort((np.random.default_rng(seed).random(n_samples), rarity))
     folds = np.empty(n_samples, dtype=np.int8)
@@ -126,8 +156,14 @@ class FoldPlan:
     bounds: np.ndarray
 
     @classmethod
-    def build(cls, targets: torch.Tensor, seed: int, n_folds: int = FOLDS) -> FoldPlan:
-        folds = spread_folds(targets, n_folds, seed)
+    def build(
+        cls,
+        targets: torch.Tensor,
+        seed: int,
+        n_folds: int = FOLDS,
+        support: np.ndarray | None = None,
+    ) -> FoldPlan:
+        folds = spread_folds(targets, n_folds, seed, support)
         order = np.argsort(folds, kind="stable")
         sizes = np.bincount(folds, minlength=n_folds)
         return cls(folds, order, np.concatenate(([0], np.cumsum(sizes))))
@@ -283,7 +319,7 @@ def _group_counts(
     threshold, so the comparison is exact), and a sparse (G, rows) indicator
     sums the chunk's rows into their random groups.
     """
-    n_samples, n_labels = scores.shape
+    n_samples = scores.shape[0]
     n_groups = min(MAX_GROUPS, n_samples)
     groups = np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples)
     float_dtype, _ = work_dtypes(scores.dtype)
@@ -312,9 +348,7 @@ def _group_counts(
         )
 
     # Each chunk's float32 sums are exact (at most _ROWS_PER_CHUNK rows); totals in float64.
-    out = np.zeros((3, n_groups, n_labels))
-    for part in _in_chunks(n_samples, _ROWS_PER_CHUNK, work):
-        out += part
+    out = _in_chunks(n_samples, _ROWS_PER_CHUNK, lambda rows: work(rows).astype(np.float64), _sum)
     return out[0], out[1], out[2]
 
 

@@ -221,9 +221,12 @@ class _Tuning:
             if self.needs_shared
             else None
         )
+        self.diagnosis = diagnose(targets)
         self.folds = None
         if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
-            plan = estimate.FoldPlan.build(targets, spec.seed)
+            # The diagnosis has counted each label's positives: the folds reuse them.
+            support = np.rint(np.array(self.diagnosis["prevalence"]) * scores.shape[0])
+            plan = estimate.FoldPlan.build(targets, spec.seed, support=support.astype(np.int64))
             self.folds = estimate.FoldTuning(
                 plan,
                 spec,
@@ -256,7 +259,7 @@ class _Tuning:
             if intervals is None
             else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
             unstable=None if intervals is None else intervals.unstable,
-            diagnosis=diagnose(self.targets),
+            diagnosis=self.diagnosis,
             curves=[f["curve"] for f in figures] if self.return_curves else None,
             estimate=self._estimate(),
         )
