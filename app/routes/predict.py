@@ -14,19 +14,28 @@ decode (JSON or .npy body, validated before it can join a batch)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from labelcut.app.batching import BatcherClosed
 from labelcut.app.codecs import NPY_MEDIA_TYPE, encode_json, encode_npy, header_value
 from labelcut.app.decisions import stored_rule, thresholds_with_override
-from labelcut.app.predict_deps import PredictDep
+from labelcut.app.predict_deps import PredictDep, predict_call
 from labelcut.app.predict_schemas import PredictResponse
 from labelcut.app.schemas import ErrorResponse
 
-__all__ = ["ROUTE", "predict", "register", "stored_rule", "thresholds_with_override"]
+__all__ = [
+    "ROUTE",
+    "PredictRoute",
+    "predict",
+    "register",
+    "stored_rule",
+    "thresholds_with_override",
+]
 
 
 _REQUEST_BODY = {
@@ -120,6 +129,31 @@ async def predict(request: Request, call: PredictDep) -> Response:
     return Response(body, media_type="application/json")
 
 
+class PredictRoute(APIRoute):
+    """An ordinary `APIRoute` for /predict whose handler skips FastAPI's dependency solver
+    while nothing overrides the route's one dependency.
+
+    The route is in the app's router and its OpenAPI schema, and its errors go through the
+    app's exception handlers like any route's (FastAPI's `request_response` wrapper is
+    kept). FastAPI's solver costs tens of microseconds a request, a third of what the
+    route costs on the event loop; the route has exactly one dependency (`predict_call`)
+    and no parameters of its own, so the handler calls it directly. When the app
+    overrides any dependency (`app.dependency_overrides`), the request takes FastAPI's
+    own handler instead, so every override applies exactly as FastAPI documents.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        solved = super().get_route_handler()
+        provider = self.dependency_overrides_provider
+
+        async def handler(request: Request) -> Response:
+            if provider is not None and getattr(provider, "dependency_overrides", None):
+                return await solved(request)
+            return await predict(request, await predict_call(request))
+
+        return handler
+
+
 def register(app: FastAPI) -> None:
     """Add POST /predict to `app`'s own router, first, as an ordinary `APIRoute`.
 
@@ -127,7 +161,7 @@ def register(app: FastAPI) -> None:
     (about 10 us a request in FastAPI 0.16x) to the one route under load; and first in
     the list, since routes are matched in order.
     """
-    app.add_api_route(endpoint=predict, **ROUTE)
+    app.router.add_api_route(endpoint=predict, route_class_override=PredictRoute, **ROUTE)
     # Before the documentation routes FastAPI adds first (/openapi.json, /docs, ...).
     routes = app.router.routes
     routes.insert(0, routes.pop())
