@@ -368,6 +368,11 @@ const FIGURE_COLUMNS = [
     cell: (row) => el("td", { className: "num", textContent: fmt(defaultCost(row), 2) }),
   },
   {
+    title: "Cost interval",
+    has: (report) => report.per_label?.some((row) => row.cost_interval != null),
+    cell: (row) => el("td", { textContent: intervalText(row.cost_interval) }),
+  },
+  {
     title: "Lower threshold",
     has: (report) =>
       report.per_label?.some((row, i) => isNumber(lowerThreshold(report, row, i))),
@@ -375,9 +380,19 @@ const FIGURE_COLUMNS = [
       el("td", { className: "num", textContent: fmt(lowerThreshold(report, row, i), 4) }),
   },
   {
+    title: "Lower threshold interval",
+    has: (report) => report.per_label?.some((row) => row.lower_interval != null),
+    cell: (row) => el("td", { textContent: intervalText(row.lower_interval) }),
+  },
+  {
     title: "Sent to review",
     has: (report) => report.per_label?.some((row) => isNumber(row.review_share)),
     cell: (row) => el("td", { className: "num", textContent: percent(row.review_share) }),
+  },
+  {
+    title: "Review share interval",
+    has: (report) => report.per_label?.some((row) => row.review_share_interval != null),
+    cell: (row) => el("td", { textContent: intervalText(row.review_share_interval) }),
   },
 ];
 
