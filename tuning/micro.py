@@ -215,6 +215,7 @@ def _global_start(scores: np.ndarray, targets: np.ndarray, beta: float) -> float
         beta=beta,
         strategy="global",
         n_bootstrap=0,
+        estimate=False,
     )
     shared = getattr(result, "global_threshold", None)
     return None if shared is None else float(shared)

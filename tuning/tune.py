@@ -159,6 +159,7 @@ def _tune_objective(
             objective="f1" if spec.objective == "micro_f1" else "fbeta",
             strategy="global",
             n_bootstrap=0,
+            estimate=False,
         )
         start = _Tuning(scores, targets, pooled_spec, device, False).run().global_threshold
     result = objectives.tune_objective(
