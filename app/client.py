@@ -56,6 +56,12 @@ class PredictResult:
     model: str
     decision_rule: str = "threshold"
     logits: np.ndarray | None = None
+    # The abstain band: `uncertain[i]` lists row i's labels sent to review (None: no band).
+    uncertain: list[list[str]] | None = None
+    # A softmax model's confidence threshold as applied (None for multi-label models).
+    threshold: float | None = None
+    # True when `proba` are the active set's calibrated probabilities.
+    calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def _predict_call(
     decision_rule: str | None,
     k: int | None,
     return_logits: bool,
+    threshold: float | None = None,
 ) -> _Call:
     """Arrays travel as an .npy body; lists, and any request with options, as JSON."""
     if _is_dataframe(x):
@@ -121,6 +128,7 @@ def _predict_call(
             ("decision_rule", decision_rule),
             ("k", k),
             ("return_logits", return_logits or None),
+            ("threshold", threshold),
         )
         if value is not None
     }
@@ -151,6 +159,13 @@ def _read_prediction(response: httpx.Response) -> PredictResult:
         model=body.get("model", ""),
         decision_rule=body.get("decision_rule", "threshold"),
         logits=logits,
+        uncertain=(
+            [list(p.get("uncertain") or []) for p in predictions]
+            if any("uncertain" in p for p in predictions)
+            else None
+        ),
+        threshold=body.get("threshold"),
+        calibrated=bool(body.get("calibrated", False)),
     )
 
 
@@ -313,11 +328,14 @@ class Client:
         decision_rule: str | None = None,
         k: int | None = None,
         return_logits: bool = False,
+        threshold: float | None = None,
     ) -> PredictResult:
         """Score rows: a numpy array `(n, *input_shape)`, nested lists, or a DataFrame
-        (columns by the model's feature names when it has them)."""
+        (columns by the model's feature names when it has them). `threshold`: a softmax
+        model's confidence threshold for this request (rows below it get no label)."""
         model = self.model() if _is_dataframe(x) else None
-        return self._call(_predict_call(x, model, thresholds, decision_rule, k, return_logits))
+        call = _predict_call(x, model, thresholds, decision_rule, k, return_logits, threshold)
+        return self._call(call)
 
     def tune(self, data: Any, **params: Any) -> dict[str, Any]:
         """POST /tune-thresholds: the report of the new set. `params` are the form fields
@@ -406,9 +424,10 @@ class AsyncClient:
         decision_rule: str | None = None,
         k: int | None = None,
         return_logits: bool = False,
+        threshold: float | None = None,
     ) -> PredictResult:
         model = await self.model() if _is_dataframe(x) else None
-        call = _predict_call(x, model, thresholds, decision_rule, k, return_logits)
+        call = _predict_call(x, model, thresholds, decision_rule, k, return_logits, threshold)
         return await self._call(call)
 
     async def tune(self, data: Any, **params: Any) -> dict[str, Any]:
