@@ -159,10 +159,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if tuned.curves is not None:
             report["curves"] = tuned.curves
         if "calibration" in tuned.params:  # the calibrator the thresholds apply to
-            report["calibration"] = {
-                **tuned.params["calibration"],
-                "report": tuned.report["calibration"],
-            }
+            report["calibration"] = {**tuned.report["calibration"], **tuned.params["calibration"]}
         Path(args.out).write_text(json.dumps(report, indent=1))
         print(f"\nwrote {args.out}")
     return 0

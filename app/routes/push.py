@@ -53,6 +53,7 @@ log = logging.getLogger("labelcut")
 MAX_PUSH_BYTES = 32 * 2**20
 MAX_LABELS = 100_000
 MAX_DIAGNOSIS_DEPTH = 4
+MAX_CALIBRATION_DEPTH = 6  # reliability data: per label, per bin
 UNKNOWN_DATA = "unknown"  # data_sha256 of a pushed report that does not name its data
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -143,14 +144,21 @@ class PushedCurve(_Strict):
 
 
 class PushedCalibration(_Strict):
-    """`labelcut tune --calibration ...`: the calibrator the thresholds apply to."""
+    """`labelcut tune --calibration ...`: the calibrator the thresholds apply to, and (the
+    other keys) the report's calibration figures, kept as the set's report."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     method: Literal["none", "temperature", "platt", "isotonic"]
     calibrator: dict[str, Any]
     prior: list[Rate] = Field(max_length=MAX_LABELS)
     expected: dict[Literal["positive_rate", "mean_score"], list[Rate]]
-    report: dict[str, Any] | None = None
     _parsed: Calibrator | None = PrivateAttr(default=None)
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """What the report shows: the method and the figures, without the calibrator."""
+        return {"method": self.method, **(self.model_extra or {})}
 
     @model_validator(mode="after")
     def _calibrator_parses(self) -> PushedCalibration:
@@ -254,6 +262,8 @@ def _check_against_model(report: PushedReport, labels: list[str], sha256: str) -
         sizes = [len(report.calibration.prior), *map(len, report.calibration.expected.values())]
         if report.calibration._parsed.n_labels != n or any(size != n for size in sizes):
             _unprocessable(f"calibration must hold one entry per model label ({n}).")
+        if _depth(report.calibration.report) > MAX_CALIBRATION_DEPTH:
+            _unprocessable(f"calibration is nested deeper than {MAX_CALIBRATION_DEPTH} levels.")
     if (report.decision_rule == "top_k") != (report.k is not None):
         _unprocessable("k goes with decision_rule 'top_k', and only with it.")
     if report.k is not None and report.k > len(labels):

@@ -103,3 +103,4 @@ def test_cli_calibration_flag(tmp_path):
     report = json.loads(out.read_text())
     assert report["calibration"]["method"] == "isotonic"
     assert report["thresholds"] != report["calibration"]["raw_thresholds"]
+    assert tuning.Calibrator.from_dict(report["calibration"]["calibrator"]).method == "isotonic"

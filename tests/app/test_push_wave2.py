@@ -40,10 +40,7 @@ def test_a_pushed_calibrated_report_serves_calibrated_scores(client, tmp_path):
     assert answer.status_code == 201, answer.text
     params = answer.json()["threshold_set"]["params"]
     assert params["calibration"]["calibrator"] == report["calibration"]["calibrator"]
-    assert (
-        answer.json()["calibration"]["raw_thresholds"]
-        == report["calibration"]["report"]["raw_thresholds"]
-    )
+    assert answer.json()["calibration"]["raw_thresholds"] == report["calibration"]["raw_thresholds"]
     calibrator = tuning.Calibrator.from_dict(params["calibration"]["calibrator"])
     with np.load(YEAST_TEST) as z:
         rows = z["X"][:5]
@@ -51,7 +48,7 @@ def test_a_pushed_calibrated_report_serves_calibrated_scores(client, tmp_path):
     body = client.post("/predict", json={"inputs": rows.tolist()}).json()
     got = np.array([list(p["scores"].values()) for p in body["predictions"]])
     np.testing.assert_allclose(got, calibrator.apply(raw), atol=1e-5)
-    raw_t = np.array(list(report["calibration"]["report"]["raw_thresholds"].values()))
+    raw_t = np.array(list(report["calibration"]["raw_thresholds"].values()))
     for i, prediction in enumerate(body["predictions"]):
         expected = [label for j, label in enumerate(report["thresholds"]) if raw[i, j] >= raw_t[j]]
         assert prediction["labels"] == expected
