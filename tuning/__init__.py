@@ -12,7 +12,9 @@ them ``decide`` (decision rules) and ``diagnosis``. The objectives of issue 18
 (``costs``, ``micro``, ``abstain``, ``objective_bootstrap`` over ``cutpoints``),
 multi-class confidence (``risk_coverage``), calibration and drift
 (``calibration``, ``cross_fit``, ``reliability``, ``label_shift``, ``adapt``,
-``drift``) and ``evaluate`` stand beside them.
+``drift``) and ``evaluate`` stand beside them; ``objectives`` routes issue 18's
+objectives through :func:`tune_thresholds`, and ``estimate`` adds the
+cross-fitted "what to expect on new data" figures (issue 20) to every tune.
 """
 
 from labelcut.tuning._checks import (
