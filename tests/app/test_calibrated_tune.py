@@ -104,3 +104,17 @@ def test_cli_calibration_flag(tmp_path):
     assert report["calibration"]["method"] == "isotonic"
     assert report["thresholds"] != report["calibration"]["raw_thresholds"]
     assert tuning.Calibrator.from_dict(report["calibration"]["calibrator"]).method == "isotonic"
+
+
+def test_a_calibrated_abstain_set_maps_both_thresholds(client, yeast):
+    form = {"decision_rule": "abstain", "target": "0.8", "npv_target": "0.9"}
+    raw = tune(client, activate="false", **form).json()["threshold_set"]["params"]
+    body = tune(client, activate="false", calibration="temperature", **form).json()
+    params = body["threshold_set"]["params"]
+    calibrator = tuning.Calibrator.from_dict(params["calibration"]["calibrator"])
+    served = calibrator.apply(yeast["scores"].astype(np.float64))
+    lower, raw_lower = np.array(params["lower_thresholds"]), np.array(raw["lower_thresholds"])
+    np.testing.assert_array_equal(served >= lower, yeast["scores"] >= raw_lower)
+    upper = np.array([body["thresholds"][label] for label in yeast["labels"]])
+    assert (lower <= upper).all()
+    assert list(body["lower_thresholds"].values()) == params["lower_thresholds"]
