@@ -145,3 +145,44 @@ def test_shared_strategies_match_tuning_the_other_folds_closely(strategy):
     summary = result.to_dict()["summary"]
     assert summary["macro_f1"]["expected"] == pytest.approx(macro, abs=0.01)
     assert summary["micro_f1"]["expected"] == pytest.approx(micro, abs=0.01)
+
+
+@pytest.mark.parametrize("strategy", ["per_label", "shrunk"])
+def test_the_estimate_is_the_same_when_own_optima_come_from_the_torch_backend(
+    monkeypatch, strategy
+):
+    # On CUDA the own optima come from the torch search and the sorted pass still runs
+    # for the folds. Here the torch search runs on the CPU, behind a device that says cuda.
+    from types import SimpleNamespace
+
+    from labelcut.tuning import _checks, _search, tune
+    from labelcut.tuning.tune import _Tuning
+
+    scores, targets = synthetic(800, 9)
+    expected = tune_thresholds(scores, targets, strategy=strategy, n_bootstrap=0).estimate
+    real = _search.tune_labels_torch
+    monkeypatch.setattr(
+        tune._search,
+        "tune_labels_torch",
+        lambda s, t, spec, device: real(s, t, spec, torch.device("cpu")),
+    )
+    spec = _checks.check_spec(
+        objective="f1",
+        beta=1.0,
+        target=None,
+        min_positives=1,
+        fallback=0.5,
+        strategy=strategy,
+        shrinkage=6.0,
+        n_bootstrap=0,
+        seed=0,
+        confidence=0.9,
+    )
+    found = _Tuning(
+        torch.from_numpy(scores),
+        torch.from_numpy(targets),
+        spec,
+        SimpleNamespace(type="cuda"),
+        False,
+    ).run()
+    assert found.estimate == expected
