@@ -17,6 +17,7 @@ from labelcut.app.limits import install_limits
 from labelcut.app.metrics import Metrics, MetricsMiddleware
 from labelcut.app.predict_schemas import PredictRequest
 from labelcut.app.routes import (
+    adapt,
     archive,
     drift,
     evaluate,
@@ -71,6 +72,7 @@ def create_app(
         evaluate.router,
         push.router,
         archive.router,
+        adapt.router,
         metrics.router,
         drift.router,
     ):

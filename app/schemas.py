@@ -137,8 +137,14 @@ class LabelReport(BaseModel):
 
 
 class TunedVsDefault(BaseModel):
-    tuned: float
-    default: float
+    tuned: float = Field(description="In sample: on the rows the thresholds were tuned on.")
+    default: float = Field(description="In sample, every label cut at 0.5.")
+    expected: float | None = Field(
+        default=None, description="Cross-fitted: what to expect on new data of the same kind."
+    )
+    expected_interval: list[float] | None = Field(
+        default=None, description="[lo, hi]: 90% interval for a new sample of the same size."
+    )
 
 
 class Summary(BaseModel):

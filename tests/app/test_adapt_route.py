@@ -14,17 +14,13 @@ from fastapi.testclient import TestClient
 from labelcut import tuning
 from labelcut.app.config import Settings
 from labelcut.app.main import create_app
-from labelcut.app.routes import adapt
 from labelcut.models import DIGITS_MODEL_DIR, DIGITS_TEST, YEAST_TEST, load_model
 
 from ..support.inprocess import LOOPBACK, wait_ready
 
 
 def app_with_adapt(data_dir, **overrides) -> TestClient:
-    # app/main.py includes the router once the lead adds it; include it here meanwhile.
     app = create_app(Settings(data_dir=data_dir, device="cpu", **overrides))
-    if not any(getattr(r, "path", "") == "/thresholds/{set_id}/adapt" for r in app.routes):
-        app.include_router(adapt.router)
     return TestClient(app, client=LOOPBACK)
 
 

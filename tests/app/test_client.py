@@ -13,7 +13,7 @@ from labelcut import AsyncClient, Client, LabelcutError
 from labelcut.app.cli import main as cli_main
 from labelcut.models import YEAST_TEST
 
-from .routed import RoutedServer
+from ..support.server import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 ADMIN = "client-admin-key"
@@ -21,9 +21,9 @@ API = "client-api-key"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[RoutedServer]:
+def server(tmp_path_factory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("client")
-    s = RoutedServer(root / "data", env={"LABELCUT_ADMIN_KEY": ADMIN, "LABELCUT_API_KEY": API})
+    s = Server(root / "data", env={"LABELCUT_ADMIN_KEY": ADMIN, "LABELCUT_API_KEY": API})
     try:
         s.wait_ready()
         yield s

@@ -12,8 +12,7 @@ import pytest
 from labelcut.models import YEAST_TEST, load_model
 from labelcut.tuning.evaluate import evaluate_thresholds
 
-from ..support.inprocess import wait_ready
-from .routed import routed_client
+from ..support.inprocess import app_client, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def proba(yeast):
 
 @pytest.fixture
 def client(tmp_path):
-    with routed_client(tmp_path / "data") as c:
+    with app_client(tmp_path / "data") as c:
         wait_ready(c)
         yield c
 
@@ -103,7 +102,7 @@ def test_evaluate_errors_name_the_problem(client, yeast):
 
 
 def test_evaluate_needs_the_admin_key_when_set(tmp_path, yeast):
-    with routed_client(tmp_path / "d", admin_key="s3cret") as c:
+    with app_client(tmp_path / "d", admin_key="s3cret") as c:
         wait_ready(c)
         files = {"file": ("v.npz", _npz(X=yeast[0][:5], Y=yeast[1][:5]), "application/x-npz")}
         assert c.post("/thresholds/1/evaluate", files=files).status_code == 401
@@ -116,7 +115,7 @@ def test_evaluate_needs_the_admin_key_when_set(tmp_path, yeast):
 
 def test_unknown_fields_and_oversized_data_are_refused(tmp_path, yeast):
     files = {"file": ("v.npz", YEAST_TEST.read_bytes(), "application/x-npz")}
-    with routed_client(tmp_path / "small", max_data_mb=0.3) as c:
+    with app_client(tmp_path / "small", max_data_mb=0.3) as c:
         wait_ready(c)
         set_id = c.post(
             "/tune-thresholds",

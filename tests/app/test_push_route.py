@@ -10,8 +10,7 @@ import pytest
 from labelcut.app.cli import main as cli_main
 from labelcut.models import YEAST_TEST
 
-from ..support.inprocess import wait_ready
-from .routed import routed_client
+from ..support.inprocess import app_client, wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def report(tmp_path_factory) -> dict:
 
 @pytest.fixture
 def client(tmp_path):
-    with routed_client(tmp_path / "data") as c:
+    with app_client(tmp_path / "data") as c:
         wait_ready(c)
         yield c
 
@@ -113,7 +112,7 @@ def test_a_report_of_another_model_gets_409(client, report):
 
 
 def test_push_is_an_admin_operation(tmp_path, report):
-    with routed_client(tmp_path / "d", admin_key="s3cret") as c:
+    with app_client(tmp_path / "d", admin_key="s3cret") as c:
         wait_ready(c)
         assert c.post("/thresholds", json=report).status_code == 401
         assert (
@@ -122,7 +121,7 @@ def test_push_is_an_admin_operation(tmp_path, report):
         )
         ok = c.post("/thresholds", json=report, headers={"authorization": "Bearer s3cret"})
         assert ok.status_code == 201
-    with routed_client(tmp_path / "e", client=("203.0.113.9", 4000)) as c:
+    with app_client(tmp_path / "e", client=("203.0.113.9", 4000)) as c:
         wait_ready(c)
         assert c.post("/thresholds", json=report).status_code == 403
 

@@ -15,8 +15,7 @@ from labelcut import tuning
 from labelcut.app.cli import main as cli_main
 from labelcut.models import YEAST_TEST, load_model
 
-from ..support.inprocess import wait_ready
-from .routed import routed_client
+from ..support.inprocess import app_client, wait_ready
 
 BASE = ["tune", str(YEAST_TEST), "--device", "cpu", "--n-bootstrap", "0"]
 
@@ -29,7 +28,7 @@ def offline(tmp_path, *flags: str) -> dict:
 
 @pytest.fixture
 def client(tmp_path):
-    with routed_client(tmp_path / "data") as c:
+    with app_client(tmp_path / "data") as c:
         wait_ready(c)
         yield c
 
@@ -105,11 +104,11 @@ def test_a_softmax_report_pushes_onto_the_softmax_model_only(tmp_path):
     flags = ["--objective", "coverage_at_accuracy", "--target", "0.99", "--out", str(out)]
     assert cli_main([*args, *flags]) == 0
     report = json.loads(out.read_text())
-    with routed_client(tmp_path / "yeast") as yeast_client:
+    with app_client(tmp_path / "yeast") as yeast_client:
         wait_ready(yeast_client)
         refused = yeast_client.post("/thresholds", json=report)
         assert refused.status_code == 422 and "softmax" in refused.json()["detail"]
-    with routed_client(tmp_path / "digits", model_dir=DIGITS_MODEL_DIR) as client:
+    with app_client(tmp_path / "digits", model_dir=DIGITS_MODEL_DIR) as client:
         wait_ready(client)
         forged = copy.deepcopy(report)
         forged["thresholds"]["0"] = 0.123

@@ -63,7 +63,7 @@ FORM_CASES = [
     ("beta-1e400", {"objective": "fbeta", "beta": "1e400"}, "beta must be > 0 and at most"),
     ("target-huge", {"objective": "recall_at_precision", "target": HUGE}, "target must be in"),
     ("target-tiny-neg", {"objective": "precision_at_recall", "target": "-" + HUGE}, "target"),
-    ("unknown-field", {"calibration": "temperature"}, "calibration"),
+    ("unknown-field", {"calibrate": "temperature"}, "calibrate"),
     ("misspelt-field", {"objectve": "f1"}, "objectve"),
     ("store-false-activate-true", {"store": "false", "activate": "true"}, "activate"),
     ("store-maybe", {"store": "maybe"}, "store"),

@@ -10,7 +10,7 @@ import pytest
 
 from labelcut.models import YEAST_TEST
 
-from ..app.routed import RoutedServer
+from ..support.server import Server
 from .test_page import ARTIFACTS, Watched, open_page, point_at
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -20,8 +20,8 @@ from .test_page import browser  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[RoutedServer]:
-    running = RoutedServer(tmp_path_factory.mktemp("ui2") / "data", env={"LABELCUT_ADMIN_KEY": ""})
+def server(tmp_path_factory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("ui2") / "data", env={"LABELCUT_ADMIN_KEY": ""})
     try:
         running.wait_ready()
         yield running
