@@ -14,7 +14,7 @@ from labelcut import tuning
 from labelcut.app.cli import main
 from labelcut.models import YEAST_TEST, load_model
 
-from ..service.conftest import make_client, wait_ready
+from .conftest import make_client, wait_ready
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from labelcut import tuning
 from labelcut.app.cli import build_parser, main
 from labelcut.models import YEAST_TEST, load_model
 
-from ..service.conftest import make_client, wait_ready
+from .conftest import make_client, wait_ready
 
 TABLE = [p.name for p in tuning.TUNE_PARAMETERS]
 
