@@ -137,14 +137,14 @@ class LabelReport(BaseModel):
 
 
 class TunedVsDefault(BaseModel):
-    tuned: float = Field(description="In sample: on the rows the thresholds were tuned on.")
-    default: float = Field(description="In sample, every label cut at 0.5.")
-    expected: float | None = Field(
-        default=None, description="Cross-fitted: what to expect on new data of the same kind."
-    )
-    expected_interval: list[float] | None = Field(
-        default=None, description="[lo, hi]: 90% interval for a new sample of the same size."
-    )
+    """In-sample figures (`tuned`, and `default` at 0.5); when the tune ran the cross-fitted
+    estimate, also `expected` and `expected_interval` ([lo, hi]), or `expected: null` with
+    `expected_reason`. Keys the tune did not produce stay absent (extra keys pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tuned: float
+    default: float
 
 
 class Summary(BaseModel):
