@@ -10,8 +10,9 @@ import pytest
 
 from labelcut import tuning
 from labelcut.app.store import NewThresholdSet
-from labelcut.models import load_model
+from labelcut.models import YEAST_TEST, load_model
 
+from ..support.inprocess import app_client
 from .conftest import make_client, wait_ready
 
 
@@ -424,3 +425,33 @@ def test_one_label_rows_on_a_sigmoid_model_advise_exactly_one(client, yeast_test
 def test_model_shows_activation_and_outputs(client):
     info = client.get("/model").json()
     assert (info["activation"], info["outputs"]) == ("sigmoid", "logits")
+
+
+def test_the_estimate_reaches_the_answer_and_the_stored_report(tmp_path):
+    """Issue 20 through HTTP: the cross-fitted figures are in the tune's answer and in
+    GET /thresholds/{id}, beside the in-sample ones; estimate=false leaves them out."""
+    with app_client(tmp_path / "data") as client:
+        wait_ready(client)
+        with YEAST_TEST.open("rb") as fh:
+            answer = client.post(
+                "/tune-thresholds", files={"file": ("v.npz", fh.read())}, data={"n_bootstrap": "0"}
+            )
+        assert answer.status_code == 200, answer.text
+        macro = answer.json()["summary"]["macro_f1"]
+        lo, hi = macro["expected_interval"]
+        assert 0.0 <= lo <= macro["expected"] <= hi <= 1.0
+        stored = client.get(f"/thresholds/{answer.json()['threshold_set']['id']}").json()
+        assert stored["summary"]["macro_f1"]["expected"] == macro["expected"]
+        with YEAST_TEST.open("rb") as fh:
+            off = client.post(
+                "/tune-thresholds",
+                files={"file": ("v.npz", fh.read())},
+                data={
+                    "n_bootstrap": "0",
+                    "estimate": "false",
+                    "store": "false",
+                    "activate": "false",
+                },
+            )
+        assert off.status_code == 200, off.text
+        assert "expected" not in off.json()["summary"]["macro_f1"]
