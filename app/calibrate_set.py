@@ -7,6 +7,10 @@ for an honest report) and the thresholds are mapped through it
 strictly), so the mapped thresholds keep the raw-tuned decisions while `/predict` shows
 calibrated probabilities (helper G's bench: tuning on cross-fitted scores loses macro-F1
 more often than it wins). The stored thresholds apply to CALIBRATED scores.
+
+`calibration_tuning=cross_fit` (`attach_cross_fitted`) is the other way the issue names:
+the thresholds are tuned on the out-of-fold calibrated scores themselves, so each row
+they were chosen on was calibrated by a calibrator that had not seen it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from labelcut import tuning
 
 if TYPE_CHECKING:
     from labelcut.app.service import TunedSet
+    from labelcut.tuning.cross_fit import CrossFit
 
 #: Raw thresholds above 1 mean "predict nothing"; calibration would clip them to 1.
 _PREDICT_NOTHING = 1.0
@@ -104,6 +109,39 @@ def calibrate(
         report=report,
         curves=_map_curves(tuned.curves, calibrator, mapped),
     )
+
+
+def attach_cross_fitted(
+    tuned: TunedSet,
+    fit: CrossFit,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    method: str,
+    labels: list[str],
+) -> TunedSet:
+    """`tuned` (thresholds tuned on `fit.calibrated`, the out-of-fold calibrated scores)
+    with `fit.calibrator` (fit on every row) stored per SPEC-wave2 and the report's
+    `calibration` block. The thresholds are already on the calibrated scale."""
+    calibrator = fit.calibrator
+    thresholds = np.asarray(tuned.thresholds, dtype=np.float64)
+    served = calibrator.apply(scores)
+    params = dict(tuned.params)
+    params.pop("expected", None)  # the expectations move into the calibration block
+    params["calibration"] = {
+        "method": method,
+        "calibrator": calibrator.to_dict(),
+        "prior": np.asarray(targets, dtype=np.float64).mean(axis=0).tolist(),
+        "expected": expected_figures(served, thresholds),
+    }
+    block = {
+        "method": method,
+        "thresholds_apply_to": "calibrated scores",
+        "thresholds_tuned_on": "out-of-fold calibrated scores (5 folds)",
+        **tuning.compare_calibration(scores, fit.calibrated, targets, label_names=labels),
+    }
+    result = {**tuned.result, "calibration": block}
+    report = {**tuned.report, "calibration": block}
+    return replace(tuned, params=params, result=result, report=report)
 
 
 def _with_mapped_thresholds(

@@ -117,6 +117,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         model = load_model(settings.model_dir, device=settings.device)
         sent = {p.name: getattr(args, p.name) for p in TUNE_PARAMETERS}
         sent["calibration"] = args.calibration
+        sent["calibration_tuning"] = args.calibration_tuning
         activation = getattr(model, "activation", "sigmoid")
         params = check_options(sent, activation=activation, n_labels=len(model.labels))
         spec = InputSpec(list(model.labels), tuple(model.input_shape), model.feature_names)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from labelcut import tuning
-from labelcut.app.calibrate_set import calibrate, expected_figures
+from labelcut.app.calibrate_set import attach_cross_fitted, calibrate, expected_figures
 from labelcut.app.config import Settings
 from labelcut.app.scoring import score_inputs
 from labelcut.app.store import (
@@ -406,8 +406,15 @@ def tune_data(
         scores = model_scores(model, data, progress)
         return _tune_softmax(scores, classes, params, labels)
     scores = model_scores(model, data, progress)
+    fit = None
+    tuned_on = scores
+    if params.calibration != "none" and params.calibration_tuning == "cross_fit":
+        # Tune on out-of-fold calibrated scores: each row calibrated by a calibrator that
+        # did not see it; the calibrator served is the one fit on every row.
+        fit = tuning.cross_fit_calibrate(scores, data.targets, params.calibration, seed=0)
+        tuned_on = fit.calibrated
     result = tune_scores(
-        scores, data.targets, params, device=device, return_curves=with_curves, labels=labels
+        tuned_on, data.targets, params, device=device, return_curves=with_curves, labels=labels
     )
     report = result.to_dict(label_names=labels)
     stored_params = {**report["params"], "decision_rule": params.decision_rule, "k": params.k}
@@ -422,7 +429,9 @@ def tune_data(
         report=report,
         curves=label_curves(result, labels) if with_curves else None,
     )
-    if params.calibration != "none":
+    if fit is not None:
+        tuned = attach_cross_fitted(tuned, fit, scores, data.targets, params.calibration, labels)
+    elif params.calibration != "none":
         tuned = calibrate(tuned, scores, data.targets, params.calibration, labels)
     return tuned
 

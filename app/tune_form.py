@@ -43,6 +43,13 @@ CALIBRATION_HELP = (
     "temperature | platt | isotonic. Thresholds are tuned on the raw scores and mapped "
     "through the calibrator (same decisions). Default: none."
 )
+CALIBRATION_TUNING = ("mapped", "cross_fit")
+CALIBRATION_TUNING_HELP = (
+    "With a calibration: mapped (default) tunes the thresholds on the raw scores and maps "
+    "them through the calibrator, keeping the raw-tuned decisions; cross_fit tunes them on "
+    "out-of-fold calibrated scores (5 folds: each row calibrated by a calibrator that did "
+    "not see it)."
+)
 
 
 def objective_choices() -> tuple[str, ...]:
@@ -69,6 +76,7 @@ class TuneParams:
     decision_rule: str = "threshold"
     k: int | None = None
     calibration: str = "none"
+    calibration_tuning: str = "mapped"
 
     def get(self, name: str) -> Any:
         """The option `name`, or the table's default when it was not sent."""
@@ -134,6 +142,16 @@ def _form_signature() -> inspect.Signature:
             default=None,
             annotation=Annotated[
                 Literal[CALIBRATION_METHODS] | None, Form(description=CALIBRATION_HELP)
+            ],
+        )
+    )
+    parameters.append(
+        inspect.Parameter(
+            "calibration_tuning",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Literal[CALIBRATION_TUNING] | None, Form(description=CALIBRATION_TUNING_HELP)
             ],
         )
     )
@@ -268,8 +286,24 @@ def check_options(values: Mapping[str, Any], *, activation: str, n_labels: int) 
             "calibration applies to multi-label (sigmoid) models; a softmax model's "
             "confidence threshold is tuned on its own probabilities.",
         )
+    tuning_mode = sent.get("calibration_tuning") or "mapped"
+    if tuning_mode not in CALIBRATION_TUNING:
+        raise OptionError(
+            "calibration_tuning",
+            f"calibration_tuning must be one of {', '.join(CALIBRATION_TUNING)}; "
+            f"got {tuning_mode!r}.",
+        )
+    if tuning_mode != "mapped" and calibration == "none":
+        raise OptionError(
+            "calibration_tuning", "calibration_tuning=cross_fit needs a calibration method."
+        )
     return TuneParams(
-        objective=objective, options=options, decision_rule=rule, k=k, calibration=calibration
+        objective=objective,
+        options=options,
+        decision_rule=rule,
+        k=k,
+        calibration=calibration,
+        calibration_tuning=tuning_mode,
     )
 
 
@@ -332,6 +366,13 @@ def add_tune_flags(parser: Any) -> None:
         parser.add_argument(flag, **kwargs)
     parser.add_argument(
         "--calibration", default=None, choices=CALIBRATION_METHODS, help=CALIBRATION_HELP
+    )
+    parser.add_argument(
+        "--calibration-tuning",
+        dest="calibration_tuning",
+        default=None,
+        choices=CALIBRATION_TUNING,
+        help=CALIBRATION_TUNING_HELP,
     )
 
 

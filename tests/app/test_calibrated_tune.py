@@ -118,3 +118,42 @@ def test_a_calibrated_abstain_set_maps_both_thresholds(client, yeast):
     upper = np.array([body["thresholds"][label] for label in yeast["labels"]])
     assert (lower <= upper).all()
     assert list(body["lower_thresholds"].values()) == params["lower_thresholds"]
+
+
+def test_cross_fit_tuning_tunes_on_out_of_fold_calibrated_scores(client, yeast):
+    """calibration_tuning=cross_fit: the thresholds are those of tune_thresholds on the
+    out-of-fold calibrated scores (the oracle recomputes them), stored with the calibrator
+    fit on every row, and /predict decides on the served calibrated scores with them."""
+    response = tune(client, calibration="platt", calibration_tuning="cross_fit")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    labels = yeast["labels"]
+    fit = tuning.cross_fit_calibrate(yeast["scores"], yeast["Y"], "platt", seed=0)
+    oracle = tuning.tune_thresholds(fit.calibrated, yeast["Y"], n_bootstrap=0, device="cpu")
+    got = np.array([body["thresholds"][label] for label in labels])
+    np.testing.assert_allclose(got, oracle.thresholds)
+    assert body["calibration"]["thresholds_tuned_on"].startswith("out-of-fold")
+    stored = tuning.Calibrator.from_dict(
+        body["threshold_set"]["params"]["calibration"]["calibrator"]
+    )
+    served = stored.apply(yeast["scores"].astype(np.float64))
+    np.testing.assert_allclose(served, fit.calibrator.apply(yeast["scores"].astype(np.float64)))
+    rows = yeast["X"][:40]
+    answer = client.post("/predict", json={"inputs": rows.tolist()}).json()
+    assert answer["threshold_set_id"] == body["threshold_set"]["id"] and answer["calibrated"]
+    for i, prediction in enumerate(answer["predictions"]):
+        want = [lab for j, lab in enumerate(labels) if served[i, j] >= got[j]]
+        assert prediction["labels"] == want
+
+
+@pytest.mark.parametrize(
+    ("form", "needle"),
+    [
+        ({"calibration_tuning": "cross_fit"}, "needs a calibration"),
+        ({"calibration": "platt", "calibration_tuning": "folds"}, "calibration_tuning"),
+    ],
+)
+def test_bad_calibration_tuning_is_422_naming_it(client, form, needle):
+    response = tune(client, activate="false", **form)
+    assert response.status_code == 422, response.text
+    assert needle in response.text and "calibration_tuning" in response.text
