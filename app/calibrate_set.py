@@ -40,6 +40,23 @@ def expected_figures(scores: np.ndarray, thresholds: np.ndarray) -> dict[str, li
     }
 
 
+def _stored_calibration(
+    method: str,
+    calibrator: tuning.Calibrator,
+    targets: np.ndarray,
+    served: np.ndarray,
+    thresholds: np.ndarray,
+) -> dict[str, Any]:
+    """`params.calibration` of a set (SPEC-wave2): the calibrator, the validation prior and
+    what the drift gauges expect at `thresholds` on the `served` (calibrated) scores."""
+    return {
+        "method": method,
+        "calibrator": calibrator.to_dict(),
+        "prior": np.asarray(targets, dtype=np.float64).mean(axis=0).tolist(),
+        "expected": expected_figures(served, thresholds),
+    }
+
+
 def _mapped(calibrator: tuning.Calibrator, thresholds: np.ndarray) -> np.ndarray:
     mapped = calibrator.map_thresholds(thresholds)
     return np.where(thresholds > _PREDICT_NOTHING, thresholds, mapped)
@@ -85,12 +102,7 @@ def calibrate(
     if params.get("lower_thresholds") is not None:
         lower = np.asarray(params["lower_thresholds"], dtype=np.float64)
         params["lower_thresholds"] = _mapped(calibrator, lower).tolist()
-    params["calibration"] = {
-        "method": method,
-        "calibrator": calibrator.to_dict(),
-        "prior": np.asarray(targets, dtype=np.float64).mean(axis=0).tolist(),
-        "expected": expected_figures(served, mapped),
-    }
+    params["calibration"] = _stored_calibration(method, calibrator, targets, served, mapped)
     block = {
         "method": method,
         "thresholds_apply_to": "calibrated scores",
@@ -127,12 +139,7 @@ def attach_cross_fitted(
     served = calibrator.apply(scores)
     params = dict(tuned.params)
     params.pop("expected", None)  # the expectations move into the calibration block
-    params["calibration"] = {
-        "method": method,
-        "calibrator": calibrator.to_dict(),
-        "prior": np.asarray(targets, dtype=np.float64).mean(axis=0).tolist(),
-        "expected": expected_figures(served, thresholds),
-    }
+    params["calibration"] = _stored_calibration(method, calibrator, targets, served, thresholds)
     block = {
         "method": method,
         "thresholds_apply_to": "calibrated scores",
