@@ -10,7 +10,10 @@ Prints every case, then per strategy the mean test macro- and micro-F1 and the
 number of cases where it loses to plain 0.5 (macro by more than 0.002, micro by
 more than 0.015), separately for the **selection part** (seed 0: where a
 default may be chosen) and the **report part** (seeds 1 and 2: where it is
-judged), and the goals of issue 20 on the report part. When the tuning result
+judged), and the goals of issue 20 on the report part. Beside the strategies it
+prints `objective="micro_f1"` (issue 18: per-label thresholds chosen jointly) against
+`global`, and the test ECE of the scores before and after each calibrator of issue 19
+(fit on the validation part). When the tuning result
 carries the cross-fitted estimate (``summary.macro_f1.expected``), it also
 prints how close the estimate and the in-sample figure come to the test
 macro-F1, and how often the 90% interval covers it.
@@ -34,9 +37,12 @@ from sklearn.metrics import f1_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_grid import DATA_DIR, FAMILIES, SEEDS, SETS, Case, load_case
 
-from labelcut.tuning import DEFAULT_STRATEGY, tune_thresholds
+from labelcut.tuning import DEFAULT_STRATEGY, fit_calibrator, tune_thresholds
+from labelcut.tuning.reliability import expected_calibration_error
 
 STRATEGIES = ("per_label", "global", "shrunk")
+EXTRA = ("micro_f1",)  # objectives shown beside the strategies (not candidates for the default)
+CALIBRATORS = ("temperature", "platt", "isotonic")
 SELECTION_SEEDS = (0,)
 MACRO_TOLERANCE = 0.002
 MICRO_TOLERANCE = 0.015
@@ -71,6 +77,15 @@ def run_case(case: Case) -> dict[str, Any]:
             macro.get("expected"),
             macro.get("expected_interval"),
         )
+    joint = tune_thresholds(
+        case.scores_val, case.y_val, "micro_f1", n_bootstrap=0, estimate=False, device="cpu"
+    )
+    row["micro_f1"] = test_f1(case.y_test, case.scores_test, joint.thresholds)
+    row["ece:raw"] = expected_calibration_error(case.scores_test, case.y_test)[1]
+    for method in CALIBRATORS:
+        calibrator = fit_calibrator(case.scores_val, case.y_val, method)
+        calibrated = calibrator.apply(case.scores_test)
+        row[f"ece:{method}"] = expected_calibration_error(calibrated, case.y_test)[1]
     return row
 
 
@@ -85,12 +100,21 @@ def summarise(title: str, rows: list[dict[str, Any]]) -> dict[str, tuple[float, 
     print("| strategy | mean macro-F1 | mean micro-F1 | macro loses to 0.5 | micro loses to 0.5 |")
     print("|---|---|---|---|---|")
     means = {}
-    for strategy in ("0.5", *STRATEGIES):
+    for strategy in ("0.5", *STRATEGIES, *EXTRA):
         macro = float(np.mean([r[strategy][0] for r in rows]))
         micro = float(np.mean([r[strategy][1] for r in rows]))
         means[strategy] = (macro, micro)
         lost = losses(rows, strategy) if strategy != "0.5" else ("-", "-")
         print(f"| {strategy} | {macro:.4f} | {micro:.4f} | {lost[0]} | {lost[1]} |")
+    wins = sum(r["micro_f1"][1] > r["global"][1] for r in rows)
+    print(f"micro_f1 beats global's test micro-F1 in {wins} of {len(rows)} cases")
+    raw = float(np.mean([r["ece:raw"] for r in rows]))
+    cells = ", ".join(
+        f"{m} {np.mean([r[f'ece:{m}'] for r in rows]):.4f} "
+        f"(lower in {sum(r[f'ece:{m}'] < r['ece:raw'] for r in rows)})"
+        for m in CALIBRATORS
+    )
+    print(f"test ECE (pooled, 15 bins), mean over cases: raw {raw:.4f}; {cells}")
     return means
 
 
