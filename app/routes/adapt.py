@@ -14,20 +14,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from labelcut import tuning
-from labelcut.app.budget import BudgetBusy, NeverFits, TuneRunner
+from labelcut.app.budget import TuneRunner
 from labelcut.app.calibrate_set import expected_figures
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
+from labelcut.app.routes.budgeted import run_upload, set_of_loaded_model, tune_runner
 from labelcut.app.routes.thresholds import set_report
 from labelcut.app.schemas import ErrorResponse, ThresholdSetReport
 from labelcut.app.scoring import score_inputs
 from labelcut.app.service import Service, sha256_of_file
-from labelcut.app.store import NewThresholdSet, ThresholdSet, UnknownThresholdSet
+from labelcut.app.store import NewThresholdSet, ThresholdSet
 from labelcut.app.upload_unlabelled import estimate_unlabelled_bytes, read_unlabelled_file
-from labelcut.app.uploads import UploadError, detect_format
+from labelcut.app.uploads import UploadError
 from labelcut.tuning.label_shift import map_thresholds
 
 router = APIRouter(tags=["thresholds"], dependencies=[Depends(reject_unknown_parameters)])
@@ -37,14 +38,7 @@ _RETUNABLE = ("f1", "fbeta", "recall_at_precision", "precision_at_recall")
 
 
 def _loaded_models_set(service: Service, set_id: int) -> ThresholdSet:
-    try:
-        found = service.require_store().get(set_id)
-    except UnknownThresholdSet as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    assert service.identity is not None
-    reason = found.mismatch_with(service.identity)
-    if reason is not None:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{reason} It cannot be adapted.")
+    found = set_of_loaded_model(service, set_id, mismatch="It cannot be adapted.")
     if found.params.get("activation") == "softmax":
         raise HTTPException(
             422,
@@ -152,10 +146,6 @@ def _adapt_upload(
     return set_report(service, stored)
 
 
-def tune_runner(request: Request) -> TuneRunner:
-    return request.app.state.tune_runner
-
-
 @router.post(
     "/thresholds/{set_id}/adapt",
     response_model=ThresholdSetReport,
@@ -170,19 +160,10 @@ async def adapt_set(
     file: Annotated[UploadFile, File(description="Unlabelled rows: .npz, .csv or .parquet.")],
 ) -> dict[str, Any]:
     found = await run_in_threadpool(_loaded_models_set, service, set_id)
-    limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
-    try:
-        fmt = detect_format(file.filename, file.content_type)
-        data_bytes = await run_in_threadpool(
-            estimate_unlabelled_bytes, file.file, fmt, service.input_spec, limit
-        )
-        return await runner.run(data_bytes, lambda: _adapt_upload(service, found, file, fmt, limit))
-    except UploadError as exc:
-        raise HTTPException(exc.status_code, detail=str(exc)) from exc
-    except NeverFits as exc:
-        raise HTTPException(413, detail=str(exc)) from exc
-    except BudgetBusy as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
-        raise HTTPException(503, detail=str(exc), headers=headers) from exc
-    except ValueError as exc:  # tuning's checks: sentences naming the problem
-        raise HTTPException(422, detail=str(exc)) from exc
+    return await run_upload(
+        service,
+        runner,
+        file,
+        estimate_unlabelled_bytes,
+        lambda fmt, limit: _adapt_upload(service, found, file, fmt, limit),
+    )

@@ -8,23 +8,24 @@ memory budget and thread pool), so it is an admin operation like `/tune-threshol
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from labelcut.app.budget import BudgetBusy, NeverFits, TuneRunner
+from labelcut.app.budget import TuneRunner
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
+from labelcut.app.routes.budgeted import run_upload, set_of_loaded_model, tune_runner
 from labelcut.app.schemas import ErrorResponse
 from labelcut.app.scoring import score_inputs
 from labelcut.app.service import Service, sha256_of_file
-from labelcut.app.store import ThresholdSet, UnknownThresholdSet
+from labelcut.app.store import ThresholdSet
 from labelcut.app.uploads import (
     UploadError,
     ValidationData,
-    detect_format,
     estimate_data_bytes,
     read_validation_file,
 )
@@ -95,22 +96,6 @@ class EvaluationResponse(BaseModel):
     )
 
 
-def _set_of_loaded_model(service: Service, set_id: int) -> ThresholdSet:
-    """The stored set, if it belongs to the loaded model (weights and labels in order)."""
-    try:
-        found = service.require_store().get(set_id)
-    except UnknownThresholdSet as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    assert service.identity is not None  # ReadyService: the model is loaded
-    reason = found.mismatch_with(service.identity)
-    if reason is not None:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"{reason} It can be evaluated only with the model it was tuned for.",
-        )
-    return found
-
-
 def _evaluate_upload(
     service: Service, found: ThresholdSet, file: UploadFile, fmt: str, max_data_bytes: int
 ) -> dict[str, Any]:
@@ -164,10 +149,6 @@ def _multiclass(
     }
 
 
-def tune_runner(request: Request) -> TuneRunner:
-    return request.app.state.tune_runner
-
-
 @router.post(
     "/thresholds/{set_id}/evaluate",
     response_model=EvaluationResponse,
@@ -184,23 +165,18 @@ async def evaluate_set(
     runner: Annotated[TuneRunner, Depends(tune_runner)],
     file: Annotated[UploadFile, File(description="Labelled data: .npz, .csv or .parquet.")],
 ) -> dict[str, Any]:
-    found = await run_in_threadpool(_set_of_loaded_model, service, set_id)
-    limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
-    try:
-        fmt = detect_format(file.filename, file.content_type)
-        # Judged from the declared sizes, without decoding: what the budget must hold.
-        data_bytes = await run_in_threadpool(
-            estimate_data_bytes, file.file, fmt, service.input_spec, limit
-        )
-        return await runner.run(
-            data_bytes, lambda: _evaluate_upload(service, found, file, fmt, limit)
-        )
-    except UploadError as exc:
-        raise HTTPException(exc.status_code, detail=str(exc)) from exc
-    except NeverFits as exc:
-        raise HTTPException(413, detail=str(exc)) from exc
-    except BudgetBusy as exc:
-        headers = {"Retry-After": str(exc.retry_after)}
-        raise HTTPException(503, detail=str(exc), headers=headers) from exc
-    except ValueError as exc:  # evaluate_thresholds' checks: sentences naming the problem
-        raise HTTPException(422, detail=str(exc)) from exc
+    found = await run_in_threadpool(
+        partial(
+            set_of_loaded_model,
+            mismatch="It can be evaluated only with the model it was tuned for.",
+        ),
+        service,
+        set_id,
+    )
+    return await run_upload(
+        service,
+        runner,
+        file,
+        estimate_data_bytes,
+        lambda fmt, limit: _evaluate_upload(service, found, file, fmt, limit),
+    )

@@ -12,15 +12,14 @@ from fastapi import (
     Form,
     HTTPException,
     Query,
-    Request,
     UploadFile,
     status,
 )
 from fastapi.exceptions import RequestValidationError
-from starlette.concurrency import run_in_threadpool
 
-from labelcut.app.budget import BudgetBusy, NeverFits, TuneRunner
+from labelcut.app.budget import TuneRunner
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
+from labelcut.app.routes.budgeted import run_upload, tune_runner
 from labelcut.app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
@@ -40,9 +39,7 @@ from labelcut.app.service import (
 from labelcut.app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
 from labelcut.app.tune_form import OptionError, check_options, tune_form
 from labelcut.app.uploads import (
-    UploadError,
     ValidationData,
-    detect_format,
     estimate_data_bytes,
     read_validation_file,
 )
@@ -141,10 +138,6 @@ def _tune_upload(
     return {"stored": True, **set_report(service, stored)}
 
 
-def tune_runner(request: Request) -> TuneRunner:
-    return request.app.state.tune_runner
-
-
 @router.post(
     "/tune-thresholds",
     response_model=TuneReport,
@@ -176,35 +169,21 @@ async def tune_thresholds(
         raise _form_error(exc.field, str(exc), options.get(exc.field)) from exc
     if not store and activate:
         raise _form_error("activate", "activate=true needs store=true: nothing is stored.", True)
-    limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
-    try:
-        fmt = detect_format(file.filename, file.content_type)
-        # Judged from the declared sizes, without decoding: what the budget must hold.
-        data_bytes = await run_in_threadpool(
-            estimate_data_bytes, file.file, fmt, service.input_spec, limit
-        )
-        return await runner.run(
-            data_bytes,
-            lambda: _tune_upload(
-                service,
-                file,
-                fmt,
-                params,
-                activate=activate is not False,
-                store=store,
-                max_data_bytes=limit,
-            ),
-        )
-    except UploadError as exc:
-        raise HTTPException(exc.status_code, detail=str(exc)) from exc
-    except NeverFits as exc:
-        raise HTTPException(413, detail=str(exc)) from exc
-    except BudgetBusy as exc:
-        raise HTTPException(
-            503, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
-        ) from exc
-    except ValueError as exc:  # tuning's argument checks: full sentences naming the problem
-        raise HTTPException(422, detail=str(exc)) from exc
+    return await run_upload(
+        service,
+        runner,
+        file,
+        estimate_data_bytes,
+        lambda fmt, limit: _tune_upload(
+            service,
+            file,
+            fmt,
+            params,
+            activate=activate is not False,
+            store=store,
+            max_data_bytes=limit,
+        ),
+    )
 
 
 @router.get(
