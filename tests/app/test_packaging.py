@@ -148,7 +148,7 @@ import labelcut
 from labelcut import Client, LabelcutError
 from labelcut.models import YEAST_TEST
 
-url, evaluate = sys.argv[1], sys.argv[2] == "1"
+url = sys.argv[1]
 with np.load(YEAST_TEST) as z:
     X, Y = z["X"], z["Y"]
 with Client(url) as lc:
@@ -158,10 +158,9 @@ with Client(url) as lc:
     result = lc.predict(X[:4])
     out = {"file": labelcut.__file__, "set": set_id, "used": result.threshold_set_id,
            "shape": list(result.proba.shape), "history": [i["id"] for i in lc.history()]}
-    if evaluate:
-        found = lc.evaluate(set_id, (X, Y))
-        out["f1"] = [row["at_threshold"]["f1"] for row in found["per_label"]]
-        out["tuned_f1"] = [row["f1"] for row in report["per_label"]]
+    found = lc.evaluate(set_id, (X, Y))
+    out["f1"] = [row["at_threshold"]["f1"] for row in found["per_label"]]
+    out["tuned_f1"] = [row["f1"] for row in report["per_label"]]
     try:
         lc.get(10**6)
     except LabelcutError as exc:
@@ -204,10 +203,8 @@ def test_the_installed_package_drives_a_real_server(installed, tmp_path):
     )  # fmt: skip
     try:
         _wait_ready(url, server)
-        schema = httpx.get(url + "/openapi.json").json()
-        evaluate = "/thresholds/{set_id}/evaluate" in schema["paths"]
         done = subprocess.run(
-            [str(installed), "-c", DRIVE, url, "1" if evaluate else "0"],
+            [str(installed), "-c", DRIVE, url],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
     finally:
@@ -218,8 +215,6 @@ def test_the_installed_package_drives_a_real_server(installed, tmp_path):
     assert str(installed.parent.parent) in out["file"]  # the installed copy, not the checkout
     assert out["used"] == out["set"] and out["shape"] == [4, 14] and out["error"] == 404
     assert out["history"] == [out["set"]]
-    if not evaluate:
-        pytest.skip("create_app() does not include the evaluate router yet (app/main.py)")
     assert out["f1"] == pytest.approx(out["tuned_f1"], abs=1e-6)
 
 
