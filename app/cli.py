@@ -103,6 +103,15 @@ def _format_multiclass(report: dict[str, Any]) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from labelcut.app.engine.cli_tune import check_memory_flags, cmd_tune_dataset, engine_of
+
+    engine = engine_of(args)
+    if engine != "memory":  # a Parquet dataset, from mergeable statistics (issue 17)
+        return cmd_tune_dataset(args, engine)
+    problem = check_memory_flags(args)
+    if problem is not None:
+        print(f"labelcut tune: {problem}", file=sys.stderr)
+        return 2
     from tqdm import tqdm
 
     from labelcut.app.service import sha256_of_file, tune_data
@@ -224,13 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     tune = sub.add_parser("tune", help="tune thresholds offline on a validation file")
-    tune.add_argument("data", help="validation file (.npz, .csv or .parquet)")
+    tune.add_argument(
+        "data",
+        help="validation file (.npz, .csv or .parquet), or a Parquet dataset (folder, glob "
+        "or fsspec URL) for --engine local or dask",
+    )
     tune.add_argument("--model", dest="model_dir", help="model bundle directory")
     tune.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     # One flag per tuning option, from tuning's parameter table (issue 13).
     from labelcut.app.tune_form import add_tune_flags
 
     add_tune_flags(tune)
+    from labelcut.app.engine.cli_tune import add_engine_flags
+
+    add_engine_flags(tune)
     tune.add_argument("--out", help="write the full result as JSON to this file")
     tune.set_defaults(func=cmd_tune)
 
