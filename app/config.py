@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
@@ -90,6 +91,43 @@ class Settings(BaseSettings):
         description="Intra-op threads of the forward passes on CPU; unset: one less than the "
         "CPU cores (at least 1), leaving a core to the event loop.",
     )
+    # --- tune jobs (issue 17; app/jobs.py) ---
+    data_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Roots a tune's source= may name datasets under: local directories or "
+        "fsspec URL prefixes (s3://bucket/prefix); a JSON list or comma-separated. Empty: "
+        "source= is refused.",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="A Dask scheduler (tcp://host:8786) that source= jobs run on; unset: "
+        "they run in this process, one partition at a time.",
+    )
+    job_upload_mb: float = Field(
+        default=64,
+        ge=0,
+        description="Uploads that decode to more than this (MB) tune as a job (202); "
+        "smaller ones answer at once.",
+    )
+    job_workers: int = Field(default=1, ge=1, le=64, description="Jobs that run at once.")
+    max_jobs: int = Field(
+        default=32, ge=1, le=10_000, description="Jobs queued or running per process (503 past)."
+    )
+    job_retention_h: float = Field(
+        default=168, gt=0, description="Finished jobs are forgotten after this many hours."
+    )
+    job_stale_s: float = Field(
+        default=30,
+        gt=0,
+        le=86_400,
+        description="A job whose process sent no heartbeat for this long is marked failed.",
+    )
+    test_only_job_delay_s: float = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="TESTS ONLY: every job waits this long (cancellable) before its work.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -115,6 +153,17 @@ class Settings(BaseSettings):
                 )
             setattr(self, name, SecretStr(read_key_file(path, f"{variable}_FILE")))
         return self
+
+    @field_validator("data_sources", mode="before")
+    @classmethod
+    def _split_data_sources(cls, value: object) -> object:
+        # LABELCUT_DATA_SOURCES='["/data", "s3://bucket/sets"]' or '/data,s3://bucket/sets'.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

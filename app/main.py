@@ -12,6 +12,7 @@ from labelcut.app.config import Settings, get_settings
 from labelcut.app.decisions import PolicyCache
 from labelcut.app.deps import api_bearer
 from labelcut.app.drift_monitor import DriftMonitor
+from labelcut.app.jobs import with_jobs
 from labelcut.app.lifespan import lifespan
 from labelcut.app.limits import install_limits
 from labelcut.app.metrics import Metrics, MetricsMiddleware
@@ -22,6 +23,7 @@ from labelcut.app.routes import (
     drift,
     evaluate,
     health,
+    jobs,
     metrics,
     model,
     predict,
@@ -52,7 +54,7 @@ def create_app(
         title="labelcut",
         version="0.1.0",
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=with_jobs(lifespan),  # the tune jobs' runner inside the app's lifespan
     )
     app.state.settings = settings
     app.state.on_load_error = on_load_error
@@ -75,6 +77,7 @@ def create_app(
         adapt.router,
         metrics.router,
         drift.router,
+        jobs.router,
     ):
         app.include_router(router)
     app.include_router(ui.router)  # the web page: /ui, and / redirecting to it

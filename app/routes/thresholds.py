@@ -19,7 +19,11 @@ from fastapi.exceptions import RequestValidationError
 
 from labelcut.app.budget import TuneRunner
 from labelcut.app.deps import ReadyService, admin_bearer, reject_unknown_parameters, require_admin
+from labelcut.app.job_schemas import JobView
+from labelcut.app.job_sources import MAX_SOURCE_CHARS
+from labelcut.app.jobs import JobRunner
 from labelcut.app.routes.budgeted import run_upload, tune_runner
+from labelcut.app.routes.job_handoff import runner_of, source_job, upload_job_or_none
 from labelcut.app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
@@ -142,14 +146,22 @@ def _tune_upload(
     "/tune-thresholds",
     response_model=TuneReport,
     summary="Tune one threshold per label on an uploaded validation file",
+    status_code=200,
     dependencies=[Depends(admin_bearer), Depends(require_admin)],
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        202: {"model": JobView, "description": "Queued as a job: follow its Location."},
+    },
 )
 async def tune_thresholds(
     service: ReadyService,
     runner: Annotated[TuneRunner, Depends(tune_runner)],
-    file: Annotated[UploadFile, File(description="Validation data: .npz, .csv or .parquet.")],
+    jobs: Annotated[JobRunner, Depends(runner_of)],
     options: Annotated[dict[str, Any], Depends(tune_form)],
+    file: Annotated[
+        UploadFile | None,
+        File(description="Validation data: .npz, .csv or .parquet (or send source=)."),
+    ] = None,
     activate: Annotated[
         bool | None, Form(description="Make the new set active (default true when stored).")
     ] = None,
@@ -157,7 +169,19 @@ async def tune_thresholds(
         bool,
         Form(description="Store the new set; false answers the report and stores nothing."),
     ] = True,
-) -> dict[str, Any]:
+    source: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_SOURCE_CHARS,
+            description="Instead of a file: a Parquet dataset (directory, glob or fsspec URL) "
+            "under a root of LABELCUT_DATA_SOURCES, tuned as a job (202).",
+        ),
+    ] = None,
+    job: Annotated[
+        bool,
+        Form(description="Run as a job (202, then GET /jobs/{id}) even when the upload is small."),
+    ] = False,
+) -> Any:
     model = service.loaded_model
     try:
         params = check_options(
@@ -169,6 +193,43 @@ async def tune_thresholds(
         raise _form_error(exc.field, str(exc), options.get(exc.field)) from exc
     if not store and activate:
         raise _form_error("activate", "activate=true needs store=true: nothing is stored.", True)
+    # Large uploads and every source= tune run as jobs (202): app/routes/job_handoff.py.
+    sent = {
+        **{name: value for name, value in options.items() if value is not None},
+        **({} if activate is None else {"activate": activate}),
+        "store": store,
+    }
+    if source is not None:
+        if file is not None:
+            raise _form_error("source", "Send a file or source=, not both.", source)
+        return await source_job(
+            service,
+            jobs,
+            source,
+            params,
+            activate=activate is not False,
+            store=store,
+            request={**sent, "source": source},
+            report_keys=_REPORT_KEYS,
+        )
+    if file is None:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None}]
+        )
+    handed = await upload_job_or_none(
+        service,
+        runner,
+        jobs,
+        file,
+        params,
+        force=job,
+        activate=activate is not False,
+        store=store,
+        request={**sent, "file": file.filename},
+        report_keys=_REPORT_KEYS,
+    )
+    if handed is not None:
+        return handed
     return await run_upload(
         service,
         runner,

@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +162,11 @@ class ThresholdStore:
             raise
         self._mark(True)
 
+    def transaction(self, *, write: bool = False) -> AbstractContextManager[Connection]:
+        """One transaction for the store's other tables (app/store/jobs.py): writers
+        serialised as every write here, database failures raised as StoreUnavailable."""
+        return self._tx(write=write)
+
     def _open(self) -> None:
         try:
             with self.engine.connect() as conn:
@@ -204,11 +209,14 @@ class ThresholdStore:
         *,
         activate: bool,
         curves: list[dict[str, Any]] | None = None,
+        within: Callable[[Connection, int], None] | None = None,
     ) -> ThresholdSet:
         """Store `new`, its curves, and (if `activate`) make it its model's active set: atomically.
 
         `curves` (JSON-ready, one entry per label) are kept compressed beside the set and
-        read back only by `curves()`, so listing sets never inflates them.
+        read back only by `curves()`, so listing sets never inflates them. `within(conn,
+        set_id)` runs in the same transaction before it commits (a job records its outcome
+        there); if it raises, nothing is stored.
         """
         if len(new.labels) != len(new.thresholds):
             raise ValueError("labels and thresholds must have the same length.")
@@ -235,6 +243,8 @@ class ThresholdStore:
                 conn.execute(s.threshold_curves.insert().values(set_id=set_id, payload=payload))
             if activate:
                 self._set_active(conn, new.model_key, new.model_sha256, set_id)
+            if within is not None:
+                within(conn, set_id)
             return self._get(conn, set_id)
 
     def activate(self, set_id: int, *, model: ModelIdentity) -> ThresholdSet:

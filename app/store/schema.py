@@ -7,6 +7,7 @@ Versions:
   2. a model is its weights *and* its labels in order (`model_key`, issue 12 item 11);
      `archived` on sets; `activation_id` on the active pointer, so replicas can tell
      which of two snapshots is newer.
+  3. `tune_jobs`: tunes that run as jobs (issue 17), their state, progress and outcome.
 
 An empty database gets the latest schema at once; an older one runs every step after its
 version, in one transaction, under a lock, so replicas starting together upgrade it once.
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -40,7 +42,7 @@ from labelcut.app.store.model import model_key
 
 log = logging.getLogger("labelcut")
 
-LATEST_VERSION = 2
+LATEST_VERSION = 3
 # pg_advisory_xact_lock key for the upgrade and for every write: writes are serialised,
 # so activation ids grow in commit order on PostgreSQL as they do on SQLite.
 PG_LOCK_KEY = 0x6C6162656C637574  # "labelcut"
@@ -99,6 +101,33 @@ activations = Table(
     Column("set_id", _Id, ForeignKey("threshold_sets.id"), nullable=False),
     Column("activated_at", Text, nullable=False),
     sqlite_autoincrement=True,
+)
+
+# Tunes run as jobs (app/jobs.py, app/store/jobs.py). `runner` names the process running
+# it (host:pid:start), `heartbeat_at` (epoch seconds) is refreshed while it lives, so a job
+# left behind by a process that died can be told from one another replica still runs.
+tune_jobs = Table(
+    "tune_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),  # 32 hex digits (uuid4)
+    Column("kind", Text, nullable=False),  # "upload" | "source"
+    Column("state", Text, nullable=False),  # queued | running | succeeded | failed | cancelled
+    Column("created_at", Text, nullable=False),
+    Column("started_at", Text),
+    Column("finished_at", Text),
+    Column("model_name", Text, nullable=False),
+    Column("model_key", Text, nullable=False),
+    Column("source", Text),  # the dataset named, or the upload's file name
+    Column("request", Text, nullable=False),  # JSON: the options as sent
+    Column("progress", Text, nullable=False),  # JSON
+    Column("set_id", _Id, ForeignKey("threshold_sets.id")),
+    Column("result", Text),  # JSON: the report of a store=false job
+    Column("error", Text),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("runner", Text, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Index("ix_tune_jobs_state", "state"),
+    Index("ix_tune_jobs_created_at", "created_at"),
 )
 
 
@@ -182,5 +211,10 @@ def _v1_to_v2(conn: Connection) -> None:
         conn.exec_driver_sql(f"DROP TABLE _v1_{name}")
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Add the jobs table (a store rebuilt from version 1 already has it)."""
+    tune_jobs.create(conn, checkfirst=True)
+
+
 # _STEPS[v] upgrades version v to v + 1.
-_STEPS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+_STEPS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
