@@ -1,10 +1,11 @@
 """The Dask engine: each pass mapped over the partitions on a `dask.distributed` cluster.
 
 Without a scheduler address a `LocalCluster` starts on this machine (worker processes, one
-thread each, so a worker holds one partition at a time; no dashboard; loopback only; random
-ports; logs at ERROR) and is closed on every way out: the result, an error, a cancel, a
-KeyboardInterrupt. With one, the work runs on that cluster (its workers need labelcut
-installed, and read access to the dataset) and only the client is closed.
+thread each, so a worker holds one partition at a time; loopback only; every port, the
+scheduler's HTTP one included, free and random; logs at ERROR) and is closed on every way
+out: the result, an error, a cancel, a KeyboardInterrupt. With one, the work runs on that
+cluster (its workers need labelcut installed, and read access to the dataset) and only the
+client is closed.
 
 Per pass: the pass description is broadcast once, every partition is reduced to statistics
 where it is read (`partition.reduce_partition`), and the statistics are merged in a tree of
@@ -42,7 +43,9 @@ def local_cluster(n_workers: int = DEFAULT_WORKERS) -> Any:  # -> distributed.Lo
         processes=True,
         host="127.0.0.1",
         scheduler_port=0,
-        dashboard_address=None,
+        # The scheduler serves HTTP (health, metrics) even without a dashboard, by default on
+        # 8787: a free port instead, so two tunes (or a user's own cluster) never collide.
+        dashboard_address="127.0.0.1:0",
         worker_dashboard_address=None,
         silence_logs=logging.ERROR,
     )
