@@ -26,9 +26,10 @@ ESTIMATE_REASON = (
     "and tuning from merged statistics does not keep rows"
 )
 _SPEC_ARGUMENTS = (
-    "objective beta target min_positives fallback strategy shrinkage n_bootstrap seed "
-    "confidence cost_fp cost_fn decision_rule npv_target wilson_confidence estimate"
-).split()
+    "objective", "beta", "target", "min_positives", "fallback", "strategy", "shrinkage",
+    "n_bootstrap", "seed", "confidence", "cost_fp", "cost_fn", "decision_rule", "npv_target",
+    "wilson_confidence", "estimate",
+)  # fmt: skip
 
 
 def tune_defaults() -> dict[str, Any]:

@@ -216,10 +216,8 @@ def _make_engine(plan: StatsTuning):
             )
         return _OnePass(plan, "grid")
     if plan.mode == "exact" and core:
-        try:
-            from labelcut.tuning.stats_exact import TwoPass
-        except ImportError:  # not there yet: one exact pass
-            return _OnePass(plan, "distinct")
+        from labelcut.tuning.stats_exact import TwoPass
+
         return TwoPass(plan)
     return _OnePass(plan, "distinct")
 
