@@ -14,11 +14,14 @@ Importing this module loads neither torch nor FastAPI.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -42,6 +45,30 @@ class LabelcutError(Exception):
         self.detail = detail
         where = "no answer" if status_code is None else f"HTTP {status_code}"
         super().__init__(f"{where}: {detail}")
+
+
+class JobError(LabelcutError):
+    """A tune job ended without a result: `state` is "failed" or "cancelled", `job` the
+    job as `GET /jobs/{id}` answered it, `detail` its error. `status_code` is None (the
+    requests themselves succeeded)."""
+
+    def __init__(self, job: Mapping[str, Any]) -> None:
+        self.job = dict(job)
+        self.state = str(job.get("state"))
+        reason = job.get("error") or self.state
+        super().__init__(None, f"Job {job.get('id')} {self.state}: {reason}")
+
+
+#: States in which a job is done (GET /jobs/{id}).
+FINISHED_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
+DEFAULT_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A 202 answer: the tune runs as the job `job` (GET /jobs/{id})."""
+
+    job: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -273,6 +300,62 @@ def _read_items(response: httpx.Response) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
+def _read_tune(response: httpx.Response) -> Any:
+    body = response.json()
+    return _Accepted(body) if response.status_code == 202 else body
+
+
+def _tune_call(data: Any, model: Mapping[str, Any] | None, params: Mapping[str, Any]) -> _Call:
+    """POST /tune-thresholds with a file, or (`data` None) a `source=` dataset's name."""
+    if data is None:
+        if params.get("source") is None:
+            raise TypeError("tune needs data (a file, arrays or a DataFrame) or source=.")
+        call = _Call("POST", "/tune-thresholds", "admin", {"data": _form(params)})
+    else:
+        call = _upload_call("/tune-thresholds", data, model, **params)
+    return _Call(call.method, call.path, call.key, call.kwargs, _read_tune)
+
+
+def _job_path(job_id: str) -> str:
+    # Ids are hex; anything else is quoted whole, so it can only ever name /jobs/<one part>.
+    return "/jobs/" + quote(str(job_id), safe="")
+
+
+def _jobs_call(limit: int, offset: int, state: str | None) -> _Call:
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if state is not None:
+        params["state"] = state
+    return _Call("GET", "/jobs", "admin", {"params": params}, _read_items)
+
+
+def _wait_limit(wait: bool | float) -> float | None:
+    """`wait` as a number of seconds (None: no limit); False never gets here."""
+    if wait is True:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        raise ValueError(f"wait must be True, False or seconds >= 0; got {wait!r}.")
+    return float(wait)
+
+
+def _still_waiting(job: Mapping[str, Any], deadline: float | None, started: float) -> bool:
+    """True while `job` runs and the deadline allows; LabelcutError once it has passed."""
+    if job.get("state") in FINISHED_JOB_STATES:
+        return False
+    if deadline is not None and time.monotonic() >= deadline:
+        raise LabelcutError(
+            None,
+            f"Job {job.get('id')} is still {job.get('state')} after "
+            f"{time.monotonic() - started:.0f} s of waiting; it goes on (wait_job again).",
+        )
+    return True
+
+
+def _tune_result(job: Mapping[str, Any]) -> dict[str, Any]:
+    if job.get("state") != "succeeded":
+        raise JobError(job)
+    return dict(job["result"])
+
+
 class Client:
     """Synchronous client of one labelcut server.
 
@@ -337,11 +420,60 @@ class Client:
         call = _predict_call(x, model, thresholds, decision_rule, k, return_logits, threshold)
         return self._call(call)
 
-    def tune(self, data: Any, **params: Any) -> dict[str, Any]:
+    def tune(
+        self,
+        data: Any = None,
+        *,
+        wait: bool | float = True,
+        poll_s: float = DEFAULT_POLL_S,
+        **params: Any,
+    ) -> dict[str, Any]:
         """POST /tune-thresholds: the report of the new set. `params` are the form fields
-        (objective, beta, target, strategy, n_bootstrap, decision_rule, k, activate, ...)."""
+        (objective, beta, target, strategy, n_bootstrap, decision_rule, k, activate,
+        `job=True` to run as a job, `source="..."` instead of `data` for a dataset under the
+        server's LABELCUT_DATA_SOURCES, ...).
+
+        A tune the server runs as a job (202) is waited for (`wait=True`, or at most `wait`
+        seconds), polling every `poll_s`; its result is returned, or JobError raised when it
+        failed or was cancelled. `wait=False` returns the queued job instead (its `id`
+        for `job`, `wait_job`, `cancel_job`); a tune answered at once returns its report.
+        """
+        limit = None if wait is False else _wait_limit(wait)
         model = self.model() if _needs_model(data) else None
-        return self._call(_upload_call("/tune-thresholds", data, model, **params))
+        answer = self._call(_tune_call(data, model, params))
+        if not isinstance(answer, _Accepted):
+            return answer
+        if wait is False:
+            return answer.job
+        return _tune_result(self.wait_job(answer.job["id"], timeout=limit, poll_s=poll_s))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """GET /jobs/{id}: state, progress, and the result once it succeeded."""
+        return self._call(_Call("GET", _job_path(job_id), "admin"))
+
+    def jobs(
+        self, *, limit: int = 50, offset: int = 0, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        """GET /jobs: recent jobs, newest first (without results)."""
+        return self._call(_jobs_call(limit, offset, state))
+
+    def wait_job(
+        self, job_id: str, *, timeout: float | None = None, poll_s: float = DEFAULT_POLL_S
+    ) -> dict[str, Any]:
+        """Poll GET /jobs/{id} until the job has ended (any of succeeded, failed,
+        cancelled) and return it; LabelcutError after `timeout` seconds (the job goes on)."""
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        job = self.job(job_id)
+        while _still_waiting(job, deadline, started):
+            time.sleep(poll_s)
+            job = self.job(job_id)
+        return job
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """DELETE /jobs/{id}: a queued job is cancelled at once, a running one soon after
+        (wait_job to see it end); LabelcutError 409 when it had already ended."""
+        return self._call(_Call("DELETE", _job_path(job_id), "admin"))
 
     def evaluate(self, set_id: int, data: Any) -> dict[str, Any]:
         """POST /thresholds/{id}/evaluate: the set scored on labelled `data`; stores nothing."""
@@ -430,9 +562,46 @@ class AsyncClient:
         call = _predict_call(x, model, thresholds, decision_rule, k, return_logits, threshold)
         return await self._call(call)
 
-    async def tune(self, data: Any, **params: Any) -> dict[str, Any]:
+    async def tune(
+        self,
+        data: Any = None,
+        *,
+        wait: bool | float = True,
+        poll_s: float = DEFAULT_POLL_S,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """As `Client.tune`, awaited (a job is polled with asyncio.sleep)."""
+        limit = None if wait is False else _wait_limit(wait)
         model = await self.model() if _needs_model(data) else None
-        return await self._call(_upload_call("/tune-thresholds", data, model, **params))
+        answer = await self._call(_tune_call(data, model, params))
+        if not isinstance(answer, _Accepted):
+            return answer
+        if wait is False:
+            return answer.job
+        job = await self.wait_job(answer.job["id"], timeout=limit, poll_s=poll_s)
+        return _tune_result(job)
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self._call(_Call("GET", _job_path(job_id), "admin"))
+
+    async def jobs(
+        self, *, limit: int = 50, offset: int = 0, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._call(_jobs_call(limit, offset, state))
+
+    async def wait_job(
+        self, job_id: str, *, timeout: float | None = None, poll_s: float = DEFAULT_POLL_S
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        job = await self.job(job_id)
+        while _still_waiting(job, deadline, started):
+            await asyncio.sleep(poll_s)
+            job = await self.job(job_id)
+        return job
+
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return await self._call(_Call("DELETE", _job_path(job_id), "admin"))
 
     async def evaluate(self, set_id: int, data: Any) -> dict[str, Any]:
         model = await self.model() if _needs_model(data) else None
