@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -137,20 +138,80 @@ def bits_to_float(bits: np.ndarray, float_dtype: type[np.floating]) -> np.ndarra
     return np.ascontiguousarray(bits).view(float_dtype).astype(np.float64)
 
 
+class BitRank:
+    """Rank and select over ``n`` 0/1 flags, packed 64 to a word (a succinct index).
+
+    ``rank(p)``: flags set among positions ``< p`` (``0 <= p <= n``), O(1) each;
+    ``select(k)``: position of the ``k``-th set flag (0-based), O(log(n / 64)) each.
+    It takes ``n / 4`` bytes whatever the flags, so it can be kept for every label
+    of a call where the cumulative sum it replaces (4 bytes per flag) could not.
+    """
+
+    def __init__(self, flags: np.ndarray) -> None:
+        n = len(flags)
+        # One zero word past the end, so position n has a word too.
+        packed = np.zeros((n // 64 + 1) * 8, dtype=np.uint8)
+        packed[: (n + 7) // 8] = np.packbits(flags, bitorder="little")
+        self.words = packed.view(np.uint64)
+        count_dtype = np.int32 if n < 2**31 else np.int64
+        self.before = np.zeros(len(self.words) + 1, dtype=count_dtype)
+        np.cumsum(_popcount(self.words), out=self.before[1:])
+        self.total = int(self.before[-1])
+
+    def rank(self, positions: np.ndarray) -> np.ndarray:
+        """int64 flags set among positions ``< p`` for each ``p`` in 0..n."""
+        positions = np.asarray(positions, dtype=np.int64)
+        word = positions >> 6
+        mask = (np.uint64(1) << (positions & 63).astype(np.uint64)) - np.uint64(1)
+        return self.before[word] + _popcount(self.words[word] & mask)
+
+    def select(self, ranks: np.ndarray) -> np.ndarray:
+        """int64 position of the ``k``-th set flag for each ``k`` in 0..total-1."""
+        shape = np.shape(ranks)
+        ranks = np.asarray(ranks, dtype=np.int64).reshape(-1)
+        word = np.searchsorted(self.before, ranks, side="right") - 1
+        within = ranks - self.before[word]
+        bits = np.unpackbits(
+            self.words[word].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little"
+        )
+        seen = np.cumsum(bits, axis=1, dtype=np.int16)
+        return ((word << 6) + np.argmax(seen > within[:, None], axis=1)).reshape(shape)
+
+
+_BYTE_BITS = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.int64)
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """int64 set bits of each uint64 word (numpy >= 2 counts them natively)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words).astype(np.int64)
+    words = np.ascontiguousarray(words)
+    return _BYTE_BITS[words.view(np.uint8)].reshape(*words.shape, 8).sum(-1)
+
+
+# Above this many candidate indices, a full array of starts is one pass over the keys
+# rather than a select per index.
+_SELECT_PER_ROW = 64
+
+
 class Candidates:
     """One label's candidate thresholds (its distinct scores, increasing), read from its keys.
 
     Candidate ``g`` is "predict positive iff ``score >= value g``". Everything
-    is computed on demand from the sorted keys and cached: the cumulative
-    positives (one pass), the positions where distinct scores start (one pass,
-    only when a caller needs candidate indices), and the full per-candidate
-    arrays (only for whole curves). Hot paths use the ``*_at`` methods, which
-    read just the candidates they ask for.
+    is computed on demand from the sorted keys and cached, as two
+    :class:`BitRank` indexes (``n / 4`` bytes each): of the positives (one
+    pass; counts at any sorted position in O(1)) and of the positions where
+    distinct scores start (one pass, only when a caller needs candidate
+    indices; candidate ``g``'s position by select). Hot paths use the ``*_at``
+    methods, which read just the candidates they ask for; the full
+    per-candidate arrays are only for whole curves.
 
     Full arrays: ``bits`` (m,) the distinct scores' bit patterns;
     ``true_positives`` and ``predicted_positives`` (m,) float64 exact counts
     for ``score >= value g``. ``n_samples`` and ``positives``: the label's
-    totals. Valid until the next label of the same :class:`Scratch`.
+    totals. The ``starts`` array (and ``cumulative``) live in the
+    :class:`Scratch`: valid until its next label; the indexes stay valid as
+    long as the keys (:meth:`rebind` moves a kept label to another scratch).
     """
 
     def __init__(
@@ -159,28 +220,52 @@ class Candidates:
         self.keys = keys
         self.float_dtype = float_dtype
         self.n_samples = len(keys)
-        self._scratch = scratch or Scratch(len(keys), keys.dtype)
+        self._scratch = scratch
         self._cumulative: np.ndarray | None = None
         self._starts: np.ndarray | None = None
+        self._positive_rank: BitRank | None = None
+        self._start_rank: BitRank | None = None
+
+    @property
+    def scratch(self) -> Scratch:
+        if self._scratch is None:
+            self._scratch = Scratch(self.n_samples, self.keys.dtype)
+        return self._scratch
+
+    def rebind(self, scratch: Scratch | None) -> Candidates:
+        """Drop what lives in the old scratch (the indexes stay) and use ``scratch``."""
+        self._scratch, self._cumulative, self._starts = scratch, None, None
+        return self
 
     # -- positions in the sorted keys ---------------------------------------------------------
     @property
+    def positive_rank(self) -> BitRank:
+        """The :class:`BitRank` of the positives in sorted order."""
+        if self._positive_rank is None:
+            keys = self.keys
+            if sys.byteorder == "little" and keys.flags.c_contiguous:
+                low = keys.view(np.uint8)[:: keys.itemsize]  # each key's lowest byte
+            else:
+                low = keys
+            flags = np.bitwise_and(low, 1, out=self.scratch.flags, casting="unsafe")
+            self._positive_rank = BitRank(flags)
+        return self._positive_rank
+
+    @property
     def cumulative(self) -> np.ndarray:
-        """(n,) positives among sorted positions ``<= i``."""
+        """(n,) positives among sorted positions ``<= i`` (a full pass; prefer the ``*_at``)."""
         if self._cumulative is None:
-            counts = np.bitwise_and(self.keys, 1, out=self._scratch.counts, casting="same_kind")
+            counts = np.bitwise_and(self.keys, 1, out=self.scratch.counts, casting="same_kind")
             self._cumulative = np.cumsum(counts, out=counts)
         return self._cumulative
 
     @property
     def positives(self) -> int:
-        return int(self.cumulative[-1])
+        return self.positive_rank.total
 
     def positives_before(self, positions: np.ndarray) -> np.ndarray:
         """int64 positives among sorted positions ``< p`` for each ``p`` in 0..n."""
-        positions = np.asarray(positions, dtype=np.int64)
-        shifted = self.cumulative.take(np.maximum(positions - 1, 0))
-        return np.where(positions > 0, shifted, 0).astype(np.int64)
+        return self.positive_rank.rank(positions)
 
     def position_at(self, threshold: float) -> int:
         """First sorted position with ``score >= threshold`` (n when there is none)."""
@@ -199,39 +284,61 @@ class Candidates:
 
     # -- candidate indices -------------------------------------------------------------------
     @property
-    def starts(self) -> np.ndarray:
-        """(m,) sorted position where each distinct score starts (int32 below 2**31 rows)."""
-        if self._starts is None:
-            scratch = self._scratch
+    def start_rank(self) -> BitRank:
+        """The :class:`BitRank` of the sorted positions where a distinct score starts."""
+        if self._start_rank is None:
+            scratch = self.scratch
             bits = np.right_shift(self.keys, 1, out=scratch.bits)
-            changes = np.not_equal(bits[1:], bits[:-1], out=scratch.changes)
-            # Into the scratch, not fresh arrays: no page faults per label.
-            starts = scratch.starts[: int(np.count_nonzero(changes)) + 1]
-            starts[0] = 0
-            np.compress(changes, scratch.positions, out=starts[1:])
-            self._starts = starts
+            flags = scratch.flags
+            flags[:1] = 1
+            np.not_equal(bits[1:], bits[:-1], out=flags[1:].view(bool))
+            self._start_rank = BitRank(flags)
+        return self._start_rank
+
+    @property
+    def starts(self) -> np.ndarray:
+        """(m,) sorted position where each distinct score starts."""
+        if self._starts is None:
+            m = self.m
+            if m * _SELECT_PER_ROW <= self.n_samples:
+                self._starts = self.start_rank.select(np.arange(m))
+            else:
+                scratch = self.scratch
+                bits = np.right_shift(self.keys, 1, out=scratch.bits)
+                changes = np.not_equal(bits[1:], bits[:-1], out=scratch.changes)
+                # Into the scratch, not fresh arrays: no page faults per label.
+                starts = scratch.starts[:m]
+                starts[0] = 0
+                np.compress(changes, scratch.positions, out=starts[1:])
+                self._starts = starts
         return self._starts
+
+    def _positions(self, index: np.ndarray) -> np.ndarray:
+        """Sorted positions where candidates ``index`` start."""
+        if self._starts is not None:
+            return self._starts[index]
+        return self.start_rank.select(np.asarray(index))
 
     @property
     def m(self) -> int:
         """Number of candidates (distinct scores)."""
-        return len(self.starts)
+        return self.start_rank.total
 
     def index_at(self, threshold: float) -> int:
         """Index of the first distinct score >= ``threshold`` (m when there is none)."""
-        return int(np.searchsorted(self.starts, self.position_at(threshold), side="left"))
+        return int(self.start_rank.rank(np.array([self.position_at(threshold)]))[0])
 
     def true_positives_at(self, index: np.ndarray) -> np.ndarray:
         """float64 true positives of candidates ``index`` (each < m)."""
-        return (self.positives - self.positives_before(self.starts[index])).astype(np.float64)
+        return (self.positives - self.positives_before(self._positions(index))).astype(np.float64)
 
     def predicted_positives_at(self, index: np.ndarray) -> np.ndarray:
         """float64 predicted positives of candidates ``index`` (each < m)."""
-        return (self.n_samples - self.starts[index]).astype(np.float64)
+        return (self.n_samples - self._positions(index)).astype(np.float64)
 
     def values_at(self, index: np.ndarray) -> np.ndarray:
         """float64 distinct scores of candidates ``index`` (each < m)."""
-        return bits_to_float(self.keys[self.starts[index]] >> 1, self.float_dtype)
+        return bits_to_float(self.keys[self._positions(index)] >> 1, self.float_dtype)
 
     # -- whole arrays (curves, constrained searches) -----------------------------------------
     @property
@@ -241,11 +348,11 @@ class Candidates:
 
     @property
     def true_positives(self) -> np.ndarray:
-        return self.true_positives_at(np.arange(self.m))
+        return (self.positives - self.positives_before(self.starts)).astype(np.float64)
 
     @property
     def predicted_positives(self) -> np.ndarray:
-        return self.predicted_positives_at(np.arange(self.m))
+        return (self.n_samples - self.starts).astype(np.float64)
 
     @property
     def values(self) -> np.ndarray:
@@ -267,9 +374,17 @@ class Scratch:
         self.bits = np.empty(n_samples, dtype=key_dtype)
         count_dtype = np.int32 if n_samples < 2**31 else np.int64
         self.counts = np.empty(n_samples, dtype=count_dtype)
+        self.flags = np.empty(n_samples, dtype=np.uint8)
         self.changes = np.empty(max(n_samples - 1, 0), dtype=bool)
-        self.positions = np.arange(1, n_samples, dtype=count_dtype)  # sorted positions 1..n-1
         self.starts = np.empty(n_samples, dtype=count_dtype)
+        self._positions: np.ndarray | None = None
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Sorted positions 1..n-1 (made on first use: most labels never need them)."""
+        if self._positions is None:
+            self._positions = np.arange(1, len(self.starts), dtype=self.starts.dtype)
+        return self._positions
 
 
 def candidates_from_sorted(
@@ -319,6 +434,9 @@ class SortedLabels:
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
         self.block_labels, self.workers = block_plan(self.n_samples, self.n_labels)
         self._kept: dict[int, np.ndarray] = {}
+        # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
+        # each) spare the second walk every pass over the keys.
+        self._kept_candidates: dict[int, Candidates] = {}
 
     def _blocks(self, run: Callable[[int], list[T]]) -> list[T]:
         starts = range(0, self.n_labels, self.block_labels)
@@ -329,12 +447,15 @@ class SortedLabels:
                 blocks = list(pool.map(run, starts))
         return [result for block in blocks for result in block]
 
-    def _each_row(self, start: int, keys: np.ndarray, handle) -> list:
+    def _each_row(self, start: int, keys: np.ndarray, handle, keep: bool = False) -> list:
         scratch = Scratch(keys.shape[1], keys.dtype)
-        return [
-            handle(start + row, candidates_from_sorted(keys[row], self.float_dtype, scratch))
-            for row in range(keys.shape[0])
-        ]
+        results = []
+        for row in range(keys.shape[0]):
+            candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
+            results.append(handle(start + row, candidates))
+            if keep:
+                self._kept_candidates[start + row] = candidates.rebind(None)
+        return results
 
     def walk(
         self,
@@ -367,7 +488,7 @@ class SortedLabels:
             keys.sort(axis=1)
             if keep:
                 self._kept[start] = keys
-            return self._each_row(start, keys, handle)
+            return self._each_row(start, keys, handle, keep)
 
         return self._blocks(run)
 
@@ -395,6 +516,8 @@ class SortedLabels:
             candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
             segment_handle(start + row, candidates, [part[a:b] for a, b in spans])
             results.append(handle(start + row, candidates))  # its caches stay valid
+            if keep:
+                self._kept_candidates[start + row] = candidates.rebind(None)
         if keep:
             self._kept[start] = keys
         return results
@@ -404,7 +527,12 @@ class SortedLabels:
 
         def run(start: int) -> list[T]:
             keys = self._kept.pop(start)
-            return self._each_row(start, keys, handle)
+            scratch = Scratch(keys.shape[1], keys.dtype)
+            results = []
+            for label in range(start, start + keys.shape[0]):
+                candidates = self._kept_candidates.pop(label).rebind(scratch)
+                results.append(handle(label, candidates))
+            return results
 
         return self._blocks(run)
 
@@ -425,6 +553,11 @@ class SortedLabels:
             keys = self.keys(label)
             first = int(np.searchsorted(keys, keys.dtype.type(queries[label]) << 1, side="left"))
             pp[label] = len(keys) - first
-            tp[label] = int(np.count_nonzero(keys[first:] & 1))
+            kept = self._kept_candidates.get(label)
+            if kept is None:
+                tp[label] = int(np.count_nonzero(keys[first:] & 1))
+            else:
+                tp[label] = kept.positives - int(kept.positives_before(np.array([first]))[0])
         self._kept.clear()
+        self._kept_candidates.clear()
         return tp, pp
