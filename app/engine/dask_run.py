@@ -113,7 +113,8 @@ def reduce_on_cluster(
         futures += level
         depth += 1
     try:
-        _follow(leaves, tasks, tracker)
+        with client.as_current():  # `wait` finds the client of this tune, not a default one
+            _follow(leaves, tasks, tracker)
         return level[0].result()
     finally:
         # Done or not, nothing of this pass stays on the cluster.

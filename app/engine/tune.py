@@ -51,8 +51,7 @@ def tune_dataset(
     Raises `DatasetError` for a bad dataset (naming file, column, row), ValueError for bad
     options or a bad bundle, `Cancelled`, and ConnectionError for an unreachable scheduler.
     """
-    from labelcut.tuning.stats import plan_tuning
-
+    plan_tuning = _plan_tuning()
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
     if mode not in MODES:
@@ -87,3 +86,13 @@ def tune_dataset(
 
         run_dask(plan, tasks, tracker, scheduler=scheduler, n_workers=n_workers)
     return plan.result()
+
+
+def _plan_tuning() -> Callable[..., Any]:
+    """`plan_tuning` of the statistics: SPEC-17 names `labelcut.tuning.stats`; the
+    implementation keeps it in `stats_tuning`."""
+    try:
+        from labelcut.tuning.stats import plan_tuning  # type: ignore[attr-defined]
+    except ImportError:
+        from labelcut.tuning.stats_tuning import plan_tuning
+    return plan_tuning
