@@ -548,13 +548,19 @@ def source_tune_kwargs(params: TuneParams, labels: list[str]) -> dict[str, Any]:
 def tuned_from_result(
     result: tuning.TuningResult, params: TuneParams, labels: list[str]
 ) -> TunedSet:
-    """What `tune_data` makes of a tune's result, for a dataset's result (no scores in
-    memory, so the drift gauges' expectations and calibration are left out)."""
+    """What `tune_data` makes of a tune's result, for a dataset's result. No scores are in
+    memory, so of the drift gauges' expectations only the positive rate is kept (each
+    label's predicted positives over the rows, what `expected_rates` would count); the mean
+    score is left out, and so is calibration."""
     report = result.to_dict(label_names=labels)
     stored_params = {**report["params"], "decision_rule": params.decision_rule, "k": params.k}
     lower = getattr(result, "lower_thresholds", None)
     if lower is not None:
         stored_params["lower_thresholds"] = [float(t) for t in lower]
+    predicted = [row.get("predicted_positives") for row in report.get("per_label") or []]
+    n_rows = int(report.get("n_samples") or 0)
+    if n_rows and len(predicted) == len(labels) and None not in predicted:
+        stored_params["expected"] = {"positive_rate": [int(p) / n_rows for p in predicted]}
     return TunedSet(
         params=stored_params,
         thresholds=[float(t) for t in result.thresholds],
