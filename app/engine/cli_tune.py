@@ -136,6 +136,8 @@ def _tune(args: argparse.Namespace, engine: str, settings: Any) -> dict[str, Any
     accepted = set(inspect.signature(tuning.tune_thresholds).parameters) - _NOT_OPTIONS
     kwargs = tune_keywords(params, accepted.__contains__)
     kwargs.update(objective=params.objective, label_names=labels)
+    if args.out:  # the compact PR curves the page plots, as `labelcut tune FILE --out` has
+        kwargs["return_curves"] = True
     with _Bar() as bar:
         result = tune_dataset(
             args.data,
@@ -192,5 +194,5 @@ class _Bar:
                 desc=f"pass {progress.pass_index}/{progress.passes}",
                 file=sys.stderr,
             )
-        self._bar.update(progress.partitions_done - self._bar.n)
         self._bar.set_postfix(rows=progress.rows_done, refresh=False)
+        self._bar.update(progress.partitions_done - self._bar.n)

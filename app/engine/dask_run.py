@@ -2,7 +2,7 @@
 
 Without a scheduler address a `LocalCluster` starts on this machine (worker processes, one
 thread each, so a worker holds one partition at a time; loopback only; every port, the
-scheduler's HTTP one included, free and random; logs at ERROR) and is closed on every way
+scheduler's HTTP one included, free and random; logs at CRITICAL only) and is closed on every way
 out: the result, an error, a cancel, a KeyboardInterrupt. With one, the work runs on that
 cluster (its workers need labelcut installed, and read access to the dataset) and only the
 client is closed.
@@ -47,7 +47,8 @@ def local_cluster(n_workers: int = DEFAULT_WORKERS) -> Any:  # -> distributed.Lo
         # 8787: a free port instead, so two tunes (or a user's own cluster) never collide.
         dashboard_address="127.0.0.1:0",
         worker_dashboard_address=None,
-        silence_logs=logging.ERROR,
+        # CRITICAL: a bad value is a DatasetError the client raises, not a worker log line.
+        silence_logs=logging.CRITICAL,
     )
 
 
