@@ -19,6 +19,7 @@ import glob
 import os
 import posixpath
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,11 +143,20 @@ def _check_local(source: str, roots: list[Root]) -> str:
         raise SourceMissing(f"source '{source}' names no files.")
     for name in files:
         real = os.path.realpath(name)
+        shown = os.path.relpath(name, resolved) if name != resolved else os.path.basename(name)
         if not _under(real, root.path):
             raise SourceRefused(
-                f"source '{source}' holds '{os.path.relpath(name, resolved)}', a link that "
-                "leads out of the allowed root."
+                f"source '{source}' holds '{shown}', a link that leads out of the allowed root."
             )
+        if os.path.isdir(real):
+            continue  # a linked directory: its files are listed and checked too
+        try:
+            regular = stat.S_ISREG(os.stat(real).st_mode)
+        except OSError:
+            regular = False  # a dangling link
+        if not regular:
+            # A FIFO or a device would block or never end a read: refuse it unopened.
+            raise SourceRefused(f"source '{source}' holds '{shown}', which is not a regular file.")
     return resolved if pattern is None else os.path.join(resolved, pattern)
 
 
