@@ -34,8 +34,15 @@ import numpy as np
 
 from labelcut.tuning import stats_grid, stats_report
 from labelcut.tuning._checks import DEFAULT_THRESHOLD, TuningSpec
+from labelcut.tuning.cutpoints import untunable_status
 from labelcut.tuning.result import TuningResult
 from labelcut.tuning.stats import ScoreStats, StatsPass
+from labelcut.tuning.stats_objectives import (
+    _cuts,
+    cost_expandable,
+    cost_vectors,
+    tune_objective_from_stats,
+)
 from labelcut.tuning.stats_result import CountedLabels, build_result, choose_all
 from labelcut.tuning.stats_search import GroupCandidates, expandable
 from labelcut.tuning.stats_tuning import counted_from_stats, pool_groups
@@ -134,16 +141,23 @@ def _check_windows(grid, grid_key, expanded, key, from_grid, columns) -> None:
         )
 
 
-def _windows(grid: ScoreStats, spec: TuningSpec) -> tuple[np.ndarray, np.ndarray]:
+def _windows(grid: ScoreStats, spec: TuningSpec, names) -> tuple[np.ndarray, np.ndarray]:
     """(label, bin) composites to expand (sorted int64) and the pooled bins (sorted)."""
     stride = stats_grid.n_bins(grid.pass_.levels)
     groups = _grid_groups(grid)
     chosen = []
+    costs = cost_vectors(spec, grid.n_labels, names) if spec.objective == "cost" else None
     for j, label in enumerate(groups.candidates()):
         part = slice(int(groups.offsets[j]), int(groups.offsets[j + 1]))
-        chosen.append(j * stride + groups.bins[part][expandable(label, spec)])
+        if costs is None:
+            keep = expandable(label, spec)
+        elif untunable_status(_cuts(label), max(spec.min_positives, 1)) is None:
+            keep = cost_expandable(label, float(costs[0][j]), float(costs[1][j]))
+        else:
+            keep = np.zeros(label.m, dtype=bool)
+        chosen.append(j * stride + groups.bins[part][keep])
     pooled_bins = np.zeros(0, dtype=np.int64)
-    if spec.strategy != "per_label":
+    if spec.strategy != "per_label" and costs is None:
         pooled, _ = groups.pooled(np.zeros(0, np.int64), grid.pass_.levels)
         bins = np.unique(groups.bins)
         pooled_bins = bins[expandable(pooled, spec)]
@@ -185,7 +199,7 @@ def _straddled(groups: _Groups, labels: list[GroupCandidates], final: np.ndarray
 
 
 class TwoPass:
-    """The plan of exact mode for f1/fbeta/recall_at_precision/precision_at_recall."""
+    """The plan of exact mode for f1/fbeta/recall_at_precision/precision_at_recall/cost."""
 
     passes_planned = 3
 
@@ -204,10 +218,10 @@ class TwoPass:
     def feed(self, merged: ScoreStats) -> None:
         if self.grid is None:
             self.grid = merged
-            self.spec, self.return_curves, _ = stats_report.check_tune_kwargs(
+            self.spec, self.return_curves, self.names = stats_report.check_tune_kwargs(
                 merged.n_labels, **self.plan.tune_kwargs
             )
-            self.exact, self.pooled_bins = _windows(merged, self.spec)
+            self.exact, self.pooled_bins = _windows(merged, self.spec, self.names)
         else:
             self.windows.append(merged)
         self._advance()
@@ -220,12 +234,21 @@ class TwoPass:
         wanted = self.exact if not self.windows and len(self.exact) else None
         if wanted is None:
             groups = _mixed_groups(self.grid, self.exact, self.windows)
-            counted = _counted(self.grid, groups, self.pooled_bins, self.spec)
-            choices = choose_all(counted, self.spec)
-            straddled = _straddled(groups, counted.labels, choices.final, stride)
+            if self.spec.objective == "cost":
+                labels = groups.candidates()
+                done = tune_objective_from_stats(
+                    self.grid, self.spec, self.return_curves, self.names, labels
+                )
+                final = done.thresholds
+            else:
+                counted = _counted(self.grid, groups, self.pooled_bins, self.spec)
+                choices = choose_all(counted, self.spec)
+                labels, final = counted.labels, choices.final
+                done = None
+            straddled = _straddled(groups, labels, final, stride)
             if len(straddled) == 0:
                 self._pending = None
-                self._done = build_result(counted, self.spec, choices, self.return_curves)
+                self._done = done or build_result(counted, self.spec, choices, self.return_curves)
                 return
             wanted = straddled
             self.exact = np.union1d(self.exact, straddled)

@@ -59,12 +59,20 @@ def _outcomes(cuts: list[LabelCuts], thresholds: np.ndarray, statuses: list[str]
 
 
 def tune_objective_from_stats(
-    stats: ScoreStats, spec: TuningSpec, return_curves: bool, names: list[str] | None
+    stats: ScoreStats,
+    spec: TuningSpec,
+    return_curves: bool,
+    names: list[str] | None,
+    labels: list[GroupCandidates] | None = None,
 ) -> TuningResult:
-    """The :class:`TuningResult` of a cost, joint micro or abstain tune from statistics."""
+    """The :class:`TuningResult` of a cost, joint micro or abstain tune from statistics.
+
+    ``labels``: each label's groups when they are not ``stats``' own (the two-pass
+    exact cost: grid bins with the kept ones expanded, :mod:`tuning.stats_exact`).
+    """
     from labelcut.tuning.stats_tuning import counted_from_stats
 
-    counted = counted_from_stats(stats, replace(spec, strategy="per_label"))
+    counted = counted_from_stats(stats, replace(spec, strategy="per_label"), labels)
     cuts = [_cuts(label) for label in counted.labels]
     dtype = _CUT_DTYPES.get(stats.score_dtype, np.float64)
     common = {"diagnosis": counted.diagnosis, "estimate": counted.estimate}
@@ -74,7 +82,7 @@ def tune_objective_from_stats(
                 "strategy='global' does not apply to objective='cost': there is no shared "
                 "cost optimum; use strategy='per_label' (what 'shrunk' also gives for costs)."
             )
-        outcomes, extra = _cost(cuts, spec, names, dtype)
+        outcomes, extra = _cost(cuts, counted.labels, spec, names, dtype)
     elif spec.abstain:
         outcomes, extra = _abstain(cuts, spec, dtype)
     else:
@@ -96,9 +104,8 @@ def tune_objective_from_stats(
     return TuningResult.from_outcomes(outcomes, spec.objective, params, n_rows, **common, **extra)
 
 
-def _cost(cuts: list[LabelCuts], spec: TuningSpec, names, dtype) -> tuple[LabelOutcomes, dict]:
-    """:func:`tuning.costs.tune_costs` on cuts, reported as :mod:`tuning.objectives` does."""
-    n_labels = len(cuts)
+def cost_vectors(spec: TuningSpec, n_labels: int, names) -> tuple[np.ndarray, np.ndarray]:
+    """(cost_fp, cost_fn) (L,) as :func:`tuning.costs.tune_costs` resolves and checks them."""
     label_names = names or [str(j) for j in range(n_labels)]
     cost_fp = cost_vector(spec.cost_fp, n_labels, "cost_fp", label_names)
     cost_fn = cost_vector(spec.cost_fn, n_labels, "cost_fn", label_names)
@@ -108,12 +115,56 @@ def _cost(cuts: list[LabelCuts], spec: TuningSpec, names, dtype) -> tuple[LabelO
             f"cost_fp and cost_fn are both 0 for label {label_names[both_zero[0]]}:"
             " every threshold would cost 0."
         )
+    return cost_fp, cost_fn
+
+
+def group_cut_threshold(label: GroupCandidates, index: int, dtype) -> float:
+    """:func:`tuning.cutpoints.cut_threshold` of cut ``index`` with each group's highest
+    score as the lower neighbour (the same number when groups are distinct scores)."""
+    dtype = np.dtype(dtype).type
+    if index >= label.m:
+        top = float(label.high[-1])
+        if top >= 1.0:
+            return float(np.nextafter(dtype(1.0), dtype(np.inf)))
+        upper, lower, has_lower = 1.0, top, True
+    else:
+        upper, has_lower = float(label.low[index]), index > 0
+        lower = float(label.high[index - 1]) if has_lower else 0.0
+    with np.errstate(under="ignore", over="ignore"):  # halving a subnormal is harmless
+        rounded = float(dtype((upper + lower) / 2.0))
+    if rounded > upper or (has_lower and rounded <= lower):
+        return upper
+    return rounded
+
+
+def cost_expandable(label: GroupCandidates, cost_fp: float, cost_fn: float) -> np.ndarray:
+    """(m,) bool: the groups inside which a cut could still be cheapest (or tie).
+
+    A cut inside group ``g`` has at least the false positives above the group and
+    at least the misses of predicting the whole group, so its cost is at least
+    ``cost_fp * FP(g + 1) + cost_fn * FN(g)``; every group's lowest score (and
+    "predict nothing") is a cut of exact cost. A float64 margin keeps near-ties.
+    """
+    tp, pp = label.tp_at.astype(np.float64), label.pp_at.astype(np.float64)
+    false_positives, misses = pp - tp, label.positives - tp
+    best = float((cost_fp * false_positives + cost_fn * misses).min())
+    bound = cost_fp * false_positives[1:] + cost_fn * misses[:-1]
+    margin = 32.0 * np.finfo(np.float64).eps * (cost_fp + cost_fn) * max(label.n_samples, 1)
+    return (bound <= best + margin) & (label.low < label.high)
+
+
+def _cost(
+    cuts: list[LabelCuts], labels: list[GroupCandidates], spec: TuningSpec, names, dtype
+) -> tuple[LabelOutcomes, dict]:
+    """:func:`tuning.costs.tune_costs` on cuts, reported as :mod:`tuning.objectives` does."""
+    n_labels = len(cuts)
+    cost_fp, cost_fn = cost_vectors(spec, n_labels, names)
     thresholds, statuses, nothing = np.empty(n_labels), [], np.zeros(n_labels, dtype=bool)
     for j, label in enumerate(cuts):
         status = untunable_status(label, max(spec.min_positives, 1))
         if status is None:
             best = cheapest_cut(label, float(cost_fp[j]), float(cost_fn[j]))
-            thresholds[j] = cut_threshold(label, best, dtype)
+            thresholds[j] = group_cut_threshold(labels[j], best, dtype)
             nothing[j] = best == label.nothing
         else:
             thresholds[j] = spec.fallback

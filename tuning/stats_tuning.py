@@ -215,7 +215,7 @@ def _make_engine(plan: StatsTuning):
                 "(decision_rule='threshold'); use mode='exact'."
             )
         return _OnePass(plan, "grid")
-    if plan.mode == "exact" and core:
+    if plan.mode == "exact" and (core or plan.spec.objective == "cost"):
         from labelcut.tuning.stats_exact import TwoPass
 
         return TwoPass(plan)

@@ -67,14 +67,37 @@ def test_objectives_from_statistics_equal_tune_thresholds(case, dtype, continuou
     assert np.array_equal(got.thresholds, expected.thresholds)
     if expected.lower_thresholds is not None:
         assert np.array_equal(got.lower_thresholds, expected.lower_thresholds)
-    for mine, theirs in zip(got.curves, expected.curves, strict=True):
+    # Curves equal tune_thresholds' from distinct statistics (two-pass cost: grid resolution).
+    curved = tune_statistics(by_chunks(scores, targets, 2), mode="distinct", **kwargs)
+    assert curved.to_dict() == expected.to_dict()
+    for mine, theirs in zip(curved.curves, expected.curves, strict=True):
         for a, b in zip(mine, theirs, strict=True):
             assert np.array_equal(a, b)
 
 
-def test_objectives_run_in_one_distinct_pass() -> None:
-    plan = plan_tuning("exact", objective="micro_f1")
-    assert plan.passes_planned == 1 and plan.next_pass().kind == "distinct"
+def test_cost_runs_two_passes_in_bounded_state() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.random((60_000, 3)) < [0.02, 0.2, 0.5]
+    scores = (1 / (1 + np.exp(-(rng.normal(size=truth.shape) + 2 * truth)))).astype(np.float32)
+    kwargs = dict(objective="cost", cost_fp=1.0, cost_fn=[5.0, 2.0, 0.7], n_bootstrap=0)
+    plan = plan_tuning("exact", estimate=False, **kwargs)
+    kinds, groups = [], []
+    while (pass_ := plan.next_pass()) is not None:
+        stats = ScoreStats.from_arrays(scores, truth, pass_)
+        kinds.append(pass_.kind)
+        groups.append(int(stats.offsets[-1]))
+        plan.feed(stats)
+    assert kinds[:2] == ["grid", "window"]
+    assert groups[1] < ScoreStats.from_arrays(scores, truth).offsets[-1] / 20
+    expected = tune_thresholds(scores, truth, estimate=False, **kwargs)
+    assert plan.result().to_dict() == expected.to_dict()
+
+
+def test_joint_and_abstain_run_in_one_distinct_pass() -> None:
+    for kwargs in ({"objective": "micro_f1"}, {"decision_rule": "abstain", "target": 0.9,
+                   "npv_target": 0.9}):  # fmt: skip
+        plan = plan_tuning("exact", **kwargs)
+        assert plan.passes_planned == 1 and plan.next_pass().kind == "distinct"
 
 
 def test_micro_without_any_positive_and_bfloat16_cost() -> None:
