@@ -618,7 +618,6 @@ def source_work(
             raise JobFailed(str(exc)) from exc
         progress.check()
         tuned = tuned_from_result(result, params, labels)
-        progress.flush(force=True)
         if not store:
             body = unstored_report(labels, tuned, report_keys)
             if not progress.jobs.succeed(

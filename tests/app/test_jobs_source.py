@@ -1,0 +1,97 @@
+"""`source=` jobs in process, through the dataset engine: partitions and passes move in the
+progress, writes of it are throttled, a cancel stops the engine between partitions and
+stores nothing, and options a dataset tune cannot honour are refused up front."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+from labelcut.app import jobs as jobs_module
+from labelcut.app.store.jobs import JobStore
+
+from ..support.inprocess import app_client, wait_ready
+from ..support.job_datasets import write_score_dataset
+
+
+@pytest.fixture(scope="module")
+def many_partitions(tmp_path_factory):
+    """300 files of the yeast rows (275,100 rows): slow enough to watch and cancel."""
+    root = tmp_path_factory.mktemp("roots")
+    return root, write_score_dataset(root / "big", files=300, repeat=300)
+
+
+@pytest.fixture
+def client(tmp_path, many_partitions, monkeypatch):
+    monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
+    root, _ = many_partitions
+    with app_client(tmp_path / "data", data_sources=[str(root)]) as c:
+        wait_ready(c)
+        yield c
+
+
+def start(client, source, **form) -> str:
+    answer = client.post(
+        "/tune-thresholds", data={"source": str(source), "n_bootstrap": "0", **form}
+    )
+    assert answer.status_code == 202, answer.text
+    return answer.headers["location"]
+
+
+def test_progress_moves_through_partitions_and_its_writes_are_throttled(
+    client, many_partitions, monkeypatch
+):
+    writes: list[float] = []
+    real = JobStore.write_progress
+
+    def counted(self, job_id, progress):
+        writes.append(time.monotonic())
+        return real(self, job_id, progress)
+
+    monkeypatch.setattr(JobStore, "write_progress", counted)
+    _, dataset = many_partitions
+    location = start(client, dataset, estimate="false")
+    seen = []
+    while True:
+        job = client.get(location).json()
+        seen.append((job["progress"]["pass_index"], job["progress"]["partitions_done"]))
+        if job["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+    assert job["state"] == "succeeded", job
+    assert job["progress"]["partitions"] == 300 and job["progress"]["rows"] == 275_100
+    assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # it moved, never back
+    gaps = [b - a for a, b in itertools.pairwise(writes)]
+    assert gaps and min(gaps) >= jobs_module.PROGRESS_EVERY_S * 0.95, gaps
+    assert client.get(f"/thresholds/{job['threshold_set_id']}").status_code == 200
+
+
+def test_cancel_stops_the_engine_between_partitions_and_stores_nothing(client, many_partitions):
+    _, dataset = many_partitions
+    location = start(client, dataset, estimate="false")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = client.get(location).json()
+        if job["state"] == "running" and job["progress"]["partitions_done"] >= 1:
+            break
+        time.sleep(0.02)
+    assert job["state"] == "running", job
+    assert client.delete(location).status_code == 202
+    while job["state"] == "running":
+        time.sleep(0.05)
+        job = client.get(location).json()
+    assert job["state"] == "cancelled", job
+    assert job["progress"]["partitions_done"] < 300 or job["progress"]["pass_index"] < 2
+    assert client.get("/thresholds/history").json()["items"] == []
+
+
+def test_options_a_dataset_tune_cannot_honour_are_422(client, many_partitions):
+    _, dataset = many_partitions
+    answer = client.post("/tune-thresholds", data={"source": str(dataset), "calibration": "platt"})
+    assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == [
+        "body",
+        "calibration",
+    ]
+    assert client.get("/jobs").json() == {"items": []}
