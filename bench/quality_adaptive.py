@@ -1,9 +1,9 @@
 """The "adaptive" strategy (tuning/adaptive.py) on one grid case, from the public API.
 
 Until the strategy is wired into ``tune_thresholds``, the grid builds its inputs here:
-the tune's fold plan (:class:`labelcut.tuning.estimate.FoldPlan`, seed 0), and the
-"shrunk" thresholds and the shared (global) threshold on all rows and on each fold's
-training rows, each from ``tune_thresholds(strategy="shrunk")``.
+the tune's fold plan (:class:`labelcut.tuning.estimate.FoldPlan`, seed 0) and the
+"shrunk" thresholds on all rows and on each fold's training rows, from
+``tune_thresholds(strategy="shrunk")``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def adaptive_for(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> Adap
     plan = FoldPlan.build(torch.from_numpy(np.asarray(targets)), seed)
     folds = plan.folds.astype(np.int64)
 
-    def shrunk(rows: np.ndarray) -> tuple[np.ndarray, float | None]:
+    def shrunk(rows: np.ndarray) -> np.ndarray:
         result = tune_thresholds(
             scores[rows],
             targets[rows],
@@ -31,16 +31,13 @@ def adaptive_for(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> Adap
             seed=seed,
             device="cpu",
         )
-        return np.asarray(result.thresholds, dtype=np.float64), result.global_threshold
+        return np.asarray(result.thresholds, dtype=np.float64)
 
-    everything, shared = shrunk(np.arange(len(scores)))
     per_fold = [shrunk(np.flatnonzero(folds != f)) for f in range(plan.n_folds)]
     return adaptive_thresholds(
         scores,
         targets,
         folds,
-        everything,
-        np.stack([t for t, _ in per_fold]),
-        shared,
-        [s for _, s in per_fold],
+        shrunk(np.arange(len(scores))),
+        np.stack(per_fold),
     )

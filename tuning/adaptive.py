@@ -1,27 +1,34 @@
-"""The "adaptive" strategy (issue 20): an ensemble of two per-label estimates, pulled toward
-0.5 by an amount chosen on out-of-fold evidence.
+"""The "adaptive" strategy (issue 20): a calibrated plug-in optimum and the "shrunk"
+thresholds, averaged in logit space, then pulled toward 0.5 by an amount chosen on
+out-of-fold evidence.
 
 The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds):
 
-1. **Micro-aware own optimum** ``joint_j``: each label's threshold maximises
-   ``F1_j(t) / L + (2 TP_j(t) - m * PP_j(t)) / D``, the label's share of macro-F1 plus the
+1. **Calibrate** each label's scores with a Platt map ``q = sigmoid(a * logit(s) + b)``,
+   fitted by maximum likelihood with a Gaussian prior of precision ``tau`` pulling
+   ``(a, b)`` toward the map fitted on all labels pooled; ``tau`` is chosen from
+   :data:`TAUS` by the held-out log-loss of the folds (a calibration criterion, not an
+   F1 one). A rare label borrows the pooled map; a frequent label gets its own.
+2. **Plug-in optimum** ``plugin_j``: each label's threshold maximises, on the *expected*
+   counts of its calibrated scores (``TP(t) = sum of q over rows with score >= t``),
+   ``F1_j(t) / L + (2 TP_j(t) - m * PP_j(t)) / D``: the label's share of macro-F1 plus the
    first-order change of micro-F1 (``m`` the current micro-F1, ``D`` the pooled predicted
-   positives plus positives), iterated :data:`JOINT_ITERATIONS` times from the per-label F1
-   optima. Macro and micro weigh the same (:data:`MICRO_WEIGHT`): a rare label is lowered
-   only while its F1 gain outweighs the false positives it adds to the pooled count. Labels
-   without positives take the shared threshold.
-2. **Ensemble**: ``mixed = sigmoid((logit(joint) + logit(shrunk)) / 2)``, with ``shrunk`` the
-   "shrunk" strategy's thresholds (own optimum pulled toward the shared one, ``k = 6``). The
-   two estimates err in different ways (one fits each label's curve, the other borrows from
-   the pooled curve); their logit mean has less variance than either.
-3. **Pull toward 0.5**: ``threshold = sigmoid(rho * logit(mixed))``, one ``rho`` per call
+   positives plus positives), iterated :data:`JOINT_ITERATIONS` times from the per-label
+   optima. For calibrated scores the F1 optimum is at ``q = F1* / 2`` (Lipton et al. 2014);
+   expected counts locate it with far less noise than the argmax of the observed curve,
+   and the micro term stops a rare label from buying a little F1 with many false positives.
+3. **Ensemble**: ``mixed = sigmoid((logit(plugin) + logit(shrunk)) / 2)``, ``shrunk`` the
+   "shrunk" strategy's thresholds (the observed curve's own optimum pulled toward the
+   shared threshold, ``k = 6``). One leans on the calibration map, the other on the
+   observed curve; their logit mean hedges the failure of either.
+4. **Pull toward 0.5**: ``threshold = sigmoid(rho * logit(mixed))``, one ``rho`` per call
    from :data:`RHOS`. Each ``rho`` is scored on the same held-out rows (paired): every row
-   is decided by the thresholds built (steps 1-2) without its fold, and ``rho`` maximises
-   the pooled out-of-fold macro-F1 + micro-F1; ties go to the smaller ``rho`` (closer to
-   0.5). ``rho = 0`` is plain 0.5: where tuning does not pay on held-out rows, it is undone.
+   is decided by the thresholds built (steps 1-3) without its fold, and ``rho`` maximises
+   the pooled out-of-fold macro-F1 + micro-F1; ties go to the smaller ``rho``. ``rho = 0``
+   is plain 0.5: where tuning does not pay on held-out rows, it is undone.
 
-No constant here was fitted to a grid: the two weights are 1 (macro and micro, the two
-figures a default is judged on) and 1/2 (the two estimates), ``rho`` is chosen by the data.
+Weights are 1 (macro and micro: the two figures a default is judged on) and 1/2 (two
+estimates); ``tau`` and ``rho`` are chosen by the data.
 """
 
 from __future__ import annotations
@@ -32,19 +39,27 @@ import numpy as np
 
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the ensemble as it is).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Weight of the micro-F1 term against the label's share of macro-F1 (step 1).
+#: Candidate prior precisions of a label's Platt map around the pooled one (step 1).
+TAUS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
+#: Weight of the micro-F1 term against the label's share of macro-F1 (step 2).
 MICRO_WEIGHT = 1.0
-#: Fixed-point steps of the micro linearisation (step 1); it usually settles in 2-3.
+#: Fixed-point steps of the micro linearisation (step 2); it usually settles in 2-3.
 JOINT_ITERATIONS = 5
 #: A label's every distinct score is a cut up to this many distinct scores; above, GRID_CUTS.
 EXACT_CUTS = 8192
 GRID_CUTS = 4096
+#: Platt maps are fitted on each label's distinct logits up to this many, else on as many
+#: quantile bins (the likelihood's sufficient statistics: rows and positives per bin).
+MAX_BINS = 1024
+#: Scores are clipped this far inside (0, 1) before the calibration's logit.
+SCORE_EPS = 1e-6
+NEWTON_STEPS = 30
 _LOGIT_EPS = 1e-9
 _ROWS_PER_CHUNK = 1 << 15
 
 
-def _logit(values: np.ndarray) -> np.ndarray:
-    clipped = np.clip(np.asarray(values, dtype=np.float64), _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+def _logit(values: np.ndarray, eps: float = _LOGIT_EPS) -> np.ndarray:
+    clipped = np.clip(np.asarray(values, dtype=np.float64), eps, 1.0 - eps)
     return np.log(clipped) - np.log1p(-clipped)
 
 
@@ -61,72 +76,143 @@ def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
 class AdaptiveChoice:
     """What :func:`adaptive_thresholds` chose.
 
-    ``thresholds`` (L,) the final thresholds; ``rho`` the pull kept; ``joint`` (L,) step 1 on
-    all rows; ``mixed`` (L,) step 2; ``fold_thresholds`` (K, L) the final rule built without
-    each fold (at the chosen ``rho``: the cross-fitted estimate can score them); ``scores``
-    the out-of-fold macro-F1 + micro-F1 of each ``rho`` in :data:`RHOS`.
+    ``thresholds`` (L,) the final thresholds; ``rho`` the pull kept and ``tau`` the
+    calibration prior; ``plugin`` (L,) step 2 on all rows; ``mixed`` (L,) step 3;
+    ``fold_thresholds`` (K, L) the final rule built without each fold (at the chosen
+    ``rho``, for the cross-fitted estimate); ``scores`` (len(RHOS),) the out-of-fold
+    macro-F1 + micro-F1 of each ``rho``.
     """
 
     thresholds: np.ndarray
     rho: float
-    joint: np.ndarray
+    tau: float
+    plugin: np.ndarray
     mixed: np.ndarray
     fold_thresholds: np.ndarray
     scores: np.ndarray
 
 
+def _platt(
+    x: np.ndarray,
+    rows: np.ndarray,
+    positives: np.ndarray,
+    prior: np.ndarray | None = None,
+    tau: float = 0.0,
+) -> np.ndarray:
+    """MAP ``(a, b)`` of ``P(y = 1) = sigmoid(a x + b)`` from per-value counts (Newton)."""
+    weights = np.zeros(2) if prior is None else prior.copy()
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    for _ in range(NEWTON_STEPS):
+        p = _sigmoid(design @ weights)
+        gradient = design.T @ (rows * p - positives)
+        hessian = (design * (rows * p * (1.0 - p))[:, None]).T @ design + 1e-9 * np.eye(2)
+        if prior is not None:
+            gradient += tau * (weights - prior)
+            hessian += tau * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return weights
+
+
+class _Calibration:
+    """Each label's binned logits and, per row weighting, its rows and positives per bin."""
+
+    def __init__(self, logits: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
+        self.x: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []  # (W, bins)
+        self.positives: list[np.ndarray] = []
+        for j in range(logits.shape[1]):
+            column = logits[:, j]
+            values, index = np.unique(column, return_inverse=True)
+            if len(values) > MAX_BINS:
+                edges = np.quantile(column, np.linspace(0, 1, MAX_BINS + 1)[1:-1])
+                index = np.searchsorted(edges, column, side="right")
+                values = np.bincount(index, column, MAX_BINS) / np.maximum(
+                    np.bincount(index, minlength=MAX_BINS), 1
+                )
+            size = len(values)
+            self.x.append(values)
+            self.rows.append(np.stack([np.bincount(index, w, size) for w in weights]))
+            self.positives.append(
+                np.stack([np.bincount(index, w * targets[:, j], size) for w in weights])
+            )
+
+    def fit(self, weighting: int, tau: float) -> np.ndarray:
+        """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``."""
+        pooled = _platt(
+            np.concatenate(self.x),
+            np.concatenate([r[weighting] for r in self.rows]),
+            np.concatenate([p[weighting] for p in self.positives]),
+        )
+        return np.stack(
+            [
+                _platt(x, r[weighting], p[weighting], pooled, tau)
+                for x, r, p in zip(self.x, self.rows, self.positives, strict=True)
+            ]
+        )
+
+    def held_out_loss(self, fold: int, maps: np.ndarray) -> float:
+        """Log-loss of fold ``fold``'s rows (all rows minus its training rows) under ``maps``."""
+        total = 0.0
+        for j, (x, r, p) in enumerate(zip(self.x, self.rows, self.positives, strict=True)):
+            rows, positives = r[0] - r[fold + 1], p[0] - p[fold + 1]
+            z = maps[j, 0] * x + maps[j, 1]
+            # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
+            total += float(
+                positives @ np.logaddexp(0.0, -z) + (rows - positives) @ np.logaddexp(0.0, z)
+            )
+        return total
+
+
 class _Curves:
-    """Every label's (true, predicted) positives at its cuts, under several row weightings.
+    """Every label's expected true positives and predicted positives at its cuts, per
+    weighting: ``etp[j]``, ``pp[j]`` (W, C_j + 1); column 0 "predict nothing", column
+    c >= 1 "score >= value[j][c - 1]" (distinct scores, descending)."""
 
-    ``tp[j]``, ``pp[j]``: (W, C_j + 1) float64, column 0 "predict nothing", column c >= 1
-    "score >= value[j][c - 1]" (distinct scores, descending); ``cut[j]`` (C_j + 1,) the
-    threshold that reproduces each column (midpoint to the next lower distinct score).
-    """
-
-    def __init__(self, scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
-        self.tp: list[np.ndarray] = []
+    def __init__(
+        self, scores: np.ndarray, logits: np.ndarray, weights: np.ndarray, maps: np.ndarray
+    ) -> None:
+        self.etp: list[np.ndarray] = []
         self.pp: list[np.ndarray] = []
-        self.cut: list[np.ndarray] = []
         self.value: list[np.ndarray] = []
         for j in range(scores.shape[1]):
             column = scores[:, j]
             ascending = np.sort(column)
-            distinct = np.unique(column)[::-1]  # descending
-            lower = np.append(distinct[1:], 0.0)
-            mids = 0.5 * (distinct + lower)
+            distinct = ascending[np.concatenate(([True], ascending[1:] != ascending[:-1]))][::-1]
             if len(distinct) > EXACT_CUTS:
                 keep = np.unique(np.linspace(0, len(distinct) - 1, GRID_CUTS).round().astype(int))
-                distinct, mids = distinct[keep], mids[keep]
+                distinct = distinct[keep]
             order = np.argsort(-column, kind="stable")
-            cum_w = np.cumsum(weights[:, order], axis=1)
-            cum_tp = np.cumsum(weights[:, order] * targets[order, j], axis=1)
             ends = len(column) - np.searchsorted(ascending, distinct, side="left") - 1
+            ordered = weights[:, order]
+            # Each weighting's own calibration map (maps[w, j]) gives its expected positives.
+            q = _sigmoid(maps[:, j, :1] * logits[order, j] + maps[:, j, 1:])
             zero = np.zeros((len(weights), 1))
-            self.tp.append(np.hstack([zero, cum_tp[:, ends]]))
-            self.pp.append(np.hstack([zero, cum_w[:, ends]]))
-            top = float(distinct[0])
-            nothing = np.nextafter(top, np.inf) if top < 1.0 else 1.0 + 1e-9
-            self.cut.append(np.concatenate(([nothing], mids)))
+            self.etp.append(np.hstack([zero, np.cumsum(ordered * q, axis=1)[:, ends]]))
+            self.pp.append(np.hstack([zero, np.cumsum(ordered, axis=1)[:, ends]]))
             self.value.append(distinct)
 
     def threshold(self, label: int, row: int, column: int) -> float:
         """The threshold of ``column`` under weighting ``row``: the midpoint between the
         lowest weighted score predicted positive and the highest weighted one predicted
         negative (rows of weight 0, a held-out fold's, do not move it)."""
+        value = self.value[label]
         if column == 0:
-            return float(self.cut[label][0])
-        pp, value = self.pp[label][row], self.value[label]
+            top = float(value[0])
+            return float(np.nextafter(top, np.inf)) if top < 1.0 else 1.0
+        pp = self.pp[label][row]
         # The run of columns whose added rows all weigh 0 ends where the count next grows.
         end = column + int(np.searchsorted(pp[column:], pp[column], side="right")) - 1
         below = float(value[end]) if end < len(value) else 0.0
         return 0.5 * (float(value[column - 1]) + below)
 
 
-def _joint_optima(curves: _Curves, row: int, shared: float | None) -> np.ndarray:
-    """Step 1 under weighting ``row``: (L,) thresholds (``shared`` for labels without
-    positives; 0.5 when the shared threshold is None)."""
-    n_labels = len(curves.tp)
-    tps = [tp[row] for tp in curves.tp]
+def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
+    """Step 2 under weighting ``row``: (L,) thresholds."""
+    n_labels = len(curves.etp)
+    tps = [tp[row] for tp in curves.etp]
     pps = [pp[row] for pp in curves.pp]
     positives = np.array([tp[-1] for tp in tps])
     total_positives = float(positives.sum())
@@ -145,12 +231,11 @@ def _joint_optima(curves: _Curves, row: int, shared: float | None) -> np.ndarray
         if new == picks:
             break
         picks = new
-    own = np.array([curves.threshold(j, row, i) for j, i in enumerate(picks)])
-    return np.where(positives > 0, own, 0.5 if shared is None else shared)
+    return np.array([curves.threshold(j, row, i) for j, i in enumerate(picks)])
 
 
-def _mix(joint: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
-    return _sigmoid(0.5 * (_logit(joint) + _logit(shrunk)))
+def _mix(plugin: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
+    return _sigmoid(0.5 * (_logit(plugin) + _logit(shrunk)))
 
 
 def _out_of_fold_score(
@@ -176,28 +261,35 @@ def adaptive_thresholds(
     folds: np.ndarray,
     shrunk: np.ndarray,
     fold_shrunk: np.ndarray,
-    shared: float | None,
-    fold_shared: list[float | None],
 ) -> AdaptiveChoice:
     """The "adaptive" thresholds (see the module docstring for the rule).
 
     ``scores`` (n, L) float probabilities; ``targets`` (n, L) 0/1; ``folds`` (n,) int, each
     row's fold in ``0..K-1`` (the tune's :class:`tuning.estimate.FoldPlan` ``folds``);
-    ``shrunk`` (L,) the "shrunk" strategy's thresholds on all rows and ``fold_shrunk`` (K, L)
-    the same tuned without each fold; ``shared`` the pooled (global) threshold on all rows
-    and ``fold_shared`` (K,) without each fold (None where it cannot be tuned). Deterministic:
-    no randomness beyond the fold plan's.
+    ``shrunk`` (L,) the "shrunk" strategy's thresholds on all rows and ``fold_shrunk``
+    (K, L) the same tuned without each fold. Deterministic: no randomness beyond the
+    fold plan's.
     """
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     folds = np.asarray(folds, dtype=np.int64)
-    n_folds = len(fold_shared)
+    fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
+    n_folds = len(fold_shrunk)
     weights = np.vstack([np.ones(len(scores))] + [folds != f for f in range(n_folds)])
-    curves = _Curves(scores, targets, weights.astype(np.float64))
-    joint = _joint_optima(curves, 0, shared)
-    fold_joint = np.stack([_joint_optima(curves, f + 1, fold_shared[f]) for f in range(n_folds)])
-    mixed = _mix(joint, np.asarray(shrunk, dtype=np.float64))
-    fold_mixed = _mix(fold_joint, np.asarray(fold_shrunk, dtype=np.float64))
+    weights = weights.astype(np.float64)
+    logits = _logit(scores, SCORE_EPS)
+    calibration = _Calibration(logits, targets, weights)
+    losses = [
+        sum(calibration.held_out_loss(f, calibration.fit(f + 1, tau)) for f in range(n_folds))
+        for tau in TAUS
+    ]
+    tau = TAUS[int(np.argmin(losses))]
+    maps = np.stack([calibration.fit(w, tau) for w in range(len(weights))])  # (W, L, 2)
+    curves = _Curves(scores, logits, weights, maps)
+    plugin = _plugin_optima(curves, 0)
+    fold_plugin = np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)])
+    mixed = _mix(plugin, np.asarray(shrunk, dtype=np.float64))
+    fold_mixed = _mix(fold_plugin, fold_shrunk)
     found = np.array(
         [
             _out_of_fold_score(scores, targets, folds, _sigmoid(rho * _logit(fold_mixed)))
@@ -209,7 +301,8 @@ def adaptive_thresholds(
     return AdaptiveChoice(
         thresholds=_sigmoid(rho * _logit(mixed)),
         rho=rho,
-        joint=joint,
+        tau=tau,
+        plugin=plugin,
         mixed=mixed,
         fold_thresholds=_sigmoid(rho * _logit(fold_mixed)),
         scores=found,

@@ -5,34 +5,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from labelcut.tuning import tune_thresholds
-from labelcut.tuning.adaptive import RHOS, AdaptiveChoice, adaptive_thresholds
+from labelcut.tuning.adaptive import RHOS, TAUS, AdaptiveChoice, adaptive_thresholds
 from labelcut.tuning.estimate import FoldPlan
 
 
 def adaptive(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> AdaptiveChoice:
-    """The strategy with its inputs from the public tune: fold plan, shrunk and shared."""
+    """The strategy with its inputs from the public tune: the fold plan and "shrunk"."""
     plan = FoldPlan.build(torch.from_numpy(targets), seed)
     folds = plan.folds.astype(np.int64)
 
-    def shrunk(rows: np.ndarray) -> tuple[np.ndarray, float | None]:
+    def shrunk(rows: np.ndarray) -> np.ndarray:
         result = tune_thresholds(
             scores[rows], targets[rows], strategy="shrunk", n_bootstrap=0, estimate=False
         )
-        return np.asarray(result.thresholds, dtype=np.float64), result.global_threshold
+        return np.asarray(result.thresholds, dtype=np.float64)
 
-    everything, shared = shrunk(np.arange(len(scores)))
     per_fold = [shrunk(np.flatnonzero(folds != f)) for f in range(plan.n_folds)]
     return adaptive_thresholds(
         scores,
         targets,
         folds,
-        everything,
-        np.stack([t for t, _ in per_fold]),
-        shared,
-        [s for _, s in per_fold],
+        shrunk(np.arange(len(scores))),
+        np.stack(per_fold),
     )
 
 
@@ -48,6 +46,7 @@ def test_the_rule_is_what_the_docstring_states() -> None:
     choice = adaptive(scores, targets)
     assert choice.rho in RHOS
     assert choice.rho == RHOS[int(np.argmax(choice.scores))]
+    assert choice.tau in TAUS
     logit = np.log(choice.mixed) - np.log1p(-choice.mixed)
     np.testing.assert_allclose(choice.thresholds, 1 / (1 + np.exp(-choice.rho * logit)))
     assert choice.fold_thresholds.shape == (5, 4)
@@ -64,27 +63,31 @@ def test_perfectly_separable_labels_are_separated_and_ties_go_to_half() -> None:
     np.testing.assert_allclose(choice.scores, 2.0)
     assert choice.rho == 0.0
     np.testing.assert_array_equal(choice.thresholds, 0.5)
-    assert np.all((choice.joint > 0.3) & (choice.joint < 0.7))
+    assert np.all((choice.plugin > 0.3) & (choice.plugin < 0.7))
 
 
-def test_one_positive_label_predicts_it_when_it_scores_highest() -> None:
+@pytest.mark.parametrize("where", ["top", "middle"])
+def test_one_positive_label_does_not_flood_positives(where: str) -> None:
     scores, targets = calibrated(300, 3, seed=3)
     targets[:, 2] = 0
-    top = int(np.argmax(scores[:, 2]))
-    targets[top, 2] = 1
+    row = int(np.argmax(scores[:, 2])) if where == "top" else int(np.argsort(scores[:, 2])[150])
+    targets[row, 2] = 1
     choice = adaptive(scores, targets)
-    second = np.sort(scores[:, 2])[-2]
-    # On all rows its micro-aware optimum keeps exactly that row (F1 1, no false positive).
-    assert second < choice.joint[2] <= scores[top, 2]
+    predicted = (scores >= choice.thresholds).sum(0)
+    # One positive is no evidence for a low threshold: the label keeps few rows.
+    assert predicted[2] < 0.2 * len(scores)
+    assert predicted[2] < min(predicted[0], predicted[1])
     assert np.isfinite(choice.thresholds).all()
 
 
-def test_a_label_without_positives_takes_the_shared_threshold() -> None:
+def test_a_label_without_positives_predicts_fewer_rows_than_its_neighbours() -> None:
     scores, targets = calibrated(300, 3, seed=4)
     targets[:, 1] = 0
-    shared = tune_thresholds(scores, targets, strategy="global", n_bootstrap=0).global_threshold
     choice = adaptive(scores, targets)
-    assert choice.joint[1] == pytest.approx(shared)
+    predicted = (scores >= choice.plugin).sum(0)
+    # Its calibration map says "rarely positive": its plug-in optimum keeps few rows.
+    assert predicted[1] < min(predicted[0], predicted[2])
+    assert np.isfinite(choice.thresholds).all()
 
 
 def test_all_scores_equal_gives_all_or_nothing() -> None:
@@ -98,13 +101,23 @@ def test_all_scores_equal_gives_all_or_nothing() -> None:
         assert decided[:, j].all() or not decided[:, j].any()
 
 
-def test_one_label_joint_optimum_is_the_f1_optimum() -> None:
-    # With one label, macro- and micro-F1 are the same F1: the micro-aware optimum is
-    # the plain F1 optimum, checked against the per_label tune as the oracle.
-    scores, targets = calibrated(500, 1, seed=6)
+def test_one_label_plugin_is_the_expected_f1_optimum_of_its_platt_map() -> None:
+    # With one label the pooled map is the label's own (the prior pulls nowhere) and
+    # macro = micro: the plug-in optimum is the brute-force argmax of the expected F1
+    # under the maximum-likelihood Platt map, fitted here by scikit-learn as the oracle.
+    rng = np.random.default_rng(6)
+    scores = rng.random((500, 1))
+    targets = (rng.random((500, 1)) < scores**2).astype(np.int64)  # miscalibrated
     choice = adaptive(scores, targets)
-    oracle = tune_thresholds(scores, targets, strategy="per_label", n_bootstrap=0)
-    np.testing.assert_array_equal(scores >= choice.joint, scores >= np.asarray(oracle.thresholds))
+    x = np.log(scores) - np.log1p(-scores)
+    platt = LogisticRegression(C=np.inf).fit(x, targets[:, 0])
+    q = platt.predict_proba(x)[:, 1]
+    cuts = np.unique(scores[:, 0])
+    expected = [
+        2 * q[scores[:, 0] >= t].sum() / ((scores[:, 0] >= t).sum() + q.sum()) for t in cuts
+    ]
+    best = cuts[int(np.argmax(expected))]
+    np.testing.assert_array_equal(scores[:, 0] >= choice.plugin[0], scores[:, 0] >= best)
 
 
 def test_calibrated_scores_reach_the_known_optimum() -> None:
@@ -113,7 +126,7 @@ def test_calibrated_scores_reach_the_known_optimum() -> None:
     scores, targets = calibrated(20_000, 2, seed=7)
     choice = adaptive(scores, targets)
     best = (3 - np.sqrt(5)) / 2
-    np.testing.assert_allclose(choice.joint, best, atol=0.03)
+    np.testing.assert_allclose(choice.plugin, best, atol=0.03)
     reached = f1_score(targets, scores >= choice.thresholds, average=None)
     at_best = f1_score(targets, scores >= best, average=None)
     assert np.all(reached >= at_best - 0.01)
