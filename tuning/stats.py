@@ -306,3 +306,16 @@ def merge_stats(parts: Sequence[ScoreStats]) -> ScoreStats:
         paired = [a.merge(b) for a, b in zip(level[0::2], level[1::2], strict=False)]
         level = paired + ([level[-1]] if len(level) % 2 else [])
     return level[0]
+
+
+_DRIVERS = frozenset({"plan_tuning", "StatsTuning", "tune_statistics", "tune_from_stats"})
+
+
+def __getattr__(name: str) -> Any:
+    """The drivers of SPEC-17 by this module's name too (they live in :mod:`tuning.stats_tuning`,
+    which imports this module: imported on first use)."""
+    if name in _DRIVERS:
+        from labelcut.tuning import stats_tuning
+
+        return getattr(stats_tuning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
