@@ -90,6 +90,27 @@ def last_maximum(values: Any, allowed: Any = None) -> tuple[Any, Any]:
     return index, reachable
 
 
+def group_bounds(above_tp: Any, above_pp: Any, group_tp: Any, positives: Any, spec: TuningSpec):
+    """Upper bound of the objective over the cuts inside a group of consecutive candidates
+    (-inf where none can be feasible), for numpy arrays that broadcast.
+
+    ``above_tp``/``above_pp``: counts of the samples above the group; ``group_tp``: the
+    group's positives. A cut inside the group includes ``k <= group_tp`` of its positives
+    and at least ``max(k, 1)`` of its samples, on top of the counts above. F1, F-beta and
+    precision grow with k along ``pp = above + k``, so the bound is their value at
+    ``k = group_tp``; recall is at most ``(above_tp + group_tp) / P``.
+    """
+    tp = above_tp + group_tp
+    pp = np.maximum(above_pp + group_tp, above_pp + 1)
+    if spec.objective in ("f1", "fbeta"):
+        values, _ = objective_values(tp, pp, positives, spec)
+        return values
+    precision, recall = tp / pp, tp / positives
+    if spec.objective == "recall_at_precision":
+        return np.where(precision >= spec.target, recall, -np.inf)
+    return np.where(recall >= spec.target, precision, -np.inf)
+
+
 def status_codes(n_samples: Any, positives: Any, reachable: Any, spec: TuningSpec) -> np.ndarray:
     """The status ladder, as indices into :data:`STATUSES` (broadcasting numpy arrays).
 

@@ -55,6 +55,7 @@ from labelcut.tuning._checks import SHRINKAGE_POSITIVES, TuningSpec
 from labelcut.tuning._search import (
     OK,
     STATUSES,
+    group_bounds,
     last_maximum,
     midpoint_thresholds,
     objective_values,
@@ -227,26 +228,6 @@ class PooledChoice:
     histogram: PooledHistogram
 
 
-def _bounds(above_tp, above_pp, bucket_pos, positives: float, spec: TuningSpec) -> np.ndarray:
-    """Upper bound of the objective over the cuts inside each bucket (-inf: none feasible).
-
-    A cut inside bucket b includes ``k <= bucket_pos`` of its positives and at
-    least ``max(k, 1)`` of its samples, on top of the counts above the bucket.
-    F1, F-beta and precision grow with k along ``pp = above + k``, so the bound
-    is their value at ``k = bucket_pos``; recall is at most
-    ``(above_tp + bucket_pos) / P``.
-    """
-    tp = above_tp + bucket_pos
-    pp = np.maximum(above_pp + bucket_pos, above_pp + 1)
-    if spec.objective in ("f1", "fbeta"):
-        values, _ = objective_values(tp, pp, positives, spec)
-        return values
-    precision, recall = tp / pp, tp / positives
-    if spec.objective == "recall_at_precision":
-        return np.where(precision >= spec.target, recall, -np.inf)
-    return np.where(recall >= spec.target, precision, -np.inf)
-
-
 def _gather(sorted_labels: _sorted.SortedLabels, refine: np.ndarray, bucketing: Bucketing):
     """The kept sorted keys of every label that fall in the ``refine`` buckets, merged."""
     changes = np.diff(np.concatenate(([0], refine.astype(np.int8), [0])))
@@ -293,7 +274,7 @@ def pooled_threshold(
     )
     usable = nonempty if floor_feasible is None else nonempty & floor_feasible
     lower_bound = float(floor_values[usable].max()) if usable.any() else -np.inf
-    bound = _bounds(above_tp, above_pp, pos.astype(np.float64), float(positives), spec)
+    bound = group_bounds(above_tp, above_pp, pos.astype(np.float64), float(positives), spec)
     refine = nonempty & (bound >= lower_bound) & (bound > -np.inf)
     if not refine.any():
         return PooledChoice(spec.fallback, "target_unreachable", 0, 0, positives, histogram)

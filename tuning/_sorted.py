@@ -225,6 +225,7 @@ class Candidates:
         self._starts: np.ndarray | None = None
         self._positive_rank: BitRank | None = None
         self._start_rank: BitRank | None = None
+        self._last_select: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def scratch(self) -> Scratch:
@@ -235,6 +236,7 @@ class Candidates:
     def rebind(self, scratch: Scratch | None) -> Candidates:
         """Drop what lives in the old scratch (the indexes stay) and use ``scratch``."""
         self._scratch, self._cumulative, self._starts = scratch, None, None
+        self._last_select = None
         return self
 
     # -- positions in the sorted keys ---------------------------------------------------------
@@ -314,10 +316,17 @@ class Candidates:
         return self._starts
 
     def _positions(self, index: np.ndarray) -> np.ndarray:
-        """Sorted positions where candidates ``index`` start."""
+        """Sorted positions where candidates ``index`` start (the last query is remembered:
+        callers often ask for counts and values at the same candidates)."""
         if self._starts is not None:
             return self._starts[index]
-        return self.start_rank.select(np.asarray(index))
+        index = np.asarray(index)
+        last = self._last_select
+        if last is not None and last[0].shape == index.shape and np.array_equal(last[0], index):
+            return last[1]
+        positions = self.start_rank.select(index)
+        self._last_select = (index.copy(), positions)
+        return positions
 
     @property
     def m(self) -> int:

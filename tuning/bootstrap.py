@@ -48,13 +48,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from labelcut.tuning._checks import TuningSpec
-from labelcut.tuning._search import OK, last_maximum, objective_values, status_codes
+from labelcut.tuning._search import (
+    OK,
+    group_bounds,
+    last_maximum,
+    objective_values,
+    status_codes,
+)
 from labelcut.tuning._shared import PooledHistogram, blend, shrinkage_weight
 from labelcut.tuning._sorted import Candidates
 
 MAX_GROUPS = 512
 #: An interval wider than this (threshold in score units, or F1) marks the label unstable.
 WIDE_INTERVAL = 0.2
+#: Groups within this many of the label's own optimum are drawn one by one; the rest
+#: :data:`SPAN` at a time, split only where a replicate's optimum may lie (exact).
+WINDOW = 16
+SPAN = 16
+BAND = 16
+# Relative slack of the bound test (F-beta rounds twice along the bound's diagonal).
+_BOUND_SLACK = 1e-12
 #: Working memory of one chunk of replicates, per worker thread.
 WORK_BYTES = 64 << 20
 # float64 arrays of a chunk's shape alive at once (draws, suffix sums, objective, masks).
@@ -151,6 +164,194 @@ def _replicate_optima(
     return best, ok
 
 
+def _units(tp_at: np.ndarray, pp_at: np.ndarray, cut_group: int, spec: TuningSpec) -> np.ndarray:
+    """Start groups of the units a replicate draws: each group alone within
+    :data:`WINDOW` groups of the label's own optimum on the data, then units growing
+    from 2 to :data:`SPAN` groups with the distance; the threshold's cut group always
+    starts a unit."""
+    n_groups = len(tp_at)
+    if n_groups <= 2 * WINDOW + 1 + SPAN:
+        return np.arange(n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values, feasible = objective_values(
+            tp_at, np.maximum(pp_at, 1.0), max(float(tp_at[0]), 1.0), spec
+        )
+    allowed = pp_at > 0 if feasible is None else (pp_at > 0) & feasible
+    best, reachable = last_maximum(values, allowed)
+    center = int(best) if bool(reachable) else min(cut_group, n_groups - 1)
+    low, high = max(0, center - WINDOW), min(n_groups, center + WINDOW + 1)
+    above = high + np.cumsum(_sizes_outward(n_groups - high)) - _sizes_outward(n_groups - high)
+    below = low - np.cumsum(_sizes_outward(low))  # each unit ends where the one above starts
+    parts = [np.arange(low, high), above[above < n_groups], np.maximum(below, 0), [0]]
+    if cut_group < n_groups:
+        parts.append([cut_group])
+    return np.unique(np.concatenate(parts).astype(np.int64))
+
+
+def _sizes_outward(count: int) -> np.ndarray:
+    """Sizes of the units that cover ``count`` groups going outward: 2, 4, ... up to
+    :data:`SPAN`, each size for :data:`BAND` groups (the last unit may overrun)."""
+    sizes, covered, size = [], 0, 2
+    while covered < count:
+        for _ in range(max(BAND // size, 1)):
+            if covered >= count:
+                break
+            sizes.append(size)
+            covered += size
+        size = min(size * 2, SPAN)
+    return np.array(sizes, dtype=np.int64)
+
+
+class _Replicates:
+    """One label's replicate counts: Poisson draws per unit of groups (:func:`_units`), and
+    for the (replicate, unit) pairs whose bound says the optimum may lie inside, the
+    unit's split over its groups given its draw (multinomial, from separate streams, so
+    the draws do not depend on the chunks).
+
+    The split of a Poisson count over its groups is multinomial with the groups' shares,
+    so the counts at every group edge have exactly the distribution of independent
+    Poisson draws per group; units whose bound stays below a replicate's best edge can
+    hold neither a maximum nor a tie with it, so they are never split.
+    """
+
+    def __init__(
+        self,
+        positives_in: np.ndarray,
+        negatives_in: np.ndarray,
+        units: np.ndarray,
+        rngs: list[np.random.Generator],
+    ) -> None:
+        self.units = units
+        self.n_groups = len(positives_in)
+        self.bounds = np.append(units, self.n_groups)
+        self.sizes = np.diff(self.bounds)
+        self.unit_positives = np.add.reduceat(positives_in, units)
+        self.unit_negatives = np.add.reduceat(negatives_in, units)
+        self.rngs = rngs
+        width = int(self.sizes.max())
+        # Each unit's groups' shares of its positives and negatives, padded to `width`.
+        member = self.units[:, None] + np.arange(width)
+        inside = member < self.bounds[1:, None]
+        member = np.where(inside, member, 0)
+        self.inside = inside
+
+        def shares(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
+            grouped = np.where(inside, counts[member], 0.0)
+            empty = totals <= 0
+            grouped[empty, 0] = 1.0  # a unit without counts: its (zero) draw goes anywhere
+            return grouped / np.where(empty, 1.0, totals)[:, None]
+
+        if width > 1:
+            self.positive_shares = shares(positives_in, self.unit_positives)
+            self.negative_shares = shares(negatives_in, self.unit_negatives)
+
+    def draw(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tp, pp) (rows, units) at each unit's start and the units' own draws."""
+        size = (rows, len(self.units))
+        positive_draws = self.rngs[0].poisson(self.unit_positives, size=size)
+        negative_draws = self.rngs[1].poisson(self.unit_negatives, size=size)
+        tp = _suffix_sums(positive_draws)
+        return tp, tp + _suffix_sums(negative_draws), positive_draws, negative_draws
+
+    def optima(
+        self,
+        tp: np.ndarray,
+        pp: np.ndarray,
+        positive_draws: np.ndarray,
+        negative_draws: np.ndarray,
+        spec: TuningSpec,
+        prune: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`_replicate_optima` over every group edge, splitting only the units
+        whose bound reaches the best unit edge (with a relative slack for F-beta's
+        double rounding: splitting more never changes the answer); ``prune=False``
+        splits every unit (the reference the tests compare with)."""
+        rows = len(tp)
+        positives = tp[:, 0]
+        scale = np.maximum(positives, 1.0)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            edge_values, feasible = objective_values(tp, np.maximum(pp, 1.0), scale, spec)
+        edge_allowed = pp > 0 if feasible is None else (pp > 0) & feasible
+        values = np.full((rows, self.n_groups), -np.inf)
+        allowed = np.zeros((rows, self.n_groups), dtype=bool)
+        values[:, self.units] = edge_values
+        allowed[:, self.units] = edge_allowed
+        if self.sizes.max() > 1:
+            best_edge = np.where(edge_allowed, edge_values, -np.inf).max(axis=1)
+            above_tp = np.concatenate((tp[:, 1:], np.zeros((rows, 1))), axis=1)
+            above_pp = np.concatenate((pp[:, 1:], np.zeros((rows, 1))), axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bound = group_bounds(above_tp, above_pp, positive_draws, scale, spec)
+            reach = best_edge - np.abs(best_edge) * _BOUND_SLACK
+            split = (self.sizes > 1) & (bound > -np.inf) & (bound >= reach[:, None])
+            if not prune:
+                split = np.broadcast_to(self.sizes > 1, bound.shape)
+            self._split(
+                split,
+                above_tp,
+                above_pp,
+                positive_draws,
+                negative_draws,
+                scale,
+                spec,
+                values,
+                allowed,
+            )
+        index, reachable = last_maximum(values, allowed)
+        ok = status_codes(pp[:, 0], positives, reachable, spec) == OK
+        return index, ok
+
+    def split_counts(
+        self,
+        row: np.ndarray,
+        unit: np.ndarray,
+        positive_draws: np.ndarray,
+        negative_draws: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(K, width) positives and negatives of each group of units ``unit[k]`` in
+        replicates ``row[k]``, given the units' draws (padding groups get 0)."""
+        positive = self.rngs[2].multinomial(
+            positive_draws[row, unit].astype(np.int64), self.positive_shares[unit]
+        )
+        negative = self.rngs[3].multinomial(
+            negative_draws[row, unit].astype(np.int64), self.negative_shares[unit]
+        )
+        return positive, negative
+
+    def _split(
+        self,
+        split,
+        above_tp,
+        above_pp,
+        positive_draws,
+        negative_draws,
+        scale,
+        spec,
+        values,
+        allowed,
+    ) -> None:
+        """Fill ``values``/``allowed`` at the inner edges of the split (replicate, unit) pairs."""
+        row, unit = np.nonzero(split)
+        if len(row) == 0:
+            return
+        positive, negative = self.split_counts(row, unit, positive_draws, negative_draws)
+        inner_tp = above_tp[row, unit][:, None] + _suffix_sums(positive)
+        inner_pp = above_pp[row, unit][:, None] + _suffix_sums(positive + negative)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inner_values, feasible = objective_values(
+                inner_tp, np.maximum(inner_pp, 1.0), scale[row], spec
+            )
+        inner = self.inside[unit].copy()
+        inner[:, 0] = False  # the unit's start: already an edge
+        inner_allowed = inner & (inner_pp > 0)
+        if feasible is not None:
+            inner_allowed &= feasible
+        pair, offset = np.nonzero(inner)
+        column = self.units[unit[pair]] + offset
+        values[row[pair], column] = inner_values[pair, offset]
+        allowed[row[pair], column] = inner_allowed[pair, offset]
+
+
 def label_intervals(
     label: int,
     candidates: Candidates,
@@ -168,28 +369,34 @@ def label_intervals(
     retune = not (spec.strategy == "global" and shared is not None)
     # Without re-tuning, F1 at the threshold needs only the counts above and below it.
     starts, cut_group = (_groups if retune else _split_at)(candidates, threshold)
-    tp_at, pp_at = _counts_at_starts(candidates, np.append(starts, candidates.m))
+    tp_at, pp_at = _counts_at_starts(candidates, np.append(starts, candidates.m))  # (G + 1,)
     positives_in = tp_at[:-1] - tp_at[1:]
     negatives_in = (pp_at[:-1] - pp_at[1:]) - positives_in
-    positive_rng, negative_rng = np.random.default_rng([spec.seed, 0, label]).spawn(2)
+    rngs = np.random.default_rng([spec.seed, 0, label]).spawn(4)
+    units = np.arange(len(starts))
+    if retune:
+        units = _units(tp_at[:-1], pp_at[:-1], cut_group, spec)
+    replicates = _Replicates(positives_in, negatives_in, units, rngs)
+    cut_unit = int(np.searchsorted(units, cut_group))
     if retune:
         below = candidates.values_at(np.maximum(starts - 1, 0))
-        edges = (candidates.values_at(starts) + np.where(starts > 0, below, 0.0)) / 2.0
+        # The same indices as the counts' query above (the candidates remember its positions).
+        values = candidates.values_at(np.append(starts, 0))[:-1]
+        edges = (values + np.where(starts > 0, below, 0.0)) / 2.0
 
     replicate_thresholds = np.empty(n_boot)
     replicate_f1 = np.empty(n_boot)
     for rows in replicate_chunks(n_boot, len(starts)):
-        size = (rows.stop - rows.start, len(starts))
-        tp = _suffix_sums(positive_rng.poisson(positives_in, size=size))
-        pp = tp + _suffix_sums(negative_rng.poisson(negatives_in, size=size))
+        size = rows.stop - rows.start
+        tp, pp, positive_draws, negative_draws = replicates.draw(size)
         positives = tp[:, 0]
         if cut_group < len(starts):
-            replicate_f1[rows] = _f1(tp[:, cut_group], pp[:, cut_group], positives)
+            replicate_f1[rows] = _f1(tp[:, cut_unit], pp[:, cut_unit], positives)
         else:  # nothing predicted at the threshold
-            replicate_f1[rows] = _f1(np.zeros(size[0]), np.zeros(size[0]), positives)
+            replicate_f1[rows] = _f1(np.zeros(size), np.zeros(size), positives)
         if not retune:
             continue
-        best, ok = _replicate_optima(tp, pp, positives, spec)
+        best, ok = replicates.optima(tp, pp, positive_draws, negative_draws, spec)
         own = edges[best]
         if spec.strategy == "per_label" or shared is None:
             replicate_thresholds[rows] = np.where(ok, own, spec.fallback)

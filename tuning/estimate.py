@@ -106,6 +106,29 @@ def _sum(parts: list[np.ndarray]) -> np.ndarray:
     return total
 
 
+def _zero_one(targets: torch.Tensor, chunk: slice) -> np.ndarray:
+    """Rows ``chunk`` of validated 0/1 targets as a numpy bool or integer array (no copy
+    for bool and integer dtypes)."""
+    found = targets[chunk].cpu()
+    if found.dtype == torch.bool or not (found.dtype.is_floating_point or found.is_complex()):
+        return found.numpy()
+    return (found != 0).numpy()
+
+
+def _rarest_order(rarity: np.ndarray, seed: int, n_labels: int) -> np.ndarray:
+    """Rows sorted by ``rarity``, ties in a seeded random order: the same permutation as
+    ``np.lexsort((rng.random(n), rarity))``, from one argsort of combined int64 keys."""
+    tiebreak = np.random.default_rng(seed).random(len(rarity))
+    if n_labels >= 1 << 10:  # the rarity does not fit above the 53 random bits
+        return np.lexsort((tiebreak, rarity))
+    keys = (rarity.astype(np.int64) << 53) | (tiebreak * 2.0**53).astype(np.int64)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    if np.any(ordered[1:] == ordered[:-1]):  # equal keys: lexsort keeps them in row order
+        order = np.argsort(keys, kind="stable")
+    return order
+
+
 def spread_folds(
     targets: torch.Tensor,
     n_folds: int = FOLDS,
@@ -118,29 +141,24 @@ def spread_folds(
     """
     n_samples, n_labels = targets.shape
     rows = max(1, (1 << 21) // n_labels)
-
-    def block(chunk: slice) -> torch.Tensor:
-        found = targets[chunk].cpu()
-        return found if found.dtype == torch.bool else found != 0
-
     if support is None:
         support = _in_chunks(
-            n_samples, rows, lambda c: block(c).sum(0, dtype=torch.int64).numpy(), _sum
+            n_samples, rows, lambda c: _zero_one(targets, c).sum(0, dtype=np.int64), _sum
         )
-    # Each label's rank by support (int16: a quarter of int64's memory traffic); a row's
-    # rarity is the smallest rank among its labels, n_labels for a row without one.
+    # A row's rarity is the smallest rank (by support) among its labels, n_labels for a
+    # row without one: n_labels minus the largest of the weights n_labels - rank over its
+    # labels (one multiply and one max per chunk, in the smallest integer type that fits).
     rank = np.empty(n_labels, dtype=np.int64)
     rank[np.argsort(support, kind="stable")] = np.arange(n_labels)
-    rank_type = torch.int16 if n_labels < 2**15 else torch.int32
-    ranks = torch.from_numpy(rank).to(rank_type)
-    none = torch.tensor(n_labels, dtype=rank_type)
-    rarity = _in_chunks(
-        n_samples,
-        rows,
-        lambda c: torch.where(block(c), ranks, none).amin(1).numpy(),
-        np.concatenate,
-    )
-    order = np.lexsort((np.random.default_rng(seed).random(n_samples), rarity))
+    weight_type = np.uint8 if n_labels < 2**8 else np.int16 if n_labels < 2**15 else np.int32
+    weights = (n_labels - rank).astype(weight_type)
+
+    def rarity_of(chunk: slice) -> np.ndarray:
+        weighted = np.multiply(_zero_one(targets, chunk), weights, casting="unsafe")
+        return n_labels - weighted.max(axis=1).astype(np.int64)
+
+    rarity = _in_chunks(n_samples, rows, rarity_of, np.concatenate)
+    order = _rarest_order(rarity, seed, n_labels)
     folds = np.empty(n_samples, dtype=np.int8)
     folds[order] = np.arange(n_samples) % n_folds
     return folds

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -222,12 +223,14 @@ class _Tuning:
             if self.needs_shared
             else None
         )
-        self.diagnosis = diagnose(targets)
+        # The diagnosis reads only the targets and is needed only at the end: it runs on a
+        # thread of its own beside the sorted pass (its numpy reductions release the GIL).
+        self._diagnosis_pool = ThreadPoolExecutor(max_workers=1)
+        self._diagnosis = self._diagnosis_pool.submit(diagnose, targets)
+        self._diagnosis_pool.shutdown(wait=False)
         self.folds = None
         if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
-            # The diagnosis has counted each label's positives: the folds reuse them.
-            support = np.rint(np.array(self.diagnosis["prevalence"]) * scores.shape[0])
-            plan = estimate.FoldPlan.build(targets, spec.seed, support=support.astype(np.int64))
+            plan = estimate.FoldPlan.build(targets, spec.seed)
             self.folds = estimate.FoldTuning(
                 plan,
                 spec,
@@ -260,7 +263,7 @@ class _Tuning:
             if intervals is None
             else np.stack([intervals.f1_low, intervals.f1_high], axis=1),
             unstable=None if intervals is None else intervals.unstable,
-            diagnosis=self.diagnosis,
+            diagnosis=self._diagnosis.result(),
             curves=[f["curve"] for f in figures] if self.return_curves else None,
             estimate=self._estimate(),
         )
