@@ -10,9 +10,9 @@ Dinkelbach steps of :mod:`tuning.micro`, the abstain cuts of
 stays float16, bfloat16 is float32). Thresholds, statuses, counts, the
 objective's report and (micro) ``global_threshold`` equal ``tune_thresholds``'.
 
-Not on this path: their bootstrap intervals (``threshold_interval`` etc. are
-None: :mod:`tuning.objective_bootstrap` reads rows; see the README) and the
-cross-fitted estimate (nulls with a reason). Their state is the full distinct
+Bootstrap intervals come from the same cuts
+(:mod:`tuning.stats_objective_bootstrap`); the cross-fitted estimate is nulls
+with a reason. Their state is the full distinct
 counts: it grows with the distinct scores (about n for continuous scores).
 """
 
@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from labelcut.tuning import curves, micro
+from labelcut.tuning import stats_objective_bootstrap as boot
 from labelcut.tuning._checks import DEFAULT_THRESHOLD, TuningSpec
 from labelcut.tuning.abstain import _lower_cut, _upper_cut
 from labelcut.tuning.costs import cheapest_cut, cost_vector
 from labelcut.tuning.cutpoints import LabelCuts, counts_at, cut_threshold, untunable_status
 from labelcut.tuning.exact_pick import decimal_fraction
+from labelcut.tuning.objectives import UNSTABLE_WIDTH
 from labelcut.tuning.result import LabelOutcomes, TuningResult
 from labelcut.tuning.stats import ScoreStats
 from labelcut.tuning.stats_result import choose_all
@@ -170,6 +172,12 @@ def _cost(
             thresholds[j] = spec.fallback
         statuses.append(status or "ok")
     outcomes = _outcomes(cuts, thresholds, statuses)
+    intervals = None
+    if spec.n_bootstrap:
+        intervals = boot.cost_intervals(
+            cuts, dtype, cost_fp, cost_fn, thresholds, spec.n_bootstrap, spec.seed,
+            spec.confidence,
+        )  # fmt: skip
     fp = outcomes.predicted_positives - outcomes.true_positives
     fn = outcomes.positives - outcomes.true_positives
     default_fp = outcomes.default_predicted_positives - outcomes.default_true_positives
@@ -182,7 +190,8 @@ def _cost(
             "false_positives": int(fp[j]), "false_negatives": int(fn[j]),
             "default_false_positives": int(default_fp[j]),
             "default_false_negatives": int(default_fn[j]),
-            "predicts_nothing": bool(nothing[j]), "cost_interval": None,
+            "predicts_nothing": bool(nothing[j]),
+            "cost_interval": _pair(None if intervals is None else intervals.merit, j),
         }
         for j in range(n_labels)
     ]  # fmt: skip
@@ -191,6 +200,22 @@ def _cost(
         "params": replace(spec, cost_fp=cost_fp, cost_fn=cost_fn).params(),
         "strategy": "per_label",
         "objective_report": {"per_label": per_label, "summary": summary},
+        **_interval_fields(intervals),
+    }
+
+
+def _pair(values: np.ndarray | None, j: int) -> list[float] | None:
+    return None if values is None else [float(values[j, 0]), float(values[j, 1])]
+
+
+def _interval_fields(intervals) -> dict[str, Any]:
+    """The result's ``threshold_interval`` and ``unstable``, as :mod:`tuning.objectives`."""
+    if intervals is None:
+        return {}
+    thresholds = intervals.thresholds
+    return {
+        "threshold_interval": thresholds,
+        "unstable": (thresholds[:, 1] - thresholds[:, 0]) > UNSTABLE_WIDTH,
     }
 
 
@@ -234,7 +259,13 @@ def _micro(cuts: list[LabelCuts], spec: TuningSpec, start: float | None, dtype):
         report = {"iterations": len(trace), "trace": trace}
     outcomes = _outcomes(cuts, thresholds, statuses)
     nothing = outcomes.predicted_positives == 0 if positives == 0 else _nothing(cuts, thresholds)
-    merit = {"tuned": tuned, "start": start_value, "default": default, "interval": None}
+    intervals = None
+    if spec.n_bootstrap:
+        intervals = boot.micro_intervals(
+            cuts, dtype, thresholds, beta, spec.n_bootstrap, spec.seed, spec.confidence
+        )
+    interval = None if intervals is None else [float(x) for x in intervals.merit[:2]]
+    merit = {"tuned": tuned, "start": start_value, "default": default, "interval": interval}
     return outcomes, {
         "params": params,
         "strategy": "joint",
@@ -244,6 +275,7 @@ def _micro(cuts: list[LabelCuts], spec: TuningSpec, start: float | None, dtype):
             "per_label": [{"predicts_nothing": bool(x)} for x in nothing],
             "summary": {"micro_fbeta": merit, **report},
         },
+        **_interval_fields(intervals),
     }
 
 
@@ -286,6 +318,15 @@ def _abstain(cuts: list[LabelCuts], spec: TuningSpec, dtype) -> tuple[LabelOutco
                 "clipped": bool(clipped), "review_share_interval": None, "lower_interval": None,
             }
         )  # fmt: skip
+    if spec.n_bootstrap:
+        intervals = boot.abstain_intervals(
+            cuts, dtype, lower, upper, spec, spec.n_bootstrap, spec.seed, spec.confidence
+        )
+        for j, entry in enumerate(per_label):
+            entry["review_share_interval"] = _pair(intervals.merit, j)
+            entry["lower_interval"] = _pair(intervals.lower_thresholds, j)
+    else:
+        intervals = None
     uncertain = sum(entry["uncertain"] for entry in per_label)
     summary = {"review_share": float(uncertain / (cuts[0].n_samples * n_labels))}
     return _outcomes(cuts, upper, statuses), {
@@ -294,4 +335,5 @@ def _abstain(cuts: list[LabelCuts], spec: TuningSpec, dtype) -> tuple[LabelOutco
         "label_strategy": ["fallback" if s in _UNTUNABLE else "per_label" for s in statuses],
         "objective_report": {"per_label": per_label, "summary": summary},
         "lower_thresholds": lower,
+        **_interval_fields(intervals),
     }

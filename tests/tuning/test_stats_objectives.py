@@ -122,3 +122,15 @@ def test_objective_argument_errors_match() -> None:
         tune_statistics(reduce, objective="cost", cost_fp=0.0, cost_fn=0.0)
     with pytest.raises(ValueError, match="quantised"):
         plan_tuning("quantised", objective="cost")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(str(v)[:12] for v in c.values()))
+def test_objective_intervals_from_distinct_statistics_equal(case) -> None:
+    """The Poisson bootstrap on counts: the same replicates as on the rows."""
+    scores, targets = make_data(9, n=600)
+    kwargs = dict(n_bootstrap=30, seed=4, estimate=False, **case)
+    expected = tune_thresholds(scores, targets, **kwargs)
+    got = tune_statistics(by_chunks(scores, targets, 3), mode="distinct", **kwargs)
+    assert got.to_dict() == expected.to_dict()
+    assert np.array_equal(got.threshold_interval, expected.threshold_interval)
+    assert np.array_equal(got.unstable, expected.unstable)
