@@ -116,15 +116,21 @@ def _platt(
     return weights
 
 
+def _column(array: np.ndarray, label: int) -> np.ndarray:
+    """One label's column as float64 (a copy of n values: the input is never copied whole)."""
+    return np.asarray(array[:, label], dtype=np.float64)
+
+
 class _Calibration:
     """Each label's binned logits and, per row weighting, its rows and positives per bin."""
 
-    def __init__(self, logits: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(self, scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
         self.x: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []  # (W, bins)
         self.positives: list[np.ndarray] = []
-        for j in range(logits.shape[1]):
-            column = logits[:, j]
+        for j in range(scores.shape[1]):
+            column = _logit(_column(scores, j), SCORE_EPS)
+            truth = _column(targets, j)
             values, index = np.unique(column, return_inverse=True)
             if len(values) > MAX_BINS:
                 edges = np.quantile(column, np.linspace(0, 1, MAX_BINS + 1)[1:-1])
@@ -135,9 +141,7 @@ class _Calibration:
             size = len(values)
             self.x.append(values)
             self.rows.append(np.stack([np.bincount(index, w, size) for w in weights]))
-            self.positives.append(
-                np.stack([np.bincount(index, w * targets[:, j], size) for w in weights])
-            )
+            self.positives.append(np.stack([np.bincount(index, w * truth, size) for w in weights]))
 
     def fit(self, weighting: int, tau: float) -> np.ndarray:
         """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``."""
@@ -171,24 +175,23 @@ class _Curves:
     weighting: ``etp[j]``, ``pp[j]`` (W, C_j + 1); column 0 "predict nothing", column
     c >= 1 "score >= value[j][c - 1]" (distinct scores, descending)."""
 
-    def __init__(
-        self, scores: np.ndarray, logits: np.ndarray, weights: np.ndarray, maps: np.ndarray
-    ) -> None:
+    def __init__(self, scores: np.ndarray, weights: np.ndarray, maps: np.ndarray) -> None:
         self.etp: list[np.ndarray] = []
         self.pp: list[np.ndarray] = []
         self.value: list[np.ndarray] = []
         for j in range(scores.shape[1]):
-            column = scores[:, j]
-            ascending = np.sort(column)
-            distinct = ascending[np.concatenate(([True], ascending[1:] != ascending[:-1]))][::-1]
-            if len(distinct) > EXACT_CUTS:
-                keep = np.unique(np.linspace(0, len(distinct) - 1, GRID_CUTS).round().astype(int))
-                distinct = distinct[keep]
+            column = _column(scores, j)
             order = np.argsort(-column, kind="stable")
-            ends = len(column) - np.searchsorted(ascending, distinct, side="left") - 1
+            descending = column[order]
+            # Last row of each distinct score (descending): where its cut's counts are read.
+            ends = np.flatnonzero(np.append(descending[1:] != descending[:-1], True))
+            if len(ends) > EXACT_CUTS:
+                ends = ends[np.unique(np.linspace(0, len(ends) - 1, GRID_CUTS).round().astype(int))]
+            distinct = descending[ends]
             ordered = weights[:, order]
             # Each weighting's own calibration map (maps[w, j]) gives its expected positives.
-            q = _sigmoid(maps[:, j, :1] * logits[order, j] + maps[:, j, 1:])
+            logits = _logit(descending, SCORE_EPS)
+            q = _sigmoid(maps[:, j, :1] * logits + maps[:, j, 1:])
             zero = np.zeros((len(weights), 1))
             self.etp.append(np.hstack([zero, np.cumsum(ordered * q, axis=1)[:, ends]]))
             self.pp.append(np.hstack([zero, np.cumsum(ordered, axis=1)[:, ends]]))
@@ -247,8 +250,8 @@ def _out_of_fold_score(
     positives = np.zeros(n_labels)
     for start in range(0, len(scores), _ROWS_PER_CHUNK):
         rows = slice(start, start + _ROWS_PER_CHUNK)
-        decided = scores[rows] >= fold_thresholds[folds[rows]]
-        truth = targets[rows] != 0
+        decided = np.asarray(scores[rows], dtype=np.float64) >= fold_thresholds[folds[rows]]
+        truth = np.asarray(targets[rows]) != 0
         tp += (decided & truth).sum(0)
         pp += decided.sum(0)
         positives += truth.sum(0)
@@ -264,28 +267,26 @@ def adaptive_thresholds(
 ) -> AdaptiveChoice:
     """The "adaptive" thresholds (see the module docstring for the rule).
 
-    ``scores`` (n, L) float probabilities; ``targets`` (n, L) 0/1; ``folds`` (n,) int, each
-    row's fold in ``0..K-1`` (the tune's :class:`tuning.estimate.FoldPlan` ``folds``);
+    ``scores`` (n, L) float probabilities and ``targets`` (n, L) 0/1, numpy arrays of any
+    dtype (read a label column or a row chunk at a time, never copied whole); ``folds``
+    (n,) int, each row's fold in ``0..K-1`` (the tune's :class:`tuning.estimate.FoldPlan`);
     ``shrunk`` (L,) the "shrunk" strategy's thresholds on all rows and ``fold_shrunk``
     (K, L) the same tuned without each fold. Deterministic: no randomness beyond the
     fold plan's.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    targets = np.asarray(targets, dtype=np.float64)
     folds = np.asarray(folds, dtype=np.int64)
     fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
     n_folds = len(fold_shrunk)
     weights = np.vstack([np.ones(len(scores))] + [folds != f for f in range(n_folds)])
     weights = weights.astype(np.float64)
-    logits = _logit(scores, SCORE_EPS)
-    calibration = _Calibration(logits, targets, weights)
+    calibration = _Calibration(scores, targets, weights)
     losses = [
         sum(calibration.held_out_loss(f, calibration.fit(f + 1, tau)) for f in range(n_folds))
         for tau in TAUS
     ]
     tau = TAUS[int(np.argmin(losses))]
     maps = np.stack([calibration.fit(w, tau) for w in range(len(weights))])  # (W, L, 2)
-    curves = _Curves(scores, logits, weights, maps)
+    curves = _Curves(scores, weights, maps)
     plugin = _plugin_optima(curves, 0)
     fold_plugin = np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)])
     mixed = _mix(plugin, np.asarray(shrunk, dtype=np.float64))
