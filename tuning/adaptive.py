@@ -48,8 +48,9 @@ JOINT_ITERATIONS = 5
 #: A label's every distinct score is a cut up to this many distinct scores; above, GRID_CUTS.
 EXACT_CUTS = 8192
 GRID_CUTS = 4096
-#: Platt maps are fitted on each label's distinct logits up to this many, else on as many
-#: quantile bins (the likelihood's sufficient statistics: rows and positives per bin).
+#: Platt maps are fitted on each label's distinct logits up to this many rows, else on as
+#: many equal-width logit bins (the likelihood's sufficient statistics: rows and positives
+#: per bin, each bin at its rows' mean logit).
 MAX_BINS = 1024
 #: Scores are clipped this far inside (0, 1) before the calibration's logit.
 SCORE_EPS = 1e-6
@@ -131,13 +132,17 @@ class _Calibration:
         for j in range(scores.shape[1]):
             column = _logit(_column(scores, j), SCORE_EPS)
             truth = _column(targets, j)
-            values, index = np.unique(column, return_inverse=True)
-            if len(values) > MAX_BINS:
-                edges = np.quantile(column, np.linspace(0, 1, MAX_BINS + 1)[1:-1])
-                index = np.searchsorted(edges, column, side="right")
-                values = np.bincount(index, column, MAX_BINS) / np.maximum(
-                    np.bincount(index, minlength=MAX_BINS), 1
-                )
+            if len(column) <= MAX_BINS:
+                values, index = np.unique(column, return_inverse=True)
+            else:
+                # Equal-width bins of the clipped logit (no sort), each at its rows' mean.
+                low, high = float(column.min()), float(column.max())
+                width = max(high - low, 1e-12) / MAX_BINS
+                index = np.minimum(((column - low) / width).astype(np.int64), MAX_BINS - 1)
+                counts = np.bincount(index, minlength=MAX_BINS)
+                used = counts > 0
+                values = (np.bincount(index, column, MAX_BINS)[used]) / counts[used]
+                index = (np.cumsum(used) - 1)[index]
             size = len(values)
             self.x.append(values)
             self.rows.append(np.stack([np.bincount(index, w, size) for w in weights]))
@@ -181,7 +186,8 @@ class _Curves:
         self.value: list[np.ndarray] = []
         for j in range(scores.shape[1]):
             column = _column(scores, j)
-            order = np.argsort(-column, kind="stable")
+            # Any order within tied scores will do: counts are read at the end of each tie.
+            order = np.argsort(column)[::-1]
             descending = column[order]
             # Last row of each distinct score (descending): where its cut's counts are read.
             ends = np.flatnonzero(np.append(descending[1:] != descending[:-1], True))
