@@ -35,6 +35,7 @@ import torch
 
 from labelcut.tuning import stats_grid
 from labelcut.tuning._checks import as_tensor, check_scores, check_targets
+from labelcut.tuning.stats_chunk import reduce_columns
 
 #: The kinds of pass a :class:`StatsPass` can ask for.
 PASS_KINDS = ("distinct", "grid", "window")
@@ -71,14 +72,6 @@ class StatsPass:
     def window_keys(self) -> np.ndarray:
         """(W,) sorted int64 ``label * n_bins + bin`` of a window pass."""
         return np.frombuffer(self.windows, dtype=np.int64)
-
-
-def _group_sorted(
-    keys: np.ndarray, group_of: np.ndarray, n_labels: int, length: int
-) -> dict[str, np.ndarray]:
-    """:func:`_group_sorted_lengths` for ``n_labels`` labels of ``length`` elements each."""
-    label_of = np.repeat(np.arange(n_labels, dtype=np.int64), length)
-    return _group_sorted_lengths(keys, group_of, label_of, n_labels)
 
 
 def _check_chunk(scores: Any, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,24 +144,15 @@ class ScoreStats:
         del chunk_id  # no pass of this module draws per-row randomness
         values, truth_tensor = _check_chunk(scores, targets)
         n_rows, n_labels = values.shape
-        float_dtype, int_dtype = stats_grid.work_dtypes(values.dtype)
+        float_dtype, _ = stats_grid.work_dtypes(values.dtype)
         work = values.cpu()
         if work.dtype in (torch.float16, torch.bfloat16):
             work = work.to(torch.float32)
         truth = truth_tensor.cpu().to(torch.bool).numpy()
-        columns = np.ascontiguousarray(work.numpy().T, dtype=float_dtype) + float_dtype(0.0)
-        keys = columns.view(int_dtype).astype(np.int64) << 1  # -0.0 + 0.0 is +0.0
-        keys |= truth.T
-        keys.sort(axis=1)
-        flat = keys.reshape(-1)
-        if pass_.kind == "distinct":
-            grouped = _group_sorted(flat, flat >> 1, n_labels, n_rows)
-        else:
-            bins = stats_grid.bin_of(flat >> 1, float_dtype, pass_.levels)
-            if pass_.kind == "grid":
-                grouped = _group_sorted(flat, bins, n_labels, n_rows)
-            else:
-                grouped = _windowed(flat, bins, pass_, n_labels, n_rows)
+        grouped = reduce_columns(
+            work.numpy().astype(float_dtype, copy=False), truth, pass_.kind, pass_.levels,
+            pass_.window_keys,
+        )  # fmt: skip
         rows, together = _label_counts(truth)
         return cls(
             pass_, _DTYPE_NAMES[values.dtype], n_rows, n_labels, rows_by_labels=rows,
@@ -249,52 +233,6 @@ def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """(L,) sums of ``values`` over each label's segment."""
     cumulative = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
     return cumulative[offsets[1:]] - cumulative[offsets[:-1]]
-
-
-def _windowed(
-    flat: np.ndarray, bins: np.ndarray, pass_: StatsPass, n_labels: int, n_rows: int
-) -> dict[str, np.ndarray]:
-    """Distinct-score groups of only the elements whose (label, bin) is in the windows."""
-    composite = np.repeat(np.arange(n_labels, dtype=np.int64), n_rows) * stats_grid.n_bins(
-        pass_.levels
-    )
-    composite += bins
-    windows = pass_.window_keys
-    at = np.searchsorted(windows, composite)
-    inside = np.zeros(len(flat), dtype=bool)
-    found = at < len(windows)
-    inside[found] = windows[at[found]] == composite[found]
-    kept, kept_labels = flat[inside], composite[inside] // stats_grid.n_bins(pass_.levels)
-    return _group_sorted_lengths(kept, kept >> 1, kept_labels, n_labels)
-
-
-def _group_sorted_lengths(
-    keys: np.ndarray, group_of: np.ndarray, label_of: np.ndarray, n_labels: int
-) -> dict[str, np.ndarray]:
-    """Group flattened, per-label sorted packed keys (``bits << 1 | target``).
-
-    ``keys`` (N,) int64: each label's sorted keys, label after label;
-    ``label_of`` (N,) each element's label; ``group_of`` (N,) each element's
-    group key (non-decreasing within a label). Returns the flat group arrays
-    and the (L + 1,) offsets of :class:`ScoreStats`.
-    """
-    starts_mask = np.ones(len(keys), dtype=bool)
-    if len(keys):
-        starts_mask[1:] = (group_of[1:] != group_of[:-1]) | (label_of[1:] != label_of[:-1])
-    starts = np.flatnonzero(starts_mask)
-    stops = np.append(starts[1:], len(keys))[: len(starts)].astype(np.int64)
-    targets = (keys & 1).astype(np.int64)
-    positives = np.add.reduceat(targets, starts) if len(starts) else np.zeros(0, np.int64)
-    bits = keys >> 1
-    offsets = np.searchsorted(label_of[starts], np.arange(n_labels + 1), side="left")
-    return {
-        "offsets": offsets.astype(np.int64),
-        "keys": group_of[starts].astype(np.int64),
-        "low_bits": bits[starts].astype(np.int64),
-        "high_bits": bits[stops - 1].astype(np.int64),
-        "positives": positives.astype(np.int64),
-        "negatives": (stops - starts - positives).astype(np.int64),
-    }
 
 
 def merge_stats(parts: Sequence[ScoreStats]) -> ScoreStats:

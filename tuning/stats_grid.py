@@ -73,10 +73,15 @@ def _layout(float_dtype: type[np.floating], levels: int) -> tuple[int, int]:
     return base, _MANTISSA[float_dtype] - mantissa_bits
 
 
-def bin_of(bits: np.ndarray, float_dtype: type[np.floating], levels: int) -> np.ndarray:
-    """int64 bin of each non-negative score bit pattern (work dtype), non-decreasing in it."""
+def bin_of(
+    bits: np.ndarray, float_dtype: type[np.floating], levels: int, dtype: type = np.int64
+) -> np.ndarray:
+    """Bin of each non-negative score bit pattern (work dtype), non-decreasing in it.
+
+    ``dtype``: the integer dtype to compute in (int32 is exact for float32 bits).
+    """
     base, shift = _layout(float_dtype, levels)
-    shifted = np.asarray(bits, dtype=np.int64) - base
+    shifted = np.asarray(bits, dtype=dtype) - np.dtype(dtype).type(base)
     np.maximum(shifted, -1, out=shifted)
     shifted >>= shift  # -1 >> shift is -1
     shifted += 1
