@@ -100,24 +100,12 @@ def pack_keys_torch(values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (keys << 1) | labels.to(keys.dtype)
 
 
-def positive_flag(key_dtype: np.dtype) -> int:
-    """The bit :func:`target_first` sets for a positive: above every score's bit pattern."""
-    return 1 << (30 if np.dtype(key_dtype) == np.int32 else 62)
-
-
-def target_first(keys: np.ndarray, flags: np.ndarray | None = None) -> np.ndarray:
-    """Packed keys (``bits << 1 | target``) rewritten as ``target * flag | bits``, in place.
-
-    Scores in [0, 1] have bit patterns below 2**30 (float32) or 2**62 (float64),
-    so sorting these keys puts every negative (by score) before every positive.
-    ``flags``: an optional work array of the keys' shape and dtype.
-    """
-    shift = 30 if keys.dtype == np.int32 else 62
-    flags = np.bitwise_and(keys, 1, out=flags)
-    flags <<= shift
-    keys >>= 1
-    keys |= flags
-    return keys
+def positive_flags(keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (n,): the target bit of each packed key (read from its lowest byte)."""
+    low = keys
+    if sys.byteorder == "little" and keys.flags.c_contiguous:
+        low = keys.view(np.uint8)[:: keys.itemsize]  # each key's lowest byte
+    return np.bitwise_and(low, 1, out=out, casting="unsafe", dtype=np.uint8)
 
 
 def query_bits(thresholds: np.ndarray, float_dtype: type[np.floating]) -> np.ndarray:
@@ -244,13 +232,7 @@ class Candidates:
     def positive_rank(self) -> BitRank:
         """The :class:`BitRank` of the positives in sorted order."""
         if self._positive_rank is None:
-            keys = self.keys
-            if sys.byteorder == "little" and keys.flags.c_contiguous:
-                low = keys.view(np.uint8)[:: keys.itemsize]  # each key's lowest byte
-            else:
-                low = keys
-            flags = np.bitwise_and(low, 1, out=self.scratch.flags, casting="unsafe")
-            self._positive_rank = BitRank(flags)
+            self._positive_rank = BitRank(positive_flags(self.keys, self.scratch.flags))
         return self._positive_rank
 
     @property
@@ -504,21 +486,17 @@ class SortedLabels:
     def _with_segments(self, start, keys, segments, keep, handle, segment_handle) -> list:
         """:meth:`walk`'s block with each label's rows also cut into sorted segments.
 
-        Label by label (two (n,) work arrays per thread): the unsorted keys are
-        taken in the segments' row ``order``, rewritten target-first (sorted, a
-        segment holds its negatives' scores in order, then its positives', so
-        counts at any cut are two binary searches), and each segment is sorted;
-        then the label's own keys are sorted as in :meth:`walk`.
+        Label by label (one (n,) work array per thread): the unsorted keys are
+        taken in the segments' row ``order`` and each segment is sorted; then the
+        label's own keys are sorted as in :meth:`walk`.
         """
         order, bounds = segments
         spans = list(itertools.pairwise(bounds.tolist()))
         part = np.empty(keys.shape[1], dtype=keys.dtype)
-        flags = np.empty_like(part)
         scratch = Scratch(keys.shape[1], keys.dtype)
         results = []
         for row in range(keys.shape[0]):
             np.take(keys[row], order, out=part)
-            target_first(part, flags)
             for low, high in spans:
                 part[low:high].sort()
             keys[row].sort()

@@ -47,9 +47,10 @@ from scipy import sparse
 from labelcut.tuning import _search, _shared
 from labelcut.tuning._checks import TuningSpec
 from labelcut.tuning._sorted import (
+    BitRank,
     Candidates,
     bits_to_float,
-    positive_flag,
+    positive_flags,
     query_bits,
     work_dtypes,
     worker_threads,
@@ -230,8 +231,8 @@ class FoldTuning:
     def add_label(self, label: int, full: Candidates, segments: list[np.ndarray]) -> None:
         """Tune ``label`` on each fold's training rows.
 
-        ``segments[f]``: fold f's keys, target-first (:func:`tuning._sorted.target_first`)
-        and sorted: its negatives' score bits, then its positives' with the flag set.
+        ``segments[f]``: fold f's keys (``bits << 1 | target``), sorted. A fold's counts
+        at a cut are one binary search and a rank of its positives (:class:`BitRank`).
         """
         n, positives = full.n_samples, full.positives
         keys = full.keys
@@ -245,24 +246,24 @@ class FoldTuning:
         tp_all = positives - full.positives_before(starts)
         pp_all = n - starts
         values = bits_to_float(cut_bits, self.float_dtype)
-        flag = keys.dtype.type(positive_flag(keys.dtype))
-        edge_bits = None
+        cut_keys = cut_bits << 1
+        edge_keys = None
         if self.pooled is not None:
-            edge_bits = self.pooled.bucketing.edge_bits[self.edges].astype(keys.dtype)
+            edge_keys = self.pooled.bucketing.edge_bits[self.edges].astype(keys.dtype) << 1
+        flags = np.empty(max((len(s) for s in segments), default=0), dtype=np.uint8)
         uppers, lowers, has_lower = [], [], []
         for fold, segment in enumerate(segments):
-            split = int(np.searchsorted(segment, flag))
-            negatives, hits = segment[:split], segment[split:]
+            rank = BitRank(positive_flags(segment, flags[: len(segment)]))
 
-            def counts(bits, negatives=negatives, hits=hits):
-                """Fold (true, predicted) positives of ``score >= value of bits``."""
-                tp = len(hits) - np.searchsorted(hits, bits | flag)
-                return tp, tp + len(negatives) - np.searchsorted(negatives, bits)
+            def counts(query_keys, segment=segment, rank=rank):
+                """Fold (true, predicted) positives of ``score >= value of query_keys >> 1``."""
+                first = np.searchsorted(segment, query_keys, side="left")
+                return rank.total - rank.rank(first), len(segment) - first
 
-            fold_tp, fold_pp = counts(cut_bits)
+            fold_tp, fold_pp = counts(cut_keys)
             tp = (tp_all - fold_tp).astype(np.float64)
             pp = (pp_all - fold_pp).astype(np.float64)
-            train_positives = positives - len(hits)
+            train_positives = positives - rank.total
             scores, feasible = _search.objective_values(
                 tp, np.maximum(pp, 1.0), float(max(train_positives, 1)), self.spec
             )
@@ -278,8 +279,8 @@ class FoldTuning:
             uppers.append(values[index])
             lowers.append(values[below - 1] if below else 0.0)
             has_lower.append(below > 0)
-            if edge_bits is not None:
-                edge_tp, edge_pp = counts(edge_bits)
+            if edge_keys is not None:
+                edge_tp, edge_pp = counts(edge_keys)
                 with self._lock:
                     self.fold_tp[fold, :-1] += edge_tp
                     self.fold_pp[fold, :-1] += edge_pp
