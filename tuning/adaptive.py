@@ -34,8 +34,10 @@ estimates); ``tau`` and ``rho`` are chosen by the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the ensemble as it is).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -117,15 +119,22 @@ def _platt(
     return weights
 
 
-def _column(array: np.ndarray, label: int) -> np.ndarray:
+def _as_float64(part: Any) -> np.ndarray:
+    """A numpy or torch (any device, any dtype) slice as a float64 numpy array."""
+    if isinstance(part, torch.Tensor):
+        return part.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(part, dtype=np.float64)
+
+
+def _column(array: Any, label: int) -> np.ndarray:
     """One label's column as float64 (a copy of n values: the input is never copied whole)."""
-    return np.asarray(array[:, label], dtype=np.float64)
+    return _as_float64(array[:, label])
 
 
 class _Calibration:
     """Each label's binned logits and, per row weighting, its rows and positives per bin."""
 
-    def __init__(self, scores: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(self, scores: Any, targets: Any, weights: np.ndarray) -> None:
         self.x: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []  # (W, bins)
         self.positives: list[np.ndarray] = []
@@ -180,7 +189,7 @@ class _Curves:
     weighting: ``etp[j]``, ``pp[j]`` (W, C_j + 1); column 0 "predict nothing", column
     c >= 1 "score >= value[j][c - 1]" (distinct scores, descending)."""
 
-    def __init__(self, scores: np.ndarray, weights: np.ndarray, maps: np.ndarray) -> None:
+    def __init__(self, scores: Any, weights: np.ndarray, maps: np.ndarray) -> None:
         self.etp: list[np.ndarray] = []
         self.pp: list[np.ndarray] = []
         self.value: list[np.ndarray] = []
@@ -248,7 +257,7 @@ def _mix(plugin: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
 
 
 def _out_of_fold_score(
-    scores: np.ndarray, targets: np.ndarray, folds: np.ndarray, fold_thresholds: np.ndarray
+    scores: Any, targets: Any, folds: np.ndarray, fold_thresholds: np.ndarray
 ) -> float:
     """Macro-F1 + micro-F1 of the pooled decisions, each row at its own fold's thresholds."""
     n_labels = scores.shape[1]
@@ -256,8 +265,8 @@ def _out_of_fold_score(
     positives = np.zeros(n_labels)
     for start in range(0, len(scores), _ROWS_PER_CHUNK):
         rows = slice(start, start + _ROWS_PER_CHUNK)
-        decided = np.asarray(scores[rows], dtype=np.float64) >= fold_thresholds[folds[rows]]
-        truth = np.asarray(targets[rows]) != 0
+        decided = _as_float64(scores[rows]) >= fold_thresholds[folds[rows]]
+        truth = _as_float64(targets[rows]) != 0
         tp += (decided & truth).sum(0)
         pp += decided.sum(0)
         positives += truth.sum(0)
@@ -265,16 +274,17 @@ def _out_of_fold_score(
 
 
 def adaptive_thresholds(
-    scores: np.ndarray,
-    targets: np.ndarray,
+    scores: Any,
+    targets: Any,
     folds: np.ndarray,
     shrunk: np.ndarray,
     fold_shrunk: np.ndarray,
 ) -> AdaptiveChoice:
     """The "adaptive" thresholds (see the module docstring for the rule).
 
-    ``scores`` (n, L) float probabilities and ``targets`` (n, L) 0/1, numpy arrays of any
-    dtype (read a label column or a row chunk at a time, never copied whole); ``folds``
+    ``scores`` (n, L) float probabilities and ``targets`` (n, L) 0/1, numpy arrays or torch
+    tensors of any dtype and device (read a label column or a row chunk at a time, never
+    copied whole); ``folds``
     (n,) int, each row's fold in ``0..K-1`` (the tune's :class:`tuning.estimate.FoldPlan`);
     ``shrunk`` (L,) the "shrunk" strategy's thresholds on all rows and ``fold_shrunk``
     (K, L) the same tuned without each fold. Deterministic: no randomness beyond the

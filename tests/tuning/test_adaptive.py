@@ -139,3 +139,17 @@ def test_deterministic_under_the_seed() -> None:
     np.testing.assert_array_equal(first.scores, again.scores)
     other = adaptive(scores, targets, seed=4)
     assert other.rho in RHOS and other.thresholds.shape == (4,)
+
+
+def test_torch_input_gives_the_numpy_answer() -> None:
+    scores, targets = calibrated(300, 3, seed=9)
+    scores = scores.astype(np.float32)
+    plan = FoldPlan.build(torch.from_numpy(targets), 0)
+    folds = plan.folds.astype(np.int64)
+    shrunk, fold_shrunk = np.full(3, 0.4), np.full((5, 3), 0.4)
+    from_numpy = adaptive_thresholds(scores, targets, folds, shrunk, fold_shrunk)
+    from_torch = adaptive_thresholds(
+        torch.from_numpy(scores), torch.from_numpy(targets), folds, shrunk, fold_shrunk
+    )
+    np.testing.assert_array_equal(from_numpy.thresholds, from_torch.thresholds)
+    assert from_numpy.rho == from_torch.rho and from_numpy.tau == from_torch.tau
