@@ -264,3 +264,18 @@ def test_jobs_full_is_503(make, yeast_npz_bytes):
     assert second.headers["retry-after"]
     client.delete(first.headers["location"])
     assert poll(client, first.headers["location"], timeout=10)["state"] == "cancelled"
+
+
+def test_an_upload_job_waits_queued_until_the_memory_budget_has_room(make, yeast_npz_bytes):
+    # Each yeast job holds 3 x 0.38 MB of a 2 MB budget: the second cannot run beside the
+    # first, though a second job thread is free, and runs once the first has ended.
+    client = make(test_only_job_delay_s=60, job_workers=2, max_data_mb=2.0)
+    first = client.post("/tune-thresholds", files=upload(yeast_npz_bytes), data={"job": "true"})
+    poll(client, first.headers["location"], until=("running",))
+    second = client.post("/tune-thresholds", files=upload(yeast_npz_bytes), data={"job": "true"})
+    time.sleep(0.5)
+    assert client.get(second.headers["location"]).json()["state"] == "queued"
+    assert client.delete(first.headers["location"]).status_code == 202
+    assert poll(client, second.headers["location"], until=("running",))["state"] == "running"
+    assert client.delete(second.headers["location"]).status_code == 202
+    assert poll(client, second.headers["location"], timeout=10)["state"] == "cancelled"

@@ -95,3 +95,47 @@ def test_options_a_dataset_tune_cannot_honour_are_422(client, many_partitions):
         "calibration",
     ]
     assert client.get("/jobs").json() == {"items": []}
+
+
+def test_with_a_dask_scheduler_source_jobs_run_on_its_cluster(tmp_path, monkeypatch):
+    """LABELCUT_DASK_SCHEDULER: the job's partitions are reduced on that cluster's workers
+    (an in-process LocalCluster here), with the thresholds of the local engine."""
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
+    root = tmp_path / "roots"
+    dataset = write_score_dataset(root / "yeast", files=3)
+    form = {"n_bootstrap": "0", "estimate": "false", "activate": "false"}
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as dask,
+    ):
+        settings = {"data_sources": [str(root)], "dask_scheduler": cluster.scheduler_address}
+        with app_client(tmp_path / "data", **settings) as c:
+            wait_ready(c)
+
+            def prefixes() -> int:
+                return dask.run_on_scheduler(
+                    lambda dask_scheduler: len(dask_scheduler.task_prefixes)
+                )
+
+            before = prefixes()
+            done = poll_done(c, start(c, dataset, **form))
+            assert done["state"] == "succeeded", done
+            assert prefixes() > before  # the job's tasks ran on the cluster
+        with app_client(tmp_path / "local", data_sources=[str(root)]) as c:
+            wait_ready(c)
+            local = poll_done(c, start(c, dataset, **form))
+    assert done["result"]["thresholds"] == local["result"]["thresholds"]
+    assert done["progress"]["partitions_done"] == done["progress"]["partitions"] == 3
+
+
+def poll_done(client, location: str) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = client.get(location).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(job)
