@@ -496,7 +496,7 @@ class SortedLabels:
         scratch = Scratch(keys.shape[1], keys.dtype)
         results = []
         for row in range(keys.shape[0]):
-            np.take(keys[row], order, out=part)
+            np.take(keys[row], order, out=part, mode="clip")  # "raise" with out= is slower
             for low, high in spans:
                 part[low:high].sort()
             keys[row].sort()

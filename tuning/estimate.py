@@ -347,27 +347,44 @@ def _group_counts(
     # A threshold above 1 predicts nothing: above every score, whatever the dtype.
     limits = np.where(flat > 1.0, np.inf, limits).astype(float_dtype).reshape(thresholds.shape)
 
+    ones = np.ones(_ROWS_PER_CHUNK, dtype=np.float32)
+    column_starts = np.arange(_ROWS_PER_CHUNK + 1)
+    n_labels = scores.shape[1]
+    local = threading.local()
+
     def work(rows: slice) -> np.ndarray:
+        if not hasattr(local, "limits"):  # work arrays per thread: no page faults per chunk
+            shape = (_ROWS_PER_CHUNK, n_labels)
+            local.limits, local.weights = np.empty(shape, float_dtype), np.empty(shape, np.float32)
+            local.passes, local.truth = np.empty(shape, bool), np.empty(shape, bool)
         chunk = scores[rows].cpu()
         if chunk.dtype == torch.bfloat16:
             chunk = chunk.to(torch.float32)
-        truth = targets[rows].cpu().numpy() != 0
-        passes = chunk.numpy() >= limits[plan.folds[rows]]
-        size = len(truth)
-        indicator = sparse.csr_matrix(
-            (np.ones(size, dtype=np.float32), (groups[rows], np.arange(size))),
-            shape=(n_groups, size),
+        found = targets[rows].cpu().numpy()
+        size = len(found)
+        truth, passes = local.truth[:size], local.passes[:size]
+        weights, fold_limits = local.weights[:size], local.limits[:size]
+        np.not_equal(found, 0, out=truth)
+        # mode="clip": the folds are valid indices, and "raise" with out= is ten times slower.
+        np.take(limits, plan.folds[rows], axis=0, out=fold_limits, mode="clip")
+        np.greater_equal(chunk.numpy(), fold_limits, out=passes)
+        # Column i holds a 1 in row groups[i]: built as CSC directly (no COO conversion),
+        # and the product adds each row of the chunk into its group's row.
+        indicator = sparse.csc_matrix(
+            (ones[:size], groups[rows], column_starts[: size + 1]), shape=(n_groups, size)
         )
-        return np.stack(
-            [
-                indicator @ (passes & truth).astype(np.float32),
-                indicator @ passes.astype(np.float32),
-                indicator @ truth.astype(np.float32),
-            ]
-        )
+        sums = np.empty((3, n_groups, n_labels))
+        np.copyto(weights, truth)
+        sums[2] = indicator @ weights
+        np.copyto(weights, passes)
+        sums[1] = indicator @ weights
+        np.logical_and(passes, truth, out=passes)
+        np.copyto(weights, passes)
+        sums[0] = indicator @ weights
+        return sums
 
     # Each chunk's float32 sums are exact (at most _ROWS_PER_CHUNK rows); totals in float64.
-    out = _in_chunks(n_samples, _ROWS_PER_CHUNK, lambda rows: work(rows).astype(np.float64), _sum)
+    out = _in_chunks(n_samples, _ROWS_PER_CHUNK, work, _sum)
     return out[0], out[1], out[2]
 
 
