@@ -16,8 +16,8 @@ negatives. What a group is depends on the :class:`StatsPass` that collected it:
 - ``"grid"``: one group per non-empty bin of a fixed semi-logarithmic grid of
   ``levels`` bins (:mod:`tuning.stats_grid`), with each bin's exact lowest and
   highest score; O(labels x levels) whatever the rows.
-- ``"window"``: distinct scores only inside chosen bins of a label (the
-  second pass of the two-pass exact mode, :mod:`tuning.stats_tuning`).
+- ``"window"``: only inside chosen regions of a label, groups of a finer grid
+  or distinct scores (the later passes of the exact mode, :mod:`tuning.stats_exact`).
 
 Scores keep ``tune_thresholds``' dtype semantics: float16 and bfloat16 are
 compared as float32 (widening is exact), float64 as float64; the original
@@ -53,9 +53,11 @@ class StatsPass:
 
     ``kind``: one of :data:`PASS_KINDS`; ``levels``: the grid's bins (a power
     of two, see :mod:`tuning.stats_grid`); ``index``: the pass's 1-based number
-    in its plan. ``windows`` (``"window"`` passes only): the bins whose
-    distinct scores are collected, as the bytes of a sorted int64 array of
-    ``label * stats_grid.n_bins(levels) + bin``.
+    in its plan. ``windows`` (``"window"`` passes only): the regions to count
+    finer, as the bytes of a (W, 4) int64 array of (label, lowest bit pattern,
+    end bit pattern, child shift) rows sorted by label then lowest bits: the
+    rows of a label with ``lowest <= bits < end`` are grouped by
+    ``bits >> shift`` (shift 0: by distinct score).
     """
 
     kind: str = "distinct"
@@ -70,8 +72,8 @@ class StatsPass:
 
     @property
     def window_keys(self) -> np.ndarray:
-        """(W,) sorted int64 ``label * n_bins + bin`` of a window pass."""
-        return np.frombuffer(self.windows, dtype=np.int64)
+        """(W, 4) int64 regions of a window pass (see the class docstring)."""
+        return np.frombuffer(self.windows, dtype=np.int64).reshape(-1, 4)
 
 
 def _check_chunk(scores: Any, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,8 +8,9 @@ and sorted once. Then, on the sorted keys:
 - ``"distinct"``: a group starts wherever the score's bits change;
 - ``"grid"``: a group starts wherever the bin (integer arithmetic on the
   bits, :func:`tuning.stats_grid.bin_of`) changes;
-- ``"window"``: only the rows in the label's kept bins (a table lookup per
-  row) are sorted, then grouped by distinct score.
+- ``"window"``: only the rows inside the label's regions (a binary search per
+  row) are sorted, then grouped by ``bits >> shift`` of their region (shift 0:
+  by distinct score).
 
 Positives per group come from one cumulative sum of the target bits.
 """
@@ -56,29 +57,49 @@ def _grid(keys: np.ndarray, float_dtype, levels: int) -> tuple[np.ndarray, ...]:
     return _groups(keys, starts, bins[starts])
 
 
+def _regions(keys: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Groups of the rows inside ``regions`` (k, 3) = (lowest bits, end bits, child shift),
+    sorted and disjoint: each region's rows are grouped by ``bits >> shift`` (shift 0: by
+    distinct score); a group's key is its child's lowest possible bit pattern."""
+    if len(keys) == 0 or len(regions) == 0:
+        return (_EMPTY,) * 5
+    low, end, shift = (regions[:, i].astype(keys.dtype) for i in range(3))
+    at = np.searchsorted(low, keys >> 1, side="right") - 1
+    inside = at >= 0
+    inside[inside] = (keys[inside] >> 1) < end[at[inside]]
+    kept = keys[inside]
+    kept.sort()
+    if len(kept) == 0:
+        return (_EMPTY,) * 5
+    bits = kept >> 1
+    child_shift = shift[np.searchsorted(low, bits, side="right") - 1]
+    child = (bits >> child_shift) << child_shift
+    starts = np.concatenate(([0], np.flatnonzero(child[1:] != child[:-1]) + 1)).astype(np.int64)
+    return _groups(kept, starts, child[starts])
+
+
 def reduce_columns(
     values: np.ndarray, truth: np.ndarray, kind: str, levels: int, windows: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Flat group arrays and offsets of a chunk.
 
     ``values`` (r, L) float32/float64 work scores, ``truth`` (r, L) bool;
-    ``windows``: a window pass's sorted ``label * n_bins + bin`` keys.
+    ``windows``: a window pass's (W, 4) int64 regions (label, lowest bits, end bits,
+    child shift), sorted by label then lowest bits.
     """
     n_labels = values.shape[1]
     float_dtype = values.dtype.type
     int_dtype = np.int32 if float_dtype == np.float32 else np.int64
-    stride = stats_grid.n_bins(levels)
     parts: list[tuple[np.ndarray, ...]] = []
     for j in range(n_labels):
         column = np.ascontiguousarray(values[:, j], dtype=float_dtype) + float_dtype(0.0)
         keys = column.view(int_dtype)  # -0.0 + 0.0 is +0.0; the copy is ours to overwrite
         keys <<= 1
         keys |= truth[:, j]
-        if kind == "window":  # keep only the window bins' rows, then sort those
-            a, b = np.searchsorted(windows, [j * stride, (j + 1) * stride])
-            table = np.zeros(stride, dtype=bool)
-            table[windows[a:b] - j * stride] = True
-            keys = keys[table[stats_grid.bin_of(keys >> 1, float_dtype, levels, keys.dtype)]]
+        if kind == "window":
+            a, b = np.searchsorted(windows[:, 0], [j, j + 1])
+            parts.append(_regions(keys, windows[a:b, 1:]))
+            continue
         keys.sort()
         parts.append(_grid(keys, float_dtype, levels) if kind == "grid" else _distinct(keys))
     sizes = np.array([len(part[0]) for part in parts], dtype=np.int64)

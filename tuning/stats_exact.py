@@ -1,34 +1,39 @@
-"""Exact tuning in memory bounded by the grid, not the rows: two (or three) passes.
+"""Exact tuning in memory bounded by the grid, not the rows: a few refining passes.
 
 Pass 1 (``"grid"``) counts each label's positives and negatives per bin of
 the fixed grid (:mod:`tuning.stats_grid`) with each bin's exact lowest and
-highest score: O(labels x levels) state. Every bin's lowest score is a cut
-whose counts are exact, so the best of those cuts is a lower bound of the
-optimum; inside a bin the objective is bounded above
-(:func:`tuning.stats_search.expandable`). Only bins whose bound reaches the
-lower bound (ties kept: the tie rule wants the highest maximum) can hold the
-optimum, per label and, for ``"global"``/``"shrunk"``, for the pooled
-histogram (the sum of the labels' histograms on the same grid).
+highest score: O(labels x levels) state. Every group's lowest score is a cut
+whose counts are exact, so the best of those cuts bounds the optimum from
+below; inside a group the objective is bounded above
+(:func:`tuning.stats_search.expandable`, :func:`tuning.stats_objectives.
+cost_expandable`). Only groups whose bound reaches the lower bound (ties kept:
+the tie rule wants the highest maximum) can hold the optimum, per label and,
+for ``"global"``/``"shrunk"``, for the pooled histogram (the sum of the
+labels' groups over one shared partition of the scores).
 
-Pass 2 (``"window"``) counts distinct scores only inside those bins. Each
-label's groups are then its bins, with the kept ones replaced by their
-distinct scores; the search over them (:func:`tuning.stats_search.choose`)
-is ``tune_thresholds``' exact choice, and the midpoint's lower neighbour is
-the previous group's highest score, exact either way. Pass 3 runs only when a
-final threshold (a ``"shrunk"`` blend, a fallback) or 0.5 falls inside a bin
-that was not expanded: it expands those bins so every reported count is exact.
+Each later pass (``"window"``) refines only those groups: a group of at most
+:data:`DIRECT_ROWS` rows (or spanning at most 2**:data:`CHILD_BITS` bit
+patterns) is counted by distinct score, a larger one on a finer grid of about
+2**:data:`CHILD_BITS` sub-bins (aligned blocks of its bit patterns). So a
+pass's state is at most the kept groups times 2**:data:`CHILD_BITS`, whatever
+the rows; the groups shrink 256-fold per pass, so float32 scores need at most
+three refining passes and float64 at most seven. When nothing more can hold
+the optimum, the search over the groups (:func:`tuning.stats_search.choose`)
+is ``tune_thresholds``' exact choice; the midpoint's lower neighbour is the
+previous group's exact highest score. Groups with a reported threshold (a
+``"shrunk"`` blend, a fallback, 0.5) strictly inside are refined the same way
+until every reported count is exact.
 
-State of pass 2 and 3: the distinct scores inside the kept bins; for
-continuous scores that is a few bins' worth of rows per label (measured in
-the README), not n. Bootstrap intervals and compact curves are read from
-the same groups: exact inside expanded bins, at the grid's resolution
-elsewhere (the shared threshold's interval is exact at the default levels).
-
-``quantised`` mode (:func:`tune_quantised`) is pass 1 alone: cuts only at bin
-edges, each threshold still reproduces its cut's counts on the data.
+Bootstrap intervals and compact curves are read from the final groups: exact
+inside refined groups, at the grid's resolution elsewhere (the shared
+threshold's interval is exact at the default levels). ``quantised`` mode
+(:func:`tune_quantised`) is pass 1 alone: cuts only at bin edges, each
+threshold still reproducing its cut's counts on the data.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,34 +48,75 @@ from labelcut.tuning.stats_objectives import (
     cost_vectors,
     tune_objective_from_stats,
 )
-from labelcut.tuning.stats_result import CountedLabels, build_result, choose_all
+from labelcut.tuning.stats_result import build_result, choose_all
 from labelcut.tuning.stats_search import GroupCandidates, expandable
 from labelcut.tuning.stats_tuning import counted_from_stats, pool_groups
+
+#: A group of at most this many rows is refined straight to its distinct scores.
+DIRECT_ROWS = 256
+#: A larger group is cut into about 2**CHILD_BITS aligned sub-bins.
+CHILD_BITS = 8
 
 
 def _label_ids(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
 
 
-def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """bool: which ``keys`` are in ``sorted_keys`` (sorted int64)."""
-    at = np.searchsorted(sorted_keys, keys)
-    found = at < len(sorted_keys)
-    inside = np.zeros(len(keys), dtype=bool)
-    inside[found] = sorted_keys[at[found]] == keys[found]
-    return inside
+def child_shift(rows: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Shift of the sub-bins a group of ``rows`` spanning ``extent`` bit patterns is cut into."""
+    bits = np.ceil(np.log2(np.maximum(extent, 1).astype(np.float64))).astype(np.int64)
+    fine = np.maximum(bits - CHILD_BITS, 0)
+    return np.where((rows <= DIRECT_ROWS) | (extent <= (1 << CHILD_BITS)), 0, fine)
+
+
+def refining_passes(score_dtype: str, levels: int) -> int:
+    """At most this many refining passes reach distinct scores from any grid bin."""
+    float_dtype = stats_grid.float_dtype_of(score_dtype)
+    base, shift = stats_grid._layout(float_dtype, levels)
+    widest = max(shift, int(base).bit_length())  # bin 0 spans [0, base)
+    return -(-widest // CHILD_BITS)
+
+
+def _depth(groups: _Groups) -> int:
+    """Refining passes that reach distinct scores from the widest group of several scores
+    (each pass cuts a group's span by 2**CHILD_BITS or goes straight to its scores)."""
+    multi = groups.low < groups.high
+    if not multi.any():
+        return 0
+    widest = int((groups.edge_end - groups.edge_low)[multi].max())
+    return -(-(widest - 1).bit_length() // CHILD_BITS)
 
 
 class _Groups:
-    """Every label's groups as flat arrays (increasing score per label), with each
-    group's label and grid bin; ``exact`` marks groups of one distinct score."""
+    """Every label's groups (increasing score per label) with each group's possible
+    bit-pattern range ``[edge_low, edge_end)``: a dyadic block (a grid bin or a sub-bin),
+    or ``[v, v + 1)`` once all its rows share the score ``v``."""
 
-    def __init__(self, label, bins, low, high, pos, neg, n_labels: int, dtype: str) -> None:
+    def __init__(self, label, edge_low, edge_end, low, high, pos, neg, n_labels, dtype) -> None:
         order = np.lexsort((low, label))
-        self.label, self.bins = label[order], bins[order]
-        self.low, self.high, self.pos, self.neg = low[order], high[order], pos[order], neg[order]
+        self.label, self.low, self.high = label[order], low[order], high[order]
+        self.pos, self.neg = pos[order], neg[order]
+        single = self.low == self.high
+        self.edge_low = np.where(single, self.low, edge_low[order])
+        self.edge_end = np.where(single, self.low + 1, edge_end[order])
         self.offsets = np.searchsorted(self.label, np.arange(n_labels + 1)).astype(np.int64)
         self.n_labels, self.dtype = n_labels, dtype
+
+    @classmethod
+    def of_grid(cls, grid: ScoreStats) -> _Groups:
+        float_dtype = stats_grid.float_dtype_of(grid.score_dtype)
+        levels = grid.pass_.levels
+        return cls(
+            _label_ids(grid.offsets),
+            stats_grid.bin_low_bits(grid.keys, float_dtype, levels),
+            stats_grid.bin_low_bits(grid.keys + 1, float_dtype, levels),
+            grid.low_bits, grid.high_bits, grid.positives, grid.negatives,
+            grid.n_labels, grid.score_dtype,
+        )  # fmt: skip
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.pos + self.neg
 
     def candidates(self) -> list[GroupCandidates]:
         values = stats_grid.bits_to_float
@@ -80,137 +126,125 @@ class _Groups:
             for a, b in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(), strict=True)
         ]
 
-    def pooled(self, exact_bins: np.ndarray, levels: int) -> tuple[GroupCandidates, np.ndarray]:
-        """All labels pooled: by distinct score inside ``exact_bins`` (sorted), by bin elsewhere."""
-        float_dtype = stats_grid.float_dtype_of(self.dtype)
-        key = np.where(
-            _member(exact_bins, self.bins),
-            self.low,
-            stats_grid.bin_low_bits(self.bins, float_dtype, levels),
+    def refined(self, chosen: np.ndarray, shifts: np.ndarray, window: ScoreStats) -> _Groups:
+        """The groups with ``chosen`` (indices) replaced by the window pass's sub-groups.
+
+        Raises ``ValueError`` when a refined group's sub-groups do not add up to it
+        (the passes did not read the same rows).
+        """
+        label, key = _label_ids(window.offsets), window.keys
+        # ``chosen`` is increasing, so sorted by (label, low) as the pass's regions are.
+        owner = _owner(self.label[chosen], self.edge_low[chosen], label, key)
+        valid = owner >= 0
+        valid[valid] &= key[valid] < self.edge_end[chosen][owner[valid]]
+        rows = np.bincount(
+            owner[valid],
+            weights=(window.positives + window.negatives)[valid],
+            minlength=len(chosen),
         )
-        return pool_groups(self.low, self.high, self.pos, self.neg, key, self.dtype)
+        if not valid.all() or not np.array_equal(rows.astype(np.int64), self.rows[chosen]):
+            raise ValueError(
+                "a window pass's counts differ from the earlier passes': every pass must read "
+                "the same rows."
+            )
+        end = np.minimum(key + (np.int64(1) << shifts[owner]), self.edge_end[chosen][owner])
+        keep = np.ones(len(self.label), dtype=bool)
+        keep[chosen] = False
+        join = np.concatenate
+        return _Groups(
+            join([self.label[keep], label]), join([self.edge_low[keep], key]),
+            join([self.edge_end[keep], end]), join([self.low[keep], window.low_bits]),
+            join([self.high[keep], window.high_bits]), join([self.pos[keep], window.positives]),
+            join([self.neg[keep], window.negatives]), self.n_labels, self.dtype,
+        )  # fmt: skip
 
 
-def _grid_groups(grid: ScoreStats) -> _Groups:
-    label = _label_ids(grid.offsets)
-    return _Groups(
-        label, grid.keys, grid.low_bits, grid.high_bits, grid.positives, grid.negatives,
-        grid.n_labels, grid.score_dtype,
-    )  # fmt: skip
+def _owner(region_label, region_low, label, key) -> np.ndarray:
+    """Index of the region (sorted by label, low) holding each (label, key); -1 if none."""
+    owner = np.full(len(key), -1, dtype=np.int64)
+    for j in np.unique(label).tolist():
+        a, b = np.searchsorted(region_label, [j, j + 1])
+        mine = np.flatnonzero(label == j)
+        at = np.searchsorted(region_low[a:b], key[mine], side="right") - 1
+        owner[mine] = np.where(at >= 0, a + at, -1)
+    return owner
 
 
-def _mixed_groups(grid: ScoreStats, exact: np.ndarray, windows: list[ScoreStats]) -> _Groups:
-    """The grid's groups with the (label, bin) composites in ``exact`` replaced by the
-    distinct-score groups of the window passes. Raises ``ValueError`` when a window's
-    counts differ from the grid's (the passes did not see the same rows)."""
-    stride = stats_grid.n_bins(grid.pass_.levels)
-    float_dtype = stats_grid.float_dtype_of(grid.score_dtype)
-    grid_label = _label_ids(grid.offsets)
-    grid_key = grid_label * stride + grid.keys
-    keep = ~_member(exact, grid_key)
-    parts = [
-        (grid_label[keep], grid.keys[keep], grid.low_bits[keep], grid.high_bits[keep],
-         grid.positives[keep], grid.negatives[keep])
-    ]  # fmt: skip
-    for window in windows:
-        label = _label_ids(window.offsets)
-        bins = stats_grid.bin_of(window.low_bits, float_dtype, grid.pass_.levels)
-        parts.append(
-            (label, bins, window.low_bits, window.high_bits, window.positives, window.negatives)
-        )
-    columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
-    _check_windows(grid, grid_key, ~keep, columns[0] * stride + columns[1], keep, columns)
-    return _Groups(*columns, grid.n_labels, grid.score_dtype)
+class _Pool:
+    """The shared partition of the scores the pooled groups are read over: sorted
+    ``[low, end)`` regions; every label's group lies inside one of them."""
+
+    def __init__(self, low: np.ndarray, end: np.ndarray) -> None:
+        self.low, self.end = low, end
+
+    @classmethod
+    def of_grid(cls, grid: ScoreStats) -> _Pool:
+        """The grid's non-empty bins (of any label)."""
+        float_dtype = stats_grid.float_dtype_of(grid.score_dtype)
+        bins = np.unique(grid.keys)
+        low = stats_grid.bin_low_bits(bins, float_dtype, grid.pass_.levels)
+        return cls(low, stats_grid.bin_low_bits(bins + 1, float_dtype, grid.pass_.levels))
+
+    def index(self, groups: _Groups) -> np.ndarray:
+        return np.searchsorted(self.low, groups.edge_low, side="right") - 1
+
+    def pooled(self, groups: _Groups) -> tuple[GroupCandidates, np.ndarray]:
+        key = self.low[self.index(groups)]
+        return pool_groups(groups.low, groups.high, groups.pos, groups.neg, key, groups.dtype)
+
+    def refined(self, regions: np.ndarray, shifts: np.ndarray, groups: _Groups) -> _Pool:
+        """``regions`` (indices) cut into blocks of ``1 << shifts`` holding ``groups``' groups."""
+        index = self.index(groups)
+        where = np.full(len(self.low), -1, dtype=np.int64)
+        where[regions] = np.arange(len(regions))
+        inside = where[index] >= 0
+        shift = shifts[where[index[inside]]]
+        child = (groups.edge_low[inside] >> shift) << shift
+        end = np.minimum(child + (np.int64(1) << shift), self.end[index[inside]])
+        keep = np.ones(len(self.low), dtype=bool)
+        keep[regions] = False
+        low = np.concatenate([self.low[keep], child])
+        end = np.concatenate([self.end[keep], end])
+        low, first = np.unique(low, return_index=True)
+        return _Pool(low, end[first])
 
 
-def _check_windows(grid, grid_key, expanded, key, from_grid, columns) -> None:
-    """The window groups of each expanded bin must add up to the grid's counts there."""
-    n_grid = int(from_grid.sum())
-    window_key = key[n_grid:]
-    window_rows = columns[4][n_grid:] + columns[5][n_grid:]
-    expanded_keys = grid_key[expanded]
-    expanded_rows = grid.positives[expanded] + grid.negatives[expanded]
-    at = np.searchsorted(expanded_keys, window_key)
-    valid = at < len(expanded_keys)
-    valid[valid] = expanded_keys[at[valid]] == window_key[valid]
-    sums = np.bincount(at[valid], weights=window_rows[valid], minlength=len(expanded_keys))
-    if not valid.all() or not np.array_equal(sums.astype(np.int64), expanded_rows):
-        raise ValueError(
-            "the window pass's counts differ from the grid pass's: both passes must read "
-            "the same rows."
-        )
-
-
-def _windows(grid: ScoreStats, spec: TuningSpec, names) -> tuple[np.ndarray, np.ndarray]:
-    """(label, bin) composites to expand (sorted int64) and the pooled bins (sorted)."""
-    stride = stats_grid.n_bins(grid.pass_.levels)
-    groups = _grid_groups(grid)
-    chosen = []
-    costs = cost_vectors(spec, grid.n_labels, names) if spec.objective == "cost" else None
+def _own_expansions(groups: _Groups, spec: TuningSpec, costs) -> np.ndarray:
+    """(K,) bool: label groups that may hold the label's own optimum."""
+    mask = np.zeros(len(groups.label), dtype=bool)
     for j, label in enumerate(groups.candidates()):
         part = slice(int(groups.offsets[j]), int(groups.offsets[j + 1]))
         if costs is None:
-            keep = expandable(label, spec)
+            mask[part] = expandable(label, spec)
         elif untunable_status(_cuts(label), max(spec.min_positives, 1)) is None:
-            keep = cost_expandable(label, float(costs[0][j]), float(costs[1][j]))
-        else:
-            keep = np.zeros(label.m, dtype=bool)
-        chosen.append(j * stride + groups.bins[part][keep])
-    pooled_bins = np.zeros(0, dtype=np.int64)
-    if spec.strategy != "per_label" and costs is None:
-        pooled, _ = groups.pooled(np.zeros(0, np.int64), grid.pass_.levels)
-        bins = np.unique(groups.bins)
-        pooled_bins = bins[expandable(pooled, spec)]
-        multi = groups.low < groups.high
-        in_pool = _member(pooled_bins, groups.bins) & multi
-        chosen.append(groups.label[in_pool] * stride + groups.bins[in_pool])
-    return np.unique(np.concatenate(chosen)).astype(np.int64), pooled_bins
+            mask[part] = cost_expandable(label, float(costs[0][j]), float(costs[1][j]))
+    return mask
 
 
-def _counted(
-    grid: ScoreStats, groups: _Groups, pooled_bins: np.ndarray, spec: TuningSpec
-) -> CountedLabels:
-    counted = counted_from_stats(grid, replace_pooling(spec), groups.candidates())
-    if spec.strategy == "per_label":
-        return counted
-    pooled, pooled_bits = groups.pooled(pooled_bins, grid.pass_.levels)
-    return CountedLabels(
-        counted.labels, pooled, pooled_bits, counted.float_dtype, counted.score_dtype,
-        counted.n_rows, counted.diagnosis, counted.estimate,
-    )  # fmt: skip
-
-
-def replace_pooling(spec: TuningSpec) -> TuningSpec:
-    """``spec`` under "per_label" (the caller pools the groups itself)."""
-    from dataclasses import replace
-
-    return replace(spec, strategy="per_label")
-
-
-def _straddled(groups: _Groups, labels: list[GroupCandidates], final: np.ndarray, stride: int):
-    """(label, bin) composites of groups with scores on both sides of a reported threshold."""
-    found = []
+def _straddling(groups: _Groups, labels: list[GroupCandidates], final: np.ndarray) -> np.ndarray:
+    """(K,) bool: groups with a reported threshold (final or 0.5) strictly inside."""
+    mask = np.zeros(len(groups.label), dtype=bool)
     for j, label in enumerate(labels):
         for threshold in (float(final[j]), DEFAULT_THRESHOLD):
             if label.straddles(threshold):
-                g = int(groups.offsets[j]) + label.index_at(threshold) - 1
-                found.append(j * stride + int(groups.bins[g]))
-    return np.unique(np.array(found, dtype=np.int64))
+                mask[int(groups.offsets[j]) + label.index_at(threshold) - 1] = True
+    return mask
 
 
 class TwoPass:
-    """The plan of exact mode for f1/fbeta/recall_at_precision/precision_at_recall/cost."""
-
-    passes_planned = 3
+    """The plan of exact mode for f1/fbeta/recall_at_precision/precision_at_recall/cost:
+    a grid pass, then refining window passes until the answer is exact."""
 
     def __init__(self, plan) -> None:
         self.plan = plan
         self.grid: ScoreStats | None = None
-        self.windows: list[ScoreStats] = []
-        self.exact = np.zeros(0, dtype=np.int64)
-        self.pooled_bins = np.zeros(0, dtype=np.int64)
+        self.groups: _Groups | None = None
+        self.pool: _Pool | None = None
         self._pending: StatsPass | None = StatsPass("grid", plan.levels, 1)
+        self._expanding: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._done: TuningResult | None = None
+        self.passes_planned = 1 + 2 * refining_passes("float64", plan.levels)
+        self._index = 1
 
     def next_pass(self) -> StatsPass | None:
         return self._pending
@@ -221,39 +255,96 @@ class TwoPass:
             self.spec, self.return_curves, self.names = stats_report.check_tune_kwargs(
                 merged.n_labels, **self.plan.tune_kwargs
             )
-            self.exact, self.pooled_bins = _windows(merged, self.spec, self.names)
+            self.costs = (
+                cost_vectors(self.spec, merged.n_labels, self.names)
+                if self.spec.objective == "cost"
+                else None
+            )
+            self.groups = _Groups.of_grid(merged)
+            self.pool = _Pool.of_grid(merged) if self._pooling else None
+            self.passes_planned = 1 + 2 * _depth(self.groups)
         else:
-            self.windows.append(merged)
+            assert self._expanding is not None and self.groups is not None
+            chosen, shifts, pool_regions, pool_shifts = self._expanding
+            self.groups = self.groups.refined(chosen, shifts, merged)
+            if self.pool is not None and len(pool_regions):
+                self.pool = self.pool.refined(pool_regions, pool_shifts, self.groups)
         self._advance()
 
+    @property
+    def _pooling(self) -> bool:
+        return self.spec.strategy != "per_label" and self.spec.objective != "cost"
+
     def _advance(self) -> None:
-        """The next window pass needed, or the result."""
-        assert self.grid is not None
-        levels = self.grid.pass_.levels
-        stride = stats_grid.n_bins(levels)
-        wanted = self.exact if not self.windows and len(self.exact) else None
-        if wanted is None:
-            groups = _mixed_groups(self.grid, self.exact, self.windows)
-            if self.spec.objective == "cost":
-                labels = groups.candidates()
-                done = tune_objective_from_stats(
-                    self.grid, self.spec, self.return_curves, self.names, labels
-                )
-                final = done.thresholds
-            else:
-                counted = _counted(self.grid, groups, self.pooled_bins, self.spec)
-                choices = choose_all(counted, self.spec)
-                labels, final = counted.labels, choices.final
-                done = None
-            straddled = _straddled(groups, labels, final, stride)
-            if len(straddled) == 0:
-                self._pending = None
-                self._done = done or build_result(counted, self.spec, choices, self.return_curves)
+        assert self.groups is not None and self.grid is not None
+        groups, spec = self.groups, self.spec
+        shift = np.full(len(groups.label), np.iinfo(np.int64).max)
+        own = _own_expansions(groups, spec, self.costs)
+        shift[own] = child_shift(groups.rows[own], (groups.edge_end - groups.edge_low)[own])
+        pool_regions = pool_shifts = np.zeros(0, dtype=np.int64)
+        if self.pool is not None:
+            pool_regions, pool_shifts = self._pooled_expansions(shift)
+        if not (shift < np.iinfo(np.int64).max).any():
+            done, labels, final = self._tune()
+            straddled = _straddling(groups, labels, final)
+            if not straddled.any():
+                self._pending, self._done = None, done
                 return
-            wanted = straddled
-            self.exact = np.union1d(self.exact, straddled)
-        index = 2 + len(self.windows)
-        self._pending = StatsPass("window", levels, index, windows=wanted.tobytes())
+            shift[straddled] = child_shift(
+                groups.rows[straddled], (groups.edge_end - groups.edge_low)[straddled]
+            )
+        chosen = np.flatnonzero(shift < np.iinfo(np.int64).max)
+        self._expanding = (chosen, shift[chosen], pool_regions, pool_shifts)
+        regions = np.stack(
+            [groups.label[chosen], groups.edge_low[chosen], groups.edge_end[chosen], shift[chosen]],
+            axis=1,
+        ).astype(np.int64)
+        self._index += 1
+        self._pending = StatsPass(
+            "window", self.plan.levels, self._index, windows=np.ascontiguousarray(regions).tobytes()
+        )
+
+    def _pooled_expansions(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled regions that may hold the shared optimum, their sub-bin shifts; every
+        label's group in them is refined at least as finely (updates ``shift``)."""
+        assert self.pool is not None and self.groups is not None
+        groups = self.groups
+        pooled, _ = self.pool.pooled(groups)
+        index = self.pool.index(groups)
+        used = np.unique(index)  # pooled groups are the non-empty regions, in order
+        kept = used[expandable(pooled, self.spec)]
+        if len(kept) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        rows = np.bincount(index, weights=groups.rows, minlength=len(self.pool.low))[kept]
+        region_shift = child_shift(rows.astype(np.int64), (self.pool.end - self.pool.low)[kept])
+        where = np.full(len(self.pool.low), -1, dtype=np.int64)
+        where[kept] = np.arange(len(kept))
+        inside = where[index] >= 0
+        wide = (groups.edge_end - groups.edge_low) > (np.int64(1) << np.maximum(
+            region_shift[np.maximum(where[index], 0)], 0))  # fmt: skip
+        refine = inside & wide & (groups.low < groups.high)
+        wanted = region_shift[where[index[refine]]]
+        shift[refine] = np.minimum(shift[refine], wanted)
+        return kept, region_shift
+
+    def _tune(self) -> tuple[TuningResult | None, list[GroupCandidates], np.ndarray]:
+        """(result, label groups, final thresholds) from the current groups."""
+        assert self.grid is not None and self.groups is not None
+        labels = self.groups.candidates()
+        if self.spec.objective == "cost":
+            done = tune_objective_from_stats(
+                self.grid, self.spec, self.return_curves, self.names, labels
+            )
+            return done, labels, done.thresholds
+        counted = counted_from_stats(self.grid, replace(self.spec, strategy="per_label"), labels)
+        if self.pool is not None:
+            pooled, pooled_bits = self.pool.pooled(self.groups)
+            counted = replace(counted, pooled=pooled, pooled_bits=pooled_bits)
+        choices = choose_all(counted, self.spec)
+        final = choices.final
+        if _straddling(self.groups, counted.labels, final).any():
+            return None, counted.labels, final
+        return build_result(counted, self.spec, choices, self.return_curves), labels, final
 
     def result(self) -> TuningResult:
         assert self._done is not None
@@ -262,6 +353,9 @@ class TwoPass:
 
 def tune_quantised(grid: ScoreStats, spec: TuningSpec, return_curves: bool) -> TuningResult:
     """Tune from ``"grid"`` statistics alone: cuts at bin edges only (module docstring)."""
-    groups = _grid_groups(grid)
-    counted = _counted(grid, groups, np.zeros(0, dtype=np.int64), spec)
+    groups = _Groups.of_grid(grid)
+    counted = counted_from_stats(grid, replace(spec, strategy="per_label"), groups.candidates())
+    if spec.strategy != "per_label":
+        pooled, pooled_bits = _Pool.of_grid(grid).pooled(groups)
+        counted = replace(counted, pooled=pooled, pooled_bits=pooled_bits)
     return build_result(counted, spec, choose_all(counted, spec), return_curves)

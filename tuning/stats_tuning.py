@@ -139,7 +139,7 @@ def _tune_distinct(
 class StatsTuning:
     """A tune from statistics as a sequence of passes (module docstring).
 
-    ``passes_planned``: an upper bound on the passes, for progress bars.
+    :attr:`passes_planned`: an upper bound on the passes, for progress bars.
     """
 
     def __init__(self, mode: str, levels: int, **tune_kwargs: Any) -> None:
@@ -154,8 +154,12 @@ class StatsTuning:
             **{k: v for k, v in tune_kwargs.items() if k != "label_names"},
         )
         self._engine = _make_engine(self)
-        self.passes_planned = self._engine.passes_planned
         self._result: TuningResult | None = None
+
+    @property
+    def passes_planned(self) -> int:
+        """An upper bound on the passes (tightened once the grid pass shows the dtype)."""
+        return int(self._engine.passes_planned)
 
     def next_pass(self) -> StatsPass | None:
         """The next pass to run over every row, or None when the tune is done."""

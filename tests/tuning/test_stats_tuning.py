@@ -108,7 +108,8 @@ def test_two_pass_exact_equals_tune_thresholds(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_two_pass_on_tight_grid_and_fallbacks(strategy) -> None:
-    """A coarse grid (many scores per bin) and an odd fallback inside a bin: pass 3."""
+    """A coarse grid (many scores per bin: sub-bins before distinct scores) and an odd
+    fallback inside a bin (a last pass refines the bins holding reported thresholds)."""
     scores, targets = make_data(11, n=4000)
     kwargs = dict(strategy=strategy, n_bootstrap=0, fallback=0.3141, estimate=False)
     expected = tune_thresholds(scores, targets, **kwargs)
@@ -119,8 +120,7 @@ def test_two_pass_on_tight_grid_and_fallbacks(strategy) -> None:
         passes.append(pass_.kind)
         plan.feed(reduce(pass_))
     assert passes[0] == "grid" and len(passes) <= plan.passes_planned
-    if strategy == "per_label":  # labels without positives sit at 0.3141, inside a bin
-        assert passes == ["grid", "window", "window"]
+    assert set(passes[1:]) == {"window"} and len(passes) >= 3
     assert_same_thresholds(expected, plan.result())
 
 
