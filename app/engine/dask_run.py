@@ -26,7 +26,7 @@ from labelcut.app.engine.progress import Tracker
 #: Workers of the embedded LocalCluster.
 DEFAULT_WORKERS = 2
 #: Statistics merged per node of the merge tree.
-MERGE_FANOUT = 8
+MERGE_FANOUT = 2
 #: How often the client looks at the partitions' futures (and at the cancel event), seconds.
 POLL_S = 0.1
 #: How long to wait for a scheduler given by address, seconds.
@@ -96,39 +96,56 @@ def reduce_on_cluster(
     in a tree there, the root fetched. Cancels what is left on any exception."""
     tag = f"labelcut-{run_id}-pass{tracker.pass_index}"
     [shared_pass] = client.scatter([pass_], broadcast=True, hash=False)
-    leaves = client.map(
+    pending = client.map(
         reduce_partition,
         list(tasks),
         pass_=shared_pass,
         key=[f"{tag}-partition-{task.partition.index}" for task in tasks],
         pure=False,
     )
-    futures = list(leaves)
+    rows = {leaf.key: task.partition.rows for leaf, task in zip(pending, tasks, strict=True)}
+    root = _merge_tree(client, pending, tag)
+    try:
+        with client.as_current():  # `wait` finds the client of this tune, not a default one
+            _follow(pending, rows, tracker)
+        return root.result()
+    finally:
+        # Done or not, nothing of this pass stays on the cluster.
+        client.cancel([root, *pending, shared_pass])
+
+
+def _merge_tree(client: Any, leaves: Sequence[Any], tag: str) -> Any:
+    """The root future of a tree of MERGE_FANOUT-way merges over `leaves`.
+
+    Only the root is kept here: the cluster keeps an intermediate result while a merge
+    still needs it and frees it right after, so a worker holds the statistics of at most
+    about MERGE_FANOUT partitions per tree level. A merge outranks every partition task
+    (priority: higher runs first), so a group is merged as soon as it is ready instead of
+    after every partition is reduced."""
     level = list(leaves)
     depth = 0
     while len(level) > 1:
+        depth += 1
         level = [
-            client.submit(merge_group, *level[i : i + MERGE_FANOUT], key=f"{tag}-merge{depth}-{i}")
+            client.submit(
+                merge_group,
+                *level[i : i + MERGE_FANOUT],
+                key=f"{tag}-merge{depth}-{i}",
+                priority=depth,
+            )
             for i in range(0, len(level), MERGE_FANOUT)
         ]
-        futures += level
-        depth += 1
-    try:
-        with client.as_current():  # `wait` finds the client of this tune, not a default one
-            _follow(leaves, tasks, tracker)
-        return level[0].result()
-    finally:
-        # Done or not, nothing of this pass stays on the cluster.
-        client.cancel([*futures, shared_pass])
+    return level[0]
 
 
-def _follow(leaves: Sequence[Any], tasks: Sequence[PartitionTask], tracker: Tracker) -> None:
+def _follow(pending: list[Any], rows: dict[str, int], tracker: Tracker) -> None:
     """Report each partition as it finishes; raise its error (a worker's DatasetError comes
-    back as itself) or `Cancelled` as soon as either happens."""
+    back as itself) or `Cancelled` as soon as either happens.
+
+    Finished partitions leave `pending` (in place): the client then holds no reference to
+    their statistics, and the cluster frees them once merged."""
     from distributed import wait
 
-    rows = {leaf.key: task.partition.rows for leaf, task in zip(leaves, tasks, strict=True)}
-    pending = list(leaves)
     while pending:
         tracker.check_cancel()
         with contextlib.suppress(TimeoutError):
@@ -142,4 +159,4 @@ def _follow(leaves: Sequence[Any], tasks: Sequence[PartitionTask], tracker: Trac
                 raise RuntimeError(f"partition task {leaf.key} was cancelled")
             else:
                 still.append(leaf)
-        pending = still
+        pending[:] = still
