@@ -156,21 +156,27 @@ def test_many_labels() -> None:
     assert_same_thresholds(expected, got)
 
 
-def test_two_pass_state_is_bounded_by_the_grid() -> None:
-    """Continuous scores: the window pass keeps a small share of the distinct scores."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_passes_hold_state_bounded_by_the_grid(dtype) -> None:
+    """Continuous scores: every refining pass holds at most 256 groups per refined group
+    (sub-bins or distinct scores), a small share of the distinct scores."""
     rng = np.random.default_rng(0)
-    truth = rng.random((100_000, 2)) < 0.2
-    scores = (1 / (1 + np.exp(-(rng.normal(size=truth.shape) + 2 * truth)))).astype(np.float32)
-    plan = plan_tuning("exact", strategy="per_label", n_bootstrap=0, estimate=False)
-    sizes = {}
+    truth = rng.random((200_000, 2)) < 0.2
+    scores = (1 / (1 + np.exp(-(rng.normal(size=truth.shape) + 2 * truth)))).astype(dtype)
+    kwargs = dict(strategy="shrunk", n_bootstrap=0, estimate=False)
+    plan = plan_tuning("exact", levels=1024, **kwargs)  # coarse: bins of ~300 rows
+    sizes = []
     while (pass_ := plan.next_pass()) is not None:
         stats = ScoreStats.from_arrays(scores, truth, pass_)
-        sizes[pass_.kind] = stats.offsets[-1]
+        if pass_.kind == "window":
+            assert stats.offsets[-1] <= 256 * len(pass_.window_keys)
+        sizes.append(int(stats.offsets[-1]))
         plan.feed(stats)
+    assert len(sizes) <= plan.passes_planned
     distinct = ScoreStats.from_arrays(scores, truth).offsets[-1]
-    assert sizes["window"] < distinct / 20
-    expected = tune_thresholds(scores, truth, strategy="per_label", n_bootstrap=0, estimate=False)
-    assert np.array_equal(plan.result().thresholds, expected.thresholds)
+    assert max(sizes) < distinct / 20
+    expected = tune_thresholds(scores, truth, **kwargs)
+    assert_same_thresholds(expected, plan.result())
 
 
 def test_estimate_is_null_with_a_reason() -> None:
