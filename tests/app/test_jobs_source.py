@@ -105,25 +105,22 @@ def test_with_a_dask_scheduler_source_jobs_run_on_its_cluster(tmp_path, monkeypa
     root = tmp_path / "roots"
     dataset = write_score_dataset(root / "yeast", files=3)
     form = {"n_bootstrap": "0", "estimate": "false", "activate": "false"}
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as dask,
-    ):
+    # TCP, not inproc: the job's own Client runs on a worker thread of the app.
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
         settings = {"data_sources": [str(root)], "dask_scheduler": cluster.scheduler_address}
         with app_client(tmp_path / "data", **settings) as c:
             wait_ready(c)
-
-            def prefixes() -> int:
-                return dask.run_on_scheduler(
-                    lambda dask_scheduler: len(dask_scheduler.task_prefixes)
-                )
-
-            before = prefixes()
+            before = len(cluster.scheduler.task_prefixes)
             done = poll_done(c, start(c, dataset, **form))
             assert done["state"] == "succeeded", done
-            assert prefixes() > before  # the job's tasks ran on the cluster
+            assert len(cluster.scheduler.task_prefixes) > before  # its tasks ran there
         with app_client(tmp_path / "local", data_sources=[str(root)]) as c:
             wait_ready(c)
             local = poll_done(c, start(c, dataset, **form))
