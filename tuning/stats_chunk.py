@@ -98,7 +98,13 @@ def reduce_columns(
         keys |= truth[:, j]
         if kind == "window":
             a, b = np.searchsorted(windows[:, 0], [j, j + 1])
-            parts.append(_regions(keys, windows[a:b, 1:]))
+            regions = windows[a:b, 1:]
+            # Every region lies inside one grid bin: a table of those bins drops most rows
+            # with integer arithmetic before the binary searches.
+            table = np.zeros(stats_grid.n_bins(levels), dtype=bool)
+            table[stats_grid.bin_of(regions[:, 0], float_dtype, levels)] = True
+            keys = keys[table[stats_grid.bin_of(keys >> 1, float_dtype, levels, keys.dtype)]]
+            parts.append(_regions(keys, regions))
             continue
         keys.sort()
         parts.append(_grid(keys, float_dtype, levels) if kind == "grid" else _distinct(keys))

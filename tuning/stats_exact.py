@@ -11,13 +11,15 @@ the tie rule wants the highest maximum) can hold the optimum, per label and,
 for ``"global"``/``"shrunk"``, for the pooled histogram (the sum of the
 labels' groups over one shared partition of the scores).
 
-Each later pass (``"window"``) refines only those groups: a group of at most
-:data:`DIRECT_ROWS` rows (or spanning at most 2**:data:`CHILD_BITS` bit
-patterns) is counted by distinct score, a larger one on a finer grid of about
-2**:data:`CHILD_BITS` sub-bins (aligned blocks of its bit patterns). So a
-pass's state is at most the kept groups times 2**:data:`CHILD_BITS`, whatever
-the rows; the groups shrink 256-fold per pass, so float32 scores need at most
-three refining passes and float64 at most seven. When nothing more can hold
+Each later pass (``"window"``) refines only those groups: when they hold at
+most :data:`STATE_BUDGET` rows together, all of them straight to their
+distinct scores; otherwise a group of at most :data:`DIRECT_ROWS` rows (or
+spanning at most 2**:data:`CHILD_BITS` bit patterns) by distinct score and a
+larger one on a finer grid of about 2**:data:`CHILD_BITS` sub-bins (aligned
+blocks of its bit patterns). So a pass's state is at most
+max(:data:`STATE_BUDGET`, 256 x the refined groups), whatever the rows; the
+groups shrink 256-fold per pass, so float32 scores need at most two refining
+passes from a grid bin and float64 at most six. When nothing more can hold
 the optimum, the search over the groups (:func:`tuning.stats_search.choose`)
 is ``tune_thresholds``' exact choice; the midpoint's lower neighbour is the
 previous group's exact highest score. Groups with a reported threshold (a
@@ -39,6 +41,7 @@ import numpy as np
 
 from labelcut.tuning import stats_grid, stats_report
 from labelcut.tuning._checks import DEFAULT_THRESHOLD, TuningSpec
+from labelcut.tuning._search import label_statuses
 from labelcut.tuning.cutpoints import untunable_status
 from labelcut.tuning.result import TuningResult
 from labelcut.tuning.stats import ScoreStats, StatsPass
@@ -54,8 +57,11 @@ from labelcut.tuning.stats_tuning import counted_from_stats, pool_groups
 
 #: A group of at most this many rows is refined straight to its distinct scores.
 DIRECT_ROWS = 256
-#: A larger group is cut into about 2**CHILD_BITS aligned sub-bins.
+#: A larger group is cut into about 2**CHILD_BITS aligned sub-bins...
 CHILD_BITS = 8
+#: ...unless all the groups a pass refines hold at most this many rows together: then
+#: they go straight to their distinct scores (one pass fewer, state still bounded).
+STATE_BUDGET = 1 << 20
 
 
 def _label_ids(offsets: np.ndarray) -> np.ndarray:
@@ -293,7 +299,12 @@ class TwoPass:
             shift[straddled] = child_shift(
                 groups.rows[straddled], (groups.edge_end - groups.edge_low)[straddled]
             )
+        if self._index == 1:  # labels the status ladder rejects will sit at the fallback
+            shift[self._fallback_groups()] = np.minimum(shift[self._fallback_groups()], 0)
         chosen = np.flatnonzero(shift < np.iinfo(np.int64).max)
+        if int(groups.rows[chosen].sum()) <= STATE_BUDGET:
+            shift[chosen] = 0
+            pool_shifts = np.zeros_like(pool_shifts)
         self._expanding = (chosen, shift[chosen], pool_regions, pool_shifts)
         regions = np.stack(
             [groups.label[chosen], groups.edge_low[chosen], groups.edge_end[chosen], shift[chosen]],
@@ -303,6 +314,21 @@ class TwoPass:
         self._pending = StatsPass(
             "window", self.plan.levels, self._index, windows=np.ascontiguousarray(regions).tobytes()
         )
+
+    def _fallback_groups(self) -> np.ndarray:
+        """Groups holding the fallback strictly inside, of labels the status ladder rejects
+        (under "per_label" and for costs they report the fallback)."""
+        assert self.groups is not None
+        mask = np.zeros(len(self.groups.label), dtype=bool)
+        if self._pooling:
+            return mask
+        for j, label in enumerate(self.groups.candidates()):
+            [status] = label_statuses(
+                label.n_samples, np.array([label.positives]), np.array([True]), self.spec
+            )
+            if status != "ok" and label.straddles(self.spec.fallback):
+                mask[int(self.groups.offsets[j]) + label.index_at(self.spec.fallback) - 1] = True
+        return mask
 
     def _pooled_expansions(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pooled regions that may hold the shared optimum, their sub-bin shifts; every

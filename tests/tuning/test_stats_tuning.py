@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelcut.tuning import tune_thresholds
+from labelcut.tuning import stats_exact, tune_thresholds
 from labelcut.tuning.stats import ScoreStats, StatsPass, merge_stats
 from labelcut.tuning.stats_tuning import plan_tuning, tune_from_stats, tune_statistics
 
@@ -106,10 +106,13 @@ def test_two_pass_exact_equals_tune_thresholds(
     assert_same_thresholds(one_pass, got)
 
 
+@pytest.mark.parametrize("budget", [0, stats_exact.STATE_BUDGET])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_two_pass_on_tight_grid_and_fallbacks(strategy) -> None:
+def test_two_pass_on_tight_grid_and_fallbacks(strategy, budget, monkeypatch) -> None:
     """A coarse grid (many scores per bin: sub-bins before distinct scores) and an odd
-    fallback inside a bin (a last pass refines the bins holding reported thresholds)."""
+    fallback inside a bin (a last pass refines the bins holding reported thresholds).
+    Budget 0 forces sub-bins; the default budget goes straight to distinct scores."""
+    monkeypatch.setattr(stats_exact, "STATE_BUDGET", budget)
     scores, targets = make_data(11, n=4000)
     kwargs = dict(strategy=strategy, n_bootstrap=0, fallback=0.3141, estimate=False)
     expected = tune_thresholds(scores, targets, **kwargs)
@@ -120,7 +123,7 @@ def test_two_pass_on_tight_grid_and_fallbacks(strategy) -> None:
         passes.append(pass_.kind)
         plan.feed(reduce(pass_))
     assert passes[0] == "grid" and len(passes) <= plan.passes_planned
-    assert set(passes[1:]) == {"window"} and len(passes) >= 3
+    assert set(passes[1:]) == {"window"} and len(passes) >= (3 if budget == 0 else 2)
     assert_same_thresholds(expected, plan.result())
 
 
@@ -157,9 +160,10 @@ def test_many_labels() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exact_passes_hold_state_bounded_by_the_grid(dtype) -> None:
+def test_exact_passes_hold_state_bounded_by_the_grid(dtype, monkeypatch) -> None:
     """Continuous scores: every refining pass holds at most 256 groups per refined group
-    (sub-bins or distinct scores), a small share of the distinct scores."""
+    (sub-bins or distinct scores) beyond its budget, a small share of the distinct scores."""
+    monkeypatch.setattr(stats_exact, "STATE_BUDGET", 1000)
     rng = np.random.default_rng(0)
     truth = rng.random((200_000, 2)) < 0.2
     scores = (1 / (1 + np.exp(-(rng.normal(size=truth.shape) + 2 * truth)))).astype(dtype)
@@ -169,7 +173,7 @@ def test_exact_passes_hold_state_bounded_by_the_grid(dtype) -> None:
     while (pass_ := plan.next_pass()) is not None:
         stats = ScoreStats.from_arrays(scores, truth, pass_)
         if pass_.kind == "window":
-            assert stats.offsets[-1] <= 256 * len(pass_.window_keys)
+            assert stats.offsets[-1] <= max(1000, 256 * len(pass_.window_keys))
         sizes.append(int(stats.offsets[-1]))
         plan.feed(stats)
     assert len(sizes) <= plan.passes_planned
