@@ -9,6 +9,7 @@ tunes' memory budget is 413, a full job queue 503, a `source=` outside the allow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request, UploadFile, status
@@ -30,6 +31,15 @@ from labelcut.app.store.jobs import JobRecord, new_job_id
 from labelcut.app.uploads import UploadError, detect_format, estimate_data_bytes
 
 RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True)
+class Judged:
+    """An upload judged: the 202 of its job, or None with its estimated decoded bytes
+    (`uploads.estimate_data_bytes`) for the synchronous tune."""
+
+    response: JSONResponse | None
+    data_bytes: int
 
 
 def runner_of(request: Request) -> JobRunner:
@@ -83,7 +93,7 @@ async def _submit(jobs: JobRunner, **kwargs: Any) -> JSONResponse:
     return accepted(record)
 
 
-async def upload_job_or_none(
+async def judge_upload(
     service: Service,
     runner: TuneRunner,
     jobs: JobRunner,
@@ -95,9 +105,10 @@ async def upload_job_or_none(
     store: bool,
     request: dict[str, Any],
     report_keys: tuple[str, ...],
-) -> JSONResponse | None:
-    """202 with a queued job when the upload is large (or `force`), else None: the route
-    answers at once as before. The upload is judged from its declared sizes, unread."""
+) -> Judged:
+    """202 with a queued job when the upload is large (or `force`); else no response, and
+    the route answers at once as before with the size judged here. The upload is judged
+    from its declared sizes, unread."""
     limit = min(runner.max_upload_data_bytes, service.settings.max_data_bytes)
     try:
         fmt = detect_format(file.filename, file.content_type)
@@ -107,7 +118,7 @@ async def upload_job_or_none(
     except UploadError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from exc
     if not force and data_bytes <= service.settings.job_upload_mb * 2**20:
-        return None
+        return Judged(None, data_bytes)
     needed = upload_budget_bytes(data_bytes)
     if needed > runner.budget.total:
         raise HTTPException(413, detail=str(NeverFits(needed, runner.budget.total)))
@@ -123,7 +134,7 @@ async def upload_job_or_none(
         max_data_bytes=limit,
         report_keys=report_keys,
     )
-    return await _submit(
+    response = await _submit(
         jobs,
         job_id=job_id,
         kind="upload",
@@ -133,6 +144,7 @@ async def upload_job_or_none(
         work=work,
         spool=spool,
     )
+    return Judged(response, data_bytes)
 
 
 async def source_job(

@@ -23,7 +23,7 @@ from labelcut.app.job_schemas import JobView
 from labelcut.app.job_sources import MAX_SOURCE_CHARS
 from labelcut.app.jobs import JobRunner
 from labelcut.app.routes.budgeted import run_upload, tune_runner
-from labelcut.app.routes.job_handoff import runner_of, source_job, upload_job_or_none
+from labelcut.app.routes.job_handoff import judge_upload, runner_of, source_job
 from labelcut.app.schemas import (
     ActiveThresholdsResponse,
     CurvesResponse,
@@ -44,7 +44,6 @@ from labelcut.app.store import ModelMismatch, ThresholdSet, UnknownThresholdSet
 from labelcut.app.tune_form import OptionError, check_options, tune_form
 from labelcut.app.uploads import (
     ValidationData,
-    estimate_data_bytes,
     read_validation_file,
 )
 
@@ -216,7 +215,7 @@ async def tune_thresholds(
         raise RequestValidationError(
             [{"type": "missing", "loc": ["body", "file"], "msg": "Field required", "input": None}]
         )
-    handed = await upload_job_or_none(
+    judged = await judge_upload(
         service,
         runner,
         jobs,
@@ -228,13 +227,13 @@ async def tune_thresholds(
         request={**sent, "file": file.filename},
         report_keys=_REPORT_KEYS,
     )
-    if handed is not None:
-        return handed
+    if judged.response is not None:
+        return judged.response
     return await run_upload(
         service,
         runner,
         file,
-        estimate_data_bytes,
+        lambda *_: judged.data_bytes,  # judged above: not estimated twice
         lambda fmt, limit: _tune_upload(
             service,
             file,
