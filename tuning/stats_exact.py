@@ -302,7 +302,8 @@ class TwoPass:
         if self._index == 1:  # labels the status ladder rejects will sit at the fallback
             shift[self._fallback_groups()] = np.minimum(shift[self._fallback_groups()], 0)
         chosen = np.flatnonzero(shift < np.iinfo(np.int64).max)
-        if int(groups.rows[chosen].sum()) <= STATE_BUDGET:
+        budget = STATE_BUDGET if self.plan.budget_rows is None else self.plan.budget_rows
+        if int(groups.rows[chosen].sum()) <= budget:
             shift[chosen] = 0
             pool_shifts = np.zeros_like(pool_shifts)
         self._expanding = (chosen, shift[chosen], pool_regions, pool_shifts)

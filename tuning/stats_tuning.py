@@ -142,10 +142,17 @@ class StatsTuning:
     :attr:`passes_planned`: an upper bound on the passes, for progress bars.
     """
 
-    def __init__(self, mode: str, levels: int, **tune_kwargs: Any) -> None:
+    def __init__(
+        self, mode: str, levels: int, budget_rows: int | None = None, **tune_kwargs: Any
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
         self.mode, self.levels = mode, stats_grid.check_levels(levels)
+        if budget_rows is not None and (
+            isinstance(budget_rows, bool) or not isinstance(budget_rows, int) or budget_rows < 0
+        ):
+            raise ValueError(f"budget_rows must be None or an integer >= 0, got {budget_rows!r}.")
+        self.budget_rows = budget_rows
         self.tune_kwargs = tune_kwargs
         # Checked now (labels unknown yet: names are checked again with the statistics).
         names = tune_kwargs.get("label_names")
@@ -227,10 +234,20 @@ def _make_engine(plan: StatsTuning):
 
 
 def plan_tuning(
-    mode: str = "exact", levels: int = stats_grid.DEFAULT_LEVELS, **tune_kwargs: Any
+    mode: str = "exact",
+    levels: int = stats_grid.DEFAULT_LEVELS,
+    *,
+    budget_rows: int | None = None,
+    **tune_kwargs: Any,
 ) -> StatsTuning:
-    """A :class:`StatsTuning` plan; ``tune_kwargs`` as ``tune_thresholds``' (checked now)."""
-    return StatsTuning(mode, levels, **tune_kwargs)
+    """A :class:`StatsTuning` plan; ``tune_kwargs`` as ``tune_thresholds``' (checked now).
+
+    ``budget_rows`` (exact mode): a refining pass whose groups hold at most this many
+    rows in all goes straight to their distinct scores (default
+    :data:`tuning.stats_exact.STATE_BUDGET`, 2**20: about 40 MB of statistics); 0
+    always refines through sub-bins (most passes, least state).
+    """
+    return StatsTuning(mode, levels, budget_rows, **tune_kwargs)
 
 
 def tune_statistics(
@@ -238,10 +255,11 @@ def tune_statistics(
     *,
     mode: str = "exact",
     levels: int = stats_grid.DEFAULT_LEVELS,
+    budget_rows: int | None = None,
     **tune_kwargs: Any,
 ) -> TuningResult:
     """Run a whole plan: ``reduce(pass)`` must return the merged statistics of all rows."""
-    plan = plan_tuning(mode, levels, **tune_kwargs)
+    plan = plan_tuning(mode, levels, budget_rows=budget_rows, **tune_kwargs)
     while (pass_ := plan.next_pass()) is not None:
         plan.feed(reduce(pass_))
     return plan.result()

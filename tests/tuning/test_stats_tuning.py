@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelcut.tuning import stats_exact, tune_thresholds
+from labelcut.tuning import tune_thresholds
 from labelcut.tuning.stats import ScoreStats, StatsPass, merge_stats
 from labelcut.tuning.stats_tuning import plan_tuning, tune_from_stats, tune_statistics
 
@@ -106,17 +106,16 @@ def test_two_pass_exact_equals_tune_thresholds(
     assert_same_thresholds(one_pass, got)
 
 
-@pytest.mark.parametrize("budget", [0, stats_exact.STATE_BUDGET])
+@pytest.mark.parametrize("budget", [0, None])
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_two_pass_on_tight_grid_and_fallbacks(strategy, budget, monkeypatch) -> None:
+def test_two_pass_on_tight_grid_and_fallbacks(strategy, budget) -> None:
     """A coarse grid (many scores per bin: sub-bins before distinct scores) and an odd
     fallback inside a bin (a last pass refines the bins holding reported thresholds).
     Budget 0 forces sub-bins; the default budget goes straight to distinct scores."""
-    monkeypatch.setattr(stats_exact, "STATE_BUDGET", budget)
     scores, targets = make_data(11, n=4000)
     kwargs = dict(strategy=strategy, n_bootstrap=0, fallback=0.3141, estimate=False)
     expected = tune_thresholds(scores, targets, **kwargs)
-    plan = plan_tuning("exact", levels=128, **kwargs)
+    plan = plan_tuning("exact", levels=128, budget_rows=budget, **kwargs)
     reduce = reduce_over_chunks(scores, targets, 3, 2)
     passes = []
     while (pass_ := plan.next_pass()) is not None:
@@ -160,15 +159,14 @@ def test_many_labels() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exact_passes_hold_state_bounded_by_the_grid(dtype, monkeypatch) -> None:
+def test_exact_passes_hold_state_bounded_by_the_grid(dtype) -> None:
     """Continuous scores: every refining pass holds at most 256 groups per refined group
     (sub-bins or distinct scores) beyond its budget, a small share of the distinct scores."""
-    monkeypatch.setattr(stats_exact, "STATE_BUDGET", 1000)
     rng = np.random.default_rng(0)
     truth = rng.random((200_000, 2)) < 0.2
     scores = (1 / (1 + np.exp(-(rng.normal(size=truth.shape) + 2 * truth)))).astype(dtype)
     kwargs = dict(strategy="shrunk", n_bootstrap=0, estimate=False)
-    plan = plan_tuning("exact", levels=1024, **kwargs)  # coarse: bins of ~300 rows
+    plan = plan_tuning("exact", levels=1024, budget_rows=1000, **kwargs)  # bins of ~300 rows
     sizes = []
     while (pass_ := plan.next_pass()) is not None:
         stats = ScoreStats.from_arrays(scores, truth, pass_)
@@ -200,6 +198,8 @@ def test_bad_arguments_raise_like_tune_thresholds() -> None:
         tune_from_stats(stats, n_boot=3)
     with pytest.raises(ValueError, match="mode"):
         plan_tuning("approximate")
+    with pytest.raises(ValueError, match="budget_rows"):
+        plan_tuning("exact", budget_rows=-1)
     with pytest.raises(ValueError, match="label_names"):
         tune_from_stats(stats, label_names=["a"])
     with pytest.raises(ValueError, match="distinct"):
