@@ -265,11 +265,14 @@ class JobRunner:
                 try:
                     await asyncio.shield(future)
                 except asyncio.CancelledError:
-                    # Shutting down: the thread sees the cancel flag; hold the budget until
-                    # it really ends, as TuneRunner does.
+                    # A cancel while it waits for a thread, or shutting down. The flag stops
+                    # the thread at its next check (or before it starts: then it is dropped
+                    # at once); one already running keeps the budget until it really ends,
+                    # as TuneRunner does.
                     live.cancel.set()
-                    with contextlib.suppress(BaseException):
-                        await future
+                    if live.running or not future.cancel():
+                        with contextlib.suppress(BaseException):
+                            await future
                     raise
         except asyncio.CancelledError:
             if not live.running:  # cancelled while waiting for memory: nothing ran
