@@ -136,3 +136,33 @@ def poll_done(client, location: str) -> dict:
             return job
         time.sleep(0.05)
     raise AssertionError(job)
+
+
+def test_a_dataset_of_features_is_scored_by_the_served_model(tmp_path, monkeypatch):
+    """Feature columns (the bundle's names) are scored by the loaded model's bundle: the
+    thresholds equal those of the yeast split uploaded with its inputs."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labelcut.models import YEAST_TEST
+
+    monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
+    with np.load(YEAST_TEST, allow_pickle=False) as z:
+        X, Y, names, labels = z["X"], z["Y"], z["feature_names"], z["label_names"]
+    root = tmp_path / "roots"
+    (root / "features").mkdir(parents=True)
+    for i, rows in enumerate(np.array_split(np.arange(len(X)), 2)):
+        columns = {str(f): X[rows, j] for j, f in enumerate(names)}
+        columns |= {str(label): Y[rows, j] for j, label in enumerate(labels)}
+        pq.write_table(pa.table(columns), root / "features" / f"part-{i}.parquet")
+    form = {"n_bootstrap": "0", "estimate": "false", "activate": "false"}
+    with app_client(tmp_path / "data", data_sources=[str(root)]) as c:
+        wait_ready(c)
+        sync = c.post(
+            "/tune-thresholds", files={"file": ("v.npz", YEAST_TEST.read_bytes())}, data=form
+        ).json()
+        done = poll_done(c, start(c, root / "features", **form))
+    assert done["state"] == "succeeded", done
+    assert done["result"]["thresholds"] == pytest.approx(sync["thresholds"], abs=1e-6)
+    assert done["result"]["per_label"][0]["support"] == sync["per_label"][0]["support"]
