@@ -288,8 +288,9 @@ class TwoPass:
         own = _own_expansions(groups, spec, self.costs)
         shift[own] = child_shift(groups.rows[own], (groups.edge_end - groups.edge_low)[own])
         pool_regions = pool_shifts = np.zeros(0, dtype=np.int64)
+        members = np.zeros(len(groups.label), dtype=bool)
         if self.pool is not None:
-            pool_regions, pool_shifts = self._pooled_expansions(shift)
+            pool_regions, pool_shifts, members = self._pooled_expansions(shift)
         if not (shift < np.iinfo(np.int64).max).any():
             done, labels, final = self._tune()
             straddled = _straddling(groups, labels, final)
@@ -303,7 +304,11 @@ class TwoPass:
             shift[self._fallback_groups()] = np.minimum(shift[self._fallback_groups()], 0)
         chosen = np.flatnonzero(shift < np.iinfo(np.int64).max)
         budget = STATE_BUDGET if self.plan.budget_rows is None else self.plan.budget_rows
-        if int(groups.rows[chosen].sum()) <= budget:
+        # Straight to distinct scores: then every group of several scores in a refined
+        # pooled region goes too, so the pooled regions can become distinct scores.
+        direct = np.flatnonzero((shift < np.iinfo(np.int64).max) | members)
+        if int(groups.rows[direct].sum()) <= budget:
+            chosen = direct
             shift[chosen] = 0
             pool_shifts = np.zeros_like(pool_shifts)
         self._expanding = (chosen, shift[chosen], pool_regions, pool_shifts)
@@ -331,9 +336,10 @@ class TwoPass:
                 mask[int(self.groups.offsets[j]) + label.index_at(self.spec.fallback) - 1] = True
         return mask
 
-    def _pooled_expansions(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled regions that may hold the shared optimum, their sub-bin shifts; every
-        label's group in them is refined at least as finely (updates ``shift``)."""
+    def _pooled_expansions(self, shift: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Pooled regions that may hold the shared optimum, their sub-bin shifts, and the
+        label groups of several scores inside them; every label's group in them is
+        refined at least as finely as the region (updates ``shift``)."""
         assert self.pool is not None and self.groups is not None
         groups = self.groups
         pooled, _ = self.pool.pooled(groups)
@@ -341,7 +347,8 @@ class TwoPass:
         used = np.unique(index)  # pooled groups are the non-empty regions, in order
         kept = used[expandable(pooled, self.spec)]
         if len(kept) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            none = np.zeros(0, dtype=np.int64)
+            return none, none, np.zeros(len(groups.label), dtype=bool)
         rows = np.bincount(index, weights=groups.rows, minlength=len(self.pool.low))[kept]
         region_shift = child_shift(rows.astype(np.int64), (self.pool.end - self.pool.low)[kept])
         where = np.full(len(self.pool.low), -1, dtype=np.int64)
@@ -349,10 +356,11 @@ class TwoPass:
         inside = where[index] >= 0
         wide = (groups.edge_end - groups.edge_low) > (np.int64(1) << np.maximum(
             region_shift[np.maximum(where[index], 0)], 0))  # fmt: skip
-        refine = inside & wide & (groups.low < groups.high)
+        members = inside & (groups.low < groups.high)
+        refine = members & wide
         wanted = region_shift[where[index[refine]]]
         shift[refine] = np.minimum(shift[refine], wanted)
-        return kept, region_shift
+        return kept, region_shift, members
 
     def _tune(self) -> tuple[TuningResult | None, list[GroupCandidates], np.ndarray]:
         """(result, label groups, final thresholds) from the current groups."""
