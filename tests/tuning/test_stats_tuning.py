@@ -209,3 +209,31 @@ def test_bad_arguments_raise_like_tune_thresholds() -> None:
         plan.feed(stats)  # a distinct pass fed where the grid pass was asked for
     with pytest.raises(ValueError, match="not done"):
         plan.result()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exact_mode_on_random_grids_and_budgets(seed) -> None:
+    """Random sizes, grids, budgets (sub-bins, then distinct scores in a later pass),
+    objectives, strategies, fallbacks and splits: always tune_thresholds' answer."""
+    rng = np.random.default_rng(100 + seed)
+    n, n_labels = int(rng.integers(50, 6000)), int(rng.integers(1, 5))
+    dtype = (np.float16, np.float32, np.float64)[seed % 3]
+    truth = rng.random((n, n_labels)) < rng.uniform(0.001, 0.7, n_labels)
+    noise = rng.normal(size=truth.shape) * rng.uniform(0.2, 3) + 2 * truth
+    scores = 1 / (1 + np.exp(-noise))
+    if seed % 4 == 0:
+        scores = np.round(scores * rng.integers(3, 100)) / 100
+    scores = np.clip(scores, 0, 1).astype(dtype)
+    objective, extra = OBJECTIVES[seed % 4]
+    kwargs = dict(
+        objective=objective, strategy=("shrunk", "global", "per_label")[seed % 3],
+        n_bootstrap=0, estimate=False, fallback=float(rng.uniform(0, 1)), **extra,
+    )  # fmt: skip
+    expected = tune_thresholds(scores, truth, **kwargs)
+    got = tune_statistics(
+        reduce_over_chunks(scores, truth, int(rng.integers(1, 5)), seed),
+        levels=int(2 ** rng.integers(7, 17)),
+        budget_rows=(0, 300, 5000, None)[seed % 4],
+        **kwargs,
+    )
+    assert_same_thresholds(expected, got)
