@@ -232,7 +232,8 @@ def _gather(sorted_labels: _sorted.SortedLabels, refine: np.ndarray, bucketing: 
     """The kept sorted keys of every label that fall in the ``refine`` buckets, merged."""
     changes = np.diff(np.concatenate(([0], refine.astype(np.int8), [0])))
     run_starts, run_stops = np.flatnonzero(changes == 1), np.flatnonzero(changes == -1)
-    edge_keys = bucketing.edge_bits.astype(np.int64) << 1
+    # In the keys' own dtype: a wider query would make searchsorted convert every key.
+    edge_keys = bucketing.edge_bits.astype(sorted_labels.key_dtype) << 1
     parts = []
     for label in range(sorted_labels.n_labels):
         keys = sorted_labels.keys(label)
@@ -240,7 +241,12 @@ def _gather(sorted_labels: _sorted.SortedLabels, refine: np.ndarray, bucketing: 
         high = np.full(len(run_stops), len(keys))
         inside = run_stops < len(edge_keys)
         high[inside] = np.searchsorted(keys, edge_keys[run_stops[inside]], side="left")
-        parts.extend(keys[a:b] for a, b in zip(low.tolist(), high.tolist(), strict=True))
+        # Every position of every run at once (runs can number thousands: no slice each).
+        lengths = high - low
+        total = int(lengths.sum())
+        if total:
+            first_out = np.cumsum(lengths) - lengths
+            parts.append(keys[np.arange(total) + np.repeat(low - first_out, lengths)])
     return np.sort(np.concatenate(parts)) if parts else np.empty(0, sorted_labels.key_dtype)
 
 

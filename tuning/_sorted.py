@@ -160,7 +160,7 @@ class BitRank:
         """int64 position of the ``k``-th set flag for each ``k`` in 0..total-1."""
         shape = np.shape(ranks)
         ranks = np.asarray(ranks, dtype=np.int64).reshape(-1)
-        word = np.searchsorted(self.before, ranks, side="right") - 1
+        word = np.searchsorted(self.before, ranks.astype(self.before.dtype), side="right") - 1
         within = ranks - self.before[word]
         bits = np.unpackbits(
             self.words[word].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little"

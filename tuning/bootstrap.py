@@ -15,6 +15,19 @@ reported threshold so F1 there is exact), so the work is
 with more, it is found among group edges (a resolution of 1/MAX_GROUPS of the
 label's score quantiles).
 
+Draws: a replicate does not draw every group. Groups within :data:`WINDOW` of
+the label's own optimum (on the data) are drawn one by one; farther away they
+are drawn together, in units growing from 2 to :data:`SPAN` groups. A unit's
+count is then split over its groups (multinomial with the groups' shares:
+together with the unit's Poisson draw, exactly independent Poisson draws per
+group) only in the replicates where an upper bound of the objective inside the
+unit (:func:`tuning._search.group_bounds`) reaches the best unit edge; elsewhere
+no group inside can be the optimum or tie with it. So the replicate optima have
+exactly the distribution of drawing all groups, at about a fifth of the draws
+(``tests/tuning/test_tuning_bootstrap_units.py`` checks the pruning against
+every group's counts). Labels with at most ``2 * WINDOW + 1 + SPAN`` groups draw
+every group as before.
+
 Memory bound: replicates are drawn in chunks of rows of the ``(B, groups)``
 arrays sized so that one chunk's working arrays stay under
 :data:`WORK_BYTES` (64 MiB) per worker thread, whatever ``n_bootstrap``, ``n``
