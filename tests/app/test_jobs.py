@@ -106,6 +106,8 @@ def test_a_job_answers_202_and_stores_what_a_synchronous_tune_stores(make, yeast
     )
     assert first == second
     assert client.get("/thresholds").json()["threshold_set"] is None  # activate=false held
+    spool = client.app.state.jobs.spool_dir
+    assert spool.is_dir() and list(spool.iterdir()) == []  # the upload's copy is gone
 
 
 def test_an_activating_job_activates_its_set(make, yeast_npz_bytes):

@@ -143,3 +143,27 @@ def test_cancel_then_a_restart_fails_the_job_it_interrupted(tmp_path):
             assert http.get("/thresholds/history").json()["items"] == []
     finally:
         again.stop()
+
+
+def test_a_clean_shutdown_fails_the_jobs_it_stops(tmp_path):
+    env = {"LABELCUT_TEST_ONLY_JOB_DELAY_S": "120"}
+    server = started(tmp_path, **env)
+    with server.client() as http:
+        answer = http.post(
+            "/tune-thresholds",
+            files={"file": ("v.npz", YEAST_TEST.read_bytes())},
+            data={"job": "true"},
+        )
+        location = answer.headers["location"]
+        poll(http, location, until=("running",))
+    server.stop()  # SIGTERM: the lifespan ends, and with it the job
+    again = Server(server.data_dir, env=env).wait_ready()
+    try:
+        with again.client() as http:
+            job = http.get(location).json()
+            assert job["state"] == "failed", job
+            assert job["error"] == (
+                "interrupted by a restart: the server shut down before it finished."
+            )
+    finally:
+        again.stop()
