@@ -204,6 +204,9 @@ def test_bad_arguments_raise_like_tune_thresholds() -> None:
         tune_from_stats(stats, label_names=["a"])
     with pytest.raises(ValueError, match="distinct"):
         tune_from_stats(ScoreStats.from_arrays(scores, targets, StatsPass("grid")))
+    empty = ScoreStats.from_arrays(scores[:0], targets[:0])
+    with pytest.raises(ValueError, match="0 rows"):
+        tune_from_stats(empty)
     plan = plan_tuning("exact")
     with pytest.raises(ValueError, match="expected the statistics"):
         plan.feed(stats)  # a distinct pass fed where the grid pass was asked for
