@@ -12,12 +12,12 @@ for ``"global"``/``"shrunk"``, for the pooled histogram (the sum of the
 labels' groups over one shared partition of the scores).
 
 Each later pass (``"window"``) refines only those groups: when they hold at
-most :data:`STATE_BUDGET` rows together, all of them straight to their
-distinct scores; otherwise a group of at most :data:`DIRECT_ROWS` rows (or
-spanning at most 2**:data:`CHILD_BITS` bit patterns) by distinct score and a
-larger one on a finer grid of about 2**:data:`CHILD_BITS` sub-bins (aligned
+most :data:`tuning.stats_groups.STATE_BUDGET` rows together, all of them straight to their
+distinct scores; otherwise a group of at most :data:`tuning.stats_groups.DIRECT_ROWS` rows (or
+spanning at most 2**8 (``CHILD_BITS``) bit patterns) by distinct score and a
+larger one on a finer grid of about 2**8 (``CHILD_BITS``) sub-bins (aligned
 blocks of its bit patterns). So a pass's state is at most
-max(:data:`STATE_BUDGET`, 256 x the refined groups), whatever the rows; the
+max(budget, 256 x the refined groups), whatever the rows; the
 groups shrink 256-fold per pass, so float32 scores need at most two refining
 passes from a grid bin and float64 at most six. When nothing more can hold
 the optimum, the search over the groups (:func:`tuning.stats_search.choose`)
@@ -39,12 +39,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from labelcut.tuning import stats_grid, stats_report
+from labelcut.tuning import stats_report
 from labelcut.tuning._checks import DEFAULT_THRESHOLD, TuningSpec
 from labelcut.tuning._search import label_statuses
 from labelcut.tuning.cutpoints import untunable_status
 from labelcut.tuning.result import TuningResult
 from labelcut.tuning.stats import ScoreStats, StatsPass
+from labelcut.tuning.stats_groups import (
+    STATE_BUDGET,
+    Groups,
+    Pool,
+    child_shift,
+    depth,
+    refining_passes,
+)
 from labelcut.tuning.stats_objectives import (
     _cuts,
     cost_expandable,
@@ -53,169 +61,10 @@ from labelcut.tuning.stats_objectives import (
 )
 from labelcut.tuning.stats_result import build_result, choose_all
 from labelcut.tuning.stats_search import GroupCandidates, expandable
-from labelcut.tuning.stats_tuning import counted_from_stats, pool_groups
-
-#: A group of at most this many rows is refined straight to its distinct scores.
-DIRECT_ROWS = 256
-#: A larger group is cut into about 2**CHILD_BITS aligned sub-bins...
-CHILD_BITS = 8
-#: ...unless all the groups a pass refines hold at most this many rows together: then
-#: they go straight to their distinct scores (one pass fewer, state still bounded).
-STATE_BUDGET = 1 << 20
+from labelcut.tuning.stats_tuning import counted_from_stats
 
 
-def _label_ids(offsets: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-
-
-def child_shift(rows: np.ndarray, extent: np.ndarray) -> np.ndarray:
-    """Shift of the sub-bins a group of ``rows`` spanning ``extent`` bit patterns is cut into."""
-    bits = np.ceil(np.log2(np.maximum(extent, 1).astype(np.float64))).astype(np.int64)
-    fine = np.maximum(bits - CHILD_BITS, 0)
-    return np.where((rows <= DIRECT_ROWS) | (extent <= (1 << CHILD_BITS)), 0, fine)
-
-
-def refining_passes(score_dtype: str, levels: int) -> int:
-    """At most this many refining passes reach distinct scores from any grid bin."""
-    float_dtype = stats_grid.float_dtype_of(score_dtype)
-    base, shift = stats_grid._layout(float_dtype, levels)
-    widest = max(shift, int(base).bit_length())  # bin 0 spans [0, base)
-    return -(-widest // CHILD_BITS)
-
-
-def _depth(groups: _Groups) -> int:
-    """Refining passes that reach distinct scores from the widest group of several scores
-    (each pass cuts a group's span by 2**CHILD_BITS or goes straight to its scores)."""
-    multi = groups.low < groups.high
-    if not multi.any():
-        return 0
-    widest = int((groups.edge_end - groups.edge_low)[multi].max())
-    return -(-(widest - 1).bit_length() // CHILD_BITS)
-
-
-class _Groups:
-    """Every label's groups (increasing score per label) with each group's possible
-    bit-pattern range ``[edge_low, edge_end)``: a dyadic block (a grid bin or a sub-bin),
-    or ``[v, v + 1)`` once all its rows share the score ``v``."""
-
-    def __init__(self, label, edge_low, edge_end, low, high, pos, neg, n_labels, dtype) -> None:
-        order = np.lexsort((low, label))
-        self.label, self.low, self.high = label[order], low[order], high[order]
-        self.pos, self.neg = pos[order], neg[order]
-        single = self.low == self.high
-        self.edge_low = np.where(single, self.low, edge_low[order])
-        self.edge_end = np.where(single, self.low + 1, edge_end[order])
-        self.offsets = np.searchsorted(self.label, np.arange(n_labels + 1)).astype(np.int64)
-        self.n_labels, self.dtype = n_labels, dtype
-
-    @classmethod
-    def of_grid(cls, grid: ScoreStats) -> _Groups:
-        float_dtype = stats_grid.float_dtype_of(grid.score_dtype)
-        levels = grid.pass_.levels
-        return cls(
-            _label_ids(grid.offsets),
-            stats_grid.bin_low_bits(grid.keys, float_dtype, levels),
-            stats_grid.bin_low_bits(grid.keys + 1, float_dtype, levels),
-            grid.low_bits, grid.high_bits, grid.positives, grid.negatives,
-            grid.n_labels, grid.score_dtype,
-        )  # fmt: skip
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self.pos + self.neg
-
-    def candidates(self) -> list[GroupCandidates]:
-        values = stats_grid.bits_to_float
-        low, high = values(self.low, self.dtype), values(self.high, self.dtype)
-        return [
-            GroupCandidates(low[a:b], high[a:b], self.pos[a:b], self.neg[a:b])
-            for a, b in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(), strict=True)
-        ]
-
-    def refined(self, chosen: np.ndarray, shifts: np.ndarray, window: ScoreStats) -> _Groups:
-        """The groups with ``chosen`` (indices) replaced by the window pass's sub-groups.
-
-        Raises ``ValueError`` when a refined group's sub-groups do not add up to it
-        (the passes did not read the same rows).
-        """
-        label, key = _label_ids(window.offsets), window.keys
-        # ``chosen`` is increasing, so sorted by (label, low) as the pass's regions are.
-        owner = _owner(self.label[chosen], self.edge_low[chosen], label, key)
-        valid = owner >= 0
-        valid[valid] &= key[valid] < self.edge_end[chosen][owner[valid]]
-        rows = np.bincount(
-            owner[valid],
-            weights=(window.positives + window.negatives)[valid],
-            minlength=len(chosen),
-        )
-        if not valid.all() or not np.array_equal(rows.astype(np.int64), self.rows[chosen]):
-            raise ValueError(
-                "a window pass's counts differ from the earlier passes': every pass must read "
-                "the same rows."
-            )
-        end = np.minimum(key + (np.int64(1) << shifts[owner]), self.edge_end[chosen][owner])
-        keep = np.ones(len(self.label), dtype=bool)
-        keep[chosen] = False
-        join = np.concatenate
-        return _Groups(
-            join([self.label[keep], label]), join([self.edge_low[keep], key]),
-            join([self.edge_end[keep], end]), join([self.low[keep], window.low_bits]),
-            join([self.high[keep], window.high_bits]), join([self.pos[keep], window.positives]),
-            join([self.neg[keep], window.negatives]), self.n_labels, self.dtype,
-        )  # fmt: skip
-
-
-def _owner(region_label, region_low, label, key) -> np.ndarray:
-    """Index of the region (sorted by label, low) holding each (label, key); -1 if none."""
-    owner = np.full(len(key), -1, dtype=np.int64)
-    for j in np.unique(label).tolist():
-        a, b = np.searchsorted(region_label, [j, j + 1])
-        mine = np.flatnonzero(label == j)
-        at = np.searchsorted(region_low[a:b], key[mine], side="right") - 1
-        owner[mine] = np.where(at >= 0, a + at, -1)
-    return owner
-
-
-class _Pool:
-    """The shared partition of the scores the pooled groups are read over: sorted
-    ``[low, end)`` regions; every label's group lies inside one of them."""
-
-    def __init__(self, low: np.ndarray, end: np.ndarray) -> None:
-        self.low, self.end = low, end
-
-    @classmethod
-    def of_grid(cls, grid: ScoreStats) -> _Pool:
-        """The grid's non-empty bins (of any label)."""
-        float_dtype = stats_grid.float_dtype_of(grid.score_dtype)
-        bins = np.unique(grid.keys)
-        low = stats_grid.bin_low_bits(bins, float_dtype, grid.pass_.levels)
-        return cls(low, stats_grid.bin_low_bits(bins + 1, float_dtype, grid.pass_.levels))
-
-    def index(self, groups: _Groups) -> np.ndarray:
-        return np.searchsorted(self.low, groups.edge_low, side="right") - 1
-
-    def pooled(self, groups: _Groups) -> tuple[GroupCandidates, np.ndarray]:
-        key = self.low[self.index(groups)]
-        return pool_groups(groups.low, groups.high, groups.pos, groups.neg, key, groups.dtype)
-
-    def refined(self, regions: np.ndarray, shifts: np.ndarray, groups: _Groups) -> _Pool:
-        """``regions`` (indices) cut into blocks of ``1 << shifts`` holding ``groups``' groups."""
-        index = self.index(groups)
-        where = np.full(len(self.low), -1, dtype=np.int64)
-        where[regions] = np.arange(len(regions))
-        inside = where[index] >= 0
-        shift = shifts[where[index[inside]]]
-        child = (groups.edge_low[inside] >> shift) << shift
-        end = np.minimum(child + (np.int64(1) << shift), self.end[index[inside]])
-        keep = np.ones(len(self.low), dtype=bool)
-        keep[regions] = False
-        low = np.concatenate([self.low[keep], child])
-        end = np.concatenate([self.end[keep], end])
-        low, first = np.unique(low, return_index=True)
-        return _Pool(low, end[first])
-
-
-def _own_expansions(groups: _Groups, spec: TuningSpec, costs) -> np.ndarray:
+def _own_expansions(groups: Groups, spec: TuningSpec, costs) -> np.ndarray:
     """(K,) bool: label groups that may hold the label's own optimum."""
     mask = np.zeros(len(groups.label), dtype=bool)
     for j, label in enumerate(groups.candidates()):
@@ -227,7 +76,7 @@ def _own_expansions(groups: _Groups, spec: TuningSpec, costs) -> np.ndarray:
     return mask
 
 
-def _straddling(groups: _Groups, labels: list[GroupCandidates], final: np.ndarray) -> np.ndarray:
+def _straddling(groups: Groups, labels: list[GroupCandidates], final: np.ndarray) -> np.ndarray:
     """(K,) bool: groups with a reported threshold (final or 0.5) strictly inside."""
     mask = np.zeros(len(groups.label), dtype=bool)
     for j, label in enumerate(labels):
@@ -237,15 +86,15 @@ def _straddling(groups: _Groups, labels: list[GroupCandidates], final: np.ndarra
     return mask
 
 
-class TwoPass:
+class ExactPasses:
     """The plan of exact mode for f1/fbeta/recall_at_precision/precision_at_recall/cost:
     a grid pass, then refining window passes until the answer is exact."""
 
     def __init__(self, plan) -> None:
         self.plan = plan
         self.grid: ScoreStats | None = None
-        self.groups: _Groups | None = None
-        self.pool: _Pool | None = None
+        self.groups: Groups | None = None
+        self.pool: Pool | None = None
         self._pending: StatsPass | None = StatsPass("grid", plan.levels, 1)
         self._expanding: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._done: TuningResult | None = None
@@ -266,9 +115,9 @@ class TwoPass:
                 if self.spec.objective == "cost"
                 else None
             )
-            self.groups = _Groups.of_grid(merged)
-            self.pool = _Pool.of_grid(merged) if self._pooling else None
-            self.passes_planned = 1 + 2 * _depth(self.groups)
+            self.groups = Groups.of_grid(merged)
+            self.pool = Pool.of_grid(merged) if self._pooling else None
+            self.passes_planned = 1 + 2 * depth(self.groups)
         else:
             assert self._expanding is not None and self.groups is not None
             chosen, shifts, pool_regions, pool_shifts = self._expanding
@@ -388,9 +237,9 @@ class TwoPass:
 
 def tune_quantised(grid: ScoreStats, spec: TuningSpec, return_curves: bool) -> TuningResult:
     """Tune from ``"grid"`` statistics alone: cuts at bin edges only (module docstring)."""
-    groups = _Groups.of_grid(grid)
+    groups = Groups.of_grid(grid)
     counted = counted_from_stats(grid, replace(spec, strategy="per_label"), groups.candidates())
     if spec.strategy != "per_label":
-        pooled, pooled_bits = _Pool.of_grid(grid).pooled(groups)
+        pooled, pooled_bits = Pool.of_grid(grid).pooled(groups)
         counted = replace(counted, pooled=pooled, pooled_bits=pooled_bits)
     return build_result(counted, spec, choose_all(counted, spec), return_curves)

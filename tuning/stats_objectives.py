@@ -69,8 +69,8 @@ def tune_objective_from_stats(
 ) -> TuningResult:
     """The :class:`TuningResult` of a cost, joint micro or abstain tune from statistics.
 
-    ``labels``: each label's groups when they are not ``stats``' own (the two-pass
-    exact cost: grid bins with the kept ones expanded, :mod:`tuning.stats_exact`).
+    ``labels``: each label's groups when they are not ``stats``' own (exact-mode cost:
+    grid bins with the kept ones refined, :mod:`tuning.stats_exact`).
     """
     from labelcut.tuning.stats_tuning import counted_from_stats
 

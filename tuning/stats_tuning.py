@@ -11,9 +11,10 @@ Modes (``plan_tuning(mode=...)``):
 
 - ``"exact"``: thresholds, statuses, counts and ``global_threshold`` equal
   ``tune_thresholds`` on all rows. For f1/fbeta/recall_at_precision/
-  precision_at_recall (every strategy) it runs in two or three passes whose
-  state is bounded by the grid, not by the rows (:mod:`tuning.stats_exact`);
-  for the other objectives it is one ``"distinct"`` pass.
+  precision_at_recall/cost (every strategy) it runs a grid pass and a few
+  refining passes whose state is bounded by the grid and a budget, not by the
+  rows (:mod:`tuning.stats_exact`); for the other objectives it is one
+  ``"distinct"`` pass.
 - ``"distinct"``: one pass of every label's counts at each distinct score
   (state grows with the distinct scores: about the rows for continuous scores).
   Intervals and curves then also equal ``tune_thresholds``'.
@@ -227,9 +228,9 @@ def _make_engine(plan: StatsTuning):
             )
         return _OnePass(plan, "grid")
     if plan.mode == "exact" and (core or plan.spec.objective == "cost"):
-        from labelcut.tuning.stats_exact import TwoPass
+        from labelcut.tuning.stats_exact import ExactPasses
 
-        return TwoPass(plan)
+        return ExactPasses(plan)
     return _OnePass(plan, "distinct")
 
 
@@ -244,7 +245,7 @@ def plan_tuning(
 
     ``budget_rows`` (exact mode): a refining pass whose groups hold at most this many
     rows in all goes straight to their distinct scores (default
-    :data:`tuning.stats_exact.STATE_BUDGET`, 2**20: about 40 MB of statistics); 0
+    :data:`tuning.stats_groups.STATE_BUDGET`, 2**20: about 40 MB of statistics); 0
     always refines through sub-bins (most passes, least state).
     """
     return StatsTuning(mode, levels, budget_rows, **tune_kwargs)

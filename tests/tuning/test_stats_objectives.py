@@ -67,7 +67,7 @@ def test_objectives_from_statistics_equal_tune_thresholds(case, dtype, continuou
     assert np.array_equal(got.thresholds, expected.thresholds)
     if expected.lower_thresholds is not None:
         assert np.array_equal(got.lower_thresholds, expected.lower_thresholds)
-    # Curves equal tune_thresholds' from distinct statistics (two-pass cost: grid resolution).
+    # Curves equal tune_thresholds' from distinct statistics (exact-mode cost: grid resolution).
     curved = tune_statistics(by_chunks(scores, targets, 2), mode="distinct", **kwargs)
     assert curved.to_dict() == expected.to_dict()
     for mine, theirs in zip(curved.curves, expected.curves, strict=True):

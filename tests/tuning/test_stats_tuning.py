@@ -1,6 +1,6 @@
 """Tuning from merged statistics equals tune_thresholds on the rows (the oracle).
 
-Every core objective and strategy, one-pass ("distinct") and two-pass ("exact")
+Every core objective and strategy, one-pass ("distinct") and refining ("exact")
 statistics from random splits, ties, duplicates, float16/bfloat16/float32/float64,
 labels with no positives, no negatives or one positive, many labels.
 """
