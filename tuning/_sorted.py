@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -517,18 +518,29 @@ class SortedLabels:
         return results
 
     def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:
-        """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them."""
+        """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them.
 
-        def run(start: int) -> list[T]:
-            keys = self._kept.pop(start)
-            scratch = Scratch(keys.shape[1], keys.dtype)
-            results = []
-            for label in range(start, start + keys.shape[0]):
-                candidates = self._kept_candidates.pop(label).rebind(scratch)
-                results.append(handle(label, candidates))
-            return results
+        Nothing is copied or sorted, so the labels are handed to the threads one at a
+        time (not in blocks): a label whose work is heavier (a bootstrap with many
+        splits) does not leave the other threads idle at the end.
+        """
+        local = threading.local()
 
-        return self._blocks(run)
+        def run(label: int) -> T:
+            candidates = self._kept_candidates.pop(label)
+            scratch = getattr(local, "scratch", None)
+            if scratch is None:
+                scratch = local.scratch = Scratch(self.n_samples, self.key_dtype)
+            return handle(label, candidates.rebind(scratch))
+
+        labels = range(self.n_labels)
+        if self.workers <= 1 or self.n_labels <= 1:
+            results = [run(label) for label in labels]
+        else:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                results = list(pool.map(run, labels))
+        self._kept.clear()
+        return results
 
     def keys(self, label: int) -> np.ndarray:
         """The kept sorted keys (n,) of ``label`` (after ``walk(..., keep=True)``)."""
