@@ -32,6 +32,7 @@ _PUBLIC = {
     "Client": "labelcut.app.client",
     "AsyncClient": "labelcut.app.client",
     "LabelcutError": "labelcut.app.client",
+    "JobError": "labelcut.app.client",
 }
 
 __all__ = [  # noqa: RUF022 - grouped by package, as _PUBLIC
@@ -47,10 +48,11 @@ __all__ = [  # noqa: RUF022 - grouped by package, as _PUBLIC
     "Client",
     "AsyncClient",
     "LabelcutError",
+    "JobError",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from labelcut.app.client import AsyncClient, Client, LabelcutError
+    from labelcut.app.client import AsyncClient, Client, JobError, LabelcutError
     from labelcut.models import BundleError, LoadedModel, load_model, save_bundle
     from labelcut.tuning import (
         TuningResult,

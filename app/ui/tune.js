@@ -238,6 +238,7 @@ async function submitTune(event, onTuned) {
   let report;
   try {
     report = await api("/tune-thresholds", { method: "POST", body: form, admin: true });
+    if (report?.state && report?.id) report = await followJob(report, status);
   } catch (failure) {
     showMessage(status, "");
     showMessage(error, `Tuning failed. ${failure.message}`);
@@ -249,6 +250,25 @@ async function submitTune(event, onTuned) {
   byId("admin-key").removeAttribute("aria-invalid");
   showMessage(status, tunedText(report));
   await onTuned(report);
+}
+
+/**
+ * A large upload runs as a job (202 with the job): poll GET /jobs/{id} until it ends,
+ * showing its progress, and return its result (what a synchronous tune answers).
+ */
+async function followJob(job, status) {
+  let current = job;
+  while (current.state === "queued" || current.state === "running") {
+    const p = current.progress;
+    const done = p.partitions ? `${p.partitions_done}/${p.partitions} partitions` : `${p.rows_done} rows`;
+    showMessage(status, `Tuning as job ${current.id.slice(0, 8)}: ${current.state}, ${done}…`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    current = await api(`/jobs/${current.id}`, { admin: true });
+  }
+  if (current.state !== "succeeded") {
+    throw new Error(`The job ${current.state}${current.error ? `: ${current.error}` : ""}.`);
+  }
+  return current.result;
 }
 
 /** Wire the form; `onTuned(report)` runs after a set is stored. */

@@ -45,7 +45,16 @@ def test_form_fields_are_the_parameter_table(client):
     body = schema["paths"]["/tune-thresholds"]["post"]["requestBody"]["content"]
     ref = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
     fields = schema["components"]["schemas"][ref]["properties"]
-    assert set(fields) == {*TABLE, "calibration", "calibration_tuning", "file", "activate", "store"}
+    assert set(fields) == {
+        *TABLE,
+        "calibration",
+        "calibration_tuning",
+        "file",
+        "activate",
+        "store",
+        "source",
+        "job",
+    }
     for p in tuning.TUNE_PARAMETERS:
         assert p.help in fields[p.name]["description"]
 
