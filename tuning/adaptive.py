@@ -47,12 +47,9 @@ TAUS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
 MICRO_WEIGHT = 1.0
 #: Fixed-point steps of the micro linearisation (step 2); it usually settles in 2-3.
 JOINT_ITERATIONS = 5
-#: A label's every distinct score is a cut up to this many distinct scores; above, GRID_CUTS.
-EXACT_CUTS = 8192
-GRID_CUTS = 4096
-#: Platt maps are fitted on each label's distinct logits up to this many rows, else on as
-#: many equal-width logit bins (the likelihood's sufficient statistics: rows and positives
-#: per bin, each bin at its rows' mean logit).
+#: A label's distinct scores are its units (calibration and cuts) up to this many rows, else
+#: as many equal-width bins of its clipped logit: the likelihood's sufficient statistics
+#: (rows and positives per bin, each bin at its rows' mean logit) and the cuts' grid.
 MAX_BINS = 1024
 #: Scores are clipped this far inside (0, 1) before the calibration's logit.
 SCORE_EPS = 1e-6
@@ -132,30 +129,52 @@ def _column(array: Any, label: int) -> np.ndarray:
 
 
 class _Calibration:
-    """Each label's binned logits and, per row weighting, its rows and positives per bin."""
+    """Each label's score units and, per row weighting, its rows and positives per unit.
 
-    def __init__(self, scores: Any, targets: Any, weights: np.ndarray) -> None:
+    Units ascending: a label's distinct scores when it has at most :data:`MAX_BINS` rows,
+    else equal-width bins of its clipped logit (no sort). Per label: ``x`` (U,) each unit's
+    logit (a bin's rows' mean); ``rows``, ``positives`` (W, U), weighting 0 all rows and
+    weighting ``f + 1`` all rows but fold ``f``'s; ``low``, ``high`` (U,) the unit's score
+    range (a bin's edges; 0 and 1 close the outer bins); ``top`` the highest score.
+    """
+
+    def __init__(self, scores: Any, targets: Any, folds: np.ndarray, n_folds: int) -> None:
         self.x: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []  # (W, bins)
+        self.rows: list[np.ndarray] = []
         self.positives: list[np.ndarray] = []
+        self.low: list[np.ndarray] = []
+        self.high: list[np.ndarray] = []
+        self.top: list[float] = []
         for j in range(scores.shape[1]):
-            column = _logit(_column(scores, j), SCORE_EPS)
+            column = _column(scores, j)
             truth = _column(targets, j)
             if len(column) <= MAX_BINS:
                 values, index = np.unique(column, return_inverse=True)
+                x, low, high = _logit(values, SCORE_EPS), values, values
             else:
-                # Equal-width bins of the clipped logit (no sort), each at its rows' mean.
-                low, high = float(column.min()), float(column.max())
-                width = max(high - low, 1e-12) / MAX_BINS
-                index = np.minimum(((column - low) / width).astype(np.int64), MAX_BINS - 1)
+                logits = _logit(column, SCORE_EPS)
+                start, stop = float(logits.min()), float(logits.max())
+                width = max(stop - start, 1e-12) / MAX_BINS
+                index = np.minimum(((logits - start) / width).astype(np.int64), MAX_BINS - 1)
                 counts = np.bincount(index, minlength=MAX_BINS)
-                used = counts > 0
-                values = (np.bincount(index, column, MAX_BINS)[used]) / counts[used]
-                index = (np.cumsum(used) - 1)[index]
-            size = len(values)
-            self.x.append(values)
-            self.rows.append(np.stack([np.bincount(index, w, size) for w in weights]))
-            self.positives.append(np.stack([np.bincount(index, w * truth, size) for w in weights]))
+                used = np.flatnonzero(counts)
+                x = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
+                low = _sigmoid(start + width * used)
+                high = _sigmoid(start + width * (used + 1))
+                low[0], high[-1] = 0.0, 1.0
+                index = np.searchsorted(used, index)
+            size = len(x)
+            # One bincount per fold and unit: the training rows are all rows minus the fold's.
+            keyed = folds * size + index
+            by_fold = np.bincount(keyed, minlength=n_folds * size).reshape(n_folds, size)
+            hits = np.bincount(keyed, truth, n_folds * size).reshape(n_folds, size)
+            total, total_hits = by_fold.sum(0), hits.sum(0)
+            self.x.append(x)
+            self.rows.append(np.vstack([total, total - by_fold]).astype(np.float64))
+            self.positives.append(np.vstack([total_hits, total_hits - hits]))
+            self.low.append(np.asarray(low, dtype=np.float64))
+            self.high.append(np.asarray(high, dtype=np.float64))
+            self.top.append(float(column.max()))
 
     def fit(self, weighting: int, tau: float) -> np.ndarray:
         """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``."""
@@ -186,45 +205,34 @@ class _Calibration:
 
 class _Curves:
     """Every label's expected true positives and predicted positives at its cuts, per
-    weighting: ``etp[j]``, ``pp[j]`` (W, C_j + 1); column 0 "predict nothing", column
-    c >= 1 "score >= value[j][c - 1]" (distinct scores, descending)."""
+    weighting: ``etp[j]``, ``pp[j]`` (W, U_j + 1); column 0 "predict nothing", column
+    c >= 1 "the top c units" (units of :class:`_Calibration`, descending)."""
 
-    def __init__(self, scores: Any, weights: np.ndarray, maps: np.ndarray) -> None:
+    def __init__(self, calibration: _Calibration, maps: np.ndarray) -> None:
         self.etp: list[np.ndarray] = []
         self.pp: list[np.ndarray] = []
-        self.value: list[np.ndarray] = []
-        for j in range(scores.shape[1]):
-            column = _column(scores, j)
-            # Any order within tied scores will do: counts are read at the end of each tie.
-            order = np.argsort(column)[::-1]
-            descending = column[order]
-            # Last row of each distinct score (descending): where its cut's counts are read.
-            ends = np.flatnonzero(np.append(descending[1:] != descending[:-1], True))
-            if len(ends) > EXACT_CUTS:
-                ends = ends[np.unique(np.linspace(0, len(ends) - 1, GRID_CUTS).round().astype(int))]
-            distinct = descending[ends]
-            ordered = weights[:, order]
+        self.low = [low[::-1] for low in calibration.low]
+        self.high = [high[::-1] for high in calibration.high]
+        self.top = calibration.top
+        for j, (x, rows) in enumerate(zip(calibration.x, calibration.rows, strict=True)):
             # Each weighting's own calibration map (maps[w, j]) gives its expected positives.
-            logits = _logit(descending, SCORE_EPS)
-            q = _sigmoid(maps[:, j, :1] * logits + maps[:, j, 1:])
-            zero = np.zeros((len(weights), 1))
-            self.etp.append(np.hstack([zero, np.cumsum(ordered * q, axis=1)[:, ends]]))
-            self.pp.append(np.hstack([zero, np.cumsum(ordered, axis=1)[:, ends]]))
-            self.value.append(distinct)
+            q = _sigmoid(maps[:, j, :1] * x[::-1] + maps[:, j, 1:])
+            zero = np.zeros((len(rows), 1))
+            self.etp.append(np.hstack([zero, np.cumsum(q * rows[:, ::-1], axis=1)]))
+            self.pp.append(np.hstack([zero, np.cumsum(rows[:, ::-1], axis=1)]))
 
     def threshold(self, label: int, row: int, column: int) -> float:
         """The threshold of ``column`` under weighting ``row``: the midpoint between the
-        lowest weighted score predicted positive and the highest weighted one predicted
-        negative (rows of weight 0, a held-out fold's, do not move it)."""
-        value = self.value[label]
+        lowest weighted unit predicted positive and the highest weighted one predicted
+        negative (units of weight 0, a held-out fold's rows, do not move it)."""
         if column == 0:
-            top = float(value[0])
+            top = self.top[label]
             return float(np.nextafter(top, np.inf)) if top < 1.0 else 1.0
-        pp = self.pp[label][row]
-        # The run of columns whose added rows all weigh 0 ends where the count next grows.
+        pp, low, high = self.pp[label][row], self.low[label], self.high[label]
+        # The run of columns whose added units all weigh 0 ends where the count next grows.
         end = column + int(np.searchsorted(pp[column:], pp[column], side="right")) - 1
-        below = float(value[end]) if end < len(value) else 0.0
-        return 0.5 * (float(value[column - 1]) + below)
+        below = float(high[end]) if end < len(high) else 0.0
+        return 0.5 * (float(low[column - 1]) + below)
 
 
 def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
@@ -293,16 +301,14 @@ def adaptive_thresholds(
     folds = np.asarray(folds, dtype=np.int64)
     fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
     n_folds = len(fold_shrunk)
-    weights = np.vstack([np.ones(len(scores))] + [folds != f for f in range(n_folds)])
-    weights = weights.astype(np.float64)
-    calibration = _Calibration(scores, targets, weights)
+    calibration = _Calibration(scores, targets, folds, n_folds)
     losses = [
         sum(calibration.held_out_loss(f, calibration.fit(f + 1, tau)) for f in range(n_folds))
         for tau in TAUS
     ]
     tau = TAUS[int(np.argmin(losses))]
-    maps = np.stack([calibration.fit(w, tau) for w in range(len(weights))])  # (W, L, 2)
-    curves = _Curves(scores, weights, maps)
+    maps = np.stack([calibration.fit(w, tau) for w in range(n_folds + 1)])  # (W, L, 2)
+    curves = _Curves(calibration, maps)
     plugin = _plugin_optima(curves, 0)
     fold_plugin = np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)])
     mixed = _mix(plugin, np.asarray(shrunk, dtype=np.float64))

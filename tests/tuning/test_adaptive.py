@@ -53,10 +53,11 @@ def test_the_rule_is_what_the_docstring_states() -> None:
     assert np.all((choice.thresholds > 0) & (choice.thresholds < 1))
 
 
-def test_perfectly_separable_labels_are_separated_and_ties_go_to_half() -> None:
+@pytest.mark.parametrize("n", [200, 3000])
+def test_perfectly_separable_labels_are_separated_and_ties_go_to_half(n: int) -> None:
     rng = np.random.default_rng(2)
-    targets = (rng.random((200, 3)) < 0.4).astype(np.int64)
-    scores = np.where(targets == 1, rng.uniform(0.7, 1.0, (200, 3)), rng.uniform(0, 0.3, (200, 3)))
+    targets = (rng.random((n, 3)) < 0.4).astype(np.int64)
+    scores = np.where(targets == 1, rng.uniform(0.7, 1.0, (n, 3)), rng.uniform(0, 0.3, (n, 3)))
     choice = adaptive(scores, targets)
     # Every candidate pull leaves each threshold in the gap, so every rho scores 2.0 out of
     # fold (macro 1 + micro 1) and the tie goes to the smallest: plain 0.5.
@@ -90,10 +91,11 @@ def test_a_label_without_positives_predicts_fewer_rows_than_its_neighbours() -> 
     assert np.isfinite(choice.thresholds).all()
 
 
-def test_all_scores_equal_gives_all_or_nothing() -> None:
+@pytest.mark.parametrize("n", [120, 3000])  # distinct scores as units; logit bins
+def test_all_scores_equal_gives_all_or_nothing(n: int) -> None:
     rng = np.random.default_rng(5)
-    targets = (rng.random((120, 2)) < 0.5).astype(np.int64)
-    scores = np.full((120, 2), 0.3)
+    targets = (rng.random((n, 2)) < 0.5).astype(np.int64)
+    scores = np.full((n, 2), 0.3)
     choice = adaptive(scores, targets)
     decided = scores >= choice.thresholds
     assert np.isfinite(choice.thresholds).all()
