@@ -93,7 +93,7 @@ def reduce_on_cluster(
     client: Any, tasks: Sequence[PartitionTask], pass_: Any, tracker: Tracker, *, run_id: str
 ) -> Any:
     """The merged statistics of every partition for `pass_`: reduced on the workers, merged
-    in a tree there, the root fetched. Cancels what is left on any exception."""
+    in a tree there, the root fetched. Releases what is left on any exception."""
     tag = f"labelcut-{run_id}-pass{tracker.pass_index}"
     [shared_pass] = client.scatter([pass_], broadcast=True, hash=False)
     pending = client.map(
@@ -110,8 +110,13 @@ def reduce_on_cluster(
             _follow(pending, rows, tracker)
         return root.result()
     finally:
-        # Done or not, nothing of this pass stays on the cluster.
-        client.cancel([root, *pending, shared_pass])
+        # Done or not, nothing of this pass stays on the cluster: released, the tasks no
+        # client wants are forgotten (queued ones dropped, running ones discarded when
+        # done). Not `client.cancel`: cancelling a partition task also cancels the merges
+        # that depend on it, which this client no longer holds, and the scheduler's cancel
+        # asserts that some client wants each of them (it breaks the client's stream).
+        for future in (root, *pending, shared_pass):
+            future.release()
 
 
 def _merge_tree(client: Any, leaves: Sequence[Any], tag: str) -> Any:

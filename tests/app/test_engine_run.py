@@ -5,6 +5,7 @@ the module, and the embedded one the engine starts and closes) and in-process, a
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import psutil
@@ -69,7 +70,11 @@ def scheduler():
     finally:
         # Every test left the scheduler empty: nothing of a tune stays on the cluster.
         with Client(cluster, set_as_default=False) as client:
-            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            for _ in range(50):  # releases reach the scheduler asynchronously
+                left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+                if left == 0:
+                    break
+                time.sleep(0.1)
         cluster.close()
         assert left == 0
 
@@ -316,3 +321,11 @@ def _no_workers_left(before: list[psutil.Process], timeout_s: float = 10.0) -> b
     new = [p for p in _spawned() if p.pid not in known]
     _, alive = psutil.wait_procs(new, timeout=timeout_s)
     return not alive
+
+
+def test_an_unreachable_scheduler_is_a_connection_error(score_set, monkeypatch):
+    monkeypatch.setattr(dask_run, "CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(
+        ConnectionError, match=r"Cannot reach the Dask scheduler 'tcp://127\.0\.0\.1:1'"
+    ):
+        tune_dataset(score_set, scheduler="tcp://127.0.0.1:1")
