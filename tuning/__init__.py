@@ -15,6 +15,9 @@ multi-class confidence (``risk_coverage``), calibration and drift
 ``drift``) and ``evaluate`` stand beside them; ``objectives`` routes issue 18's
 objectives through :func:`tune_thresholds`, and ``estimate`` adds the
 cross-fitted "what to expect on new data" figures (issue 20) to every tune.
+``stats`` (issue 17) tunes from mergeable sufficient statistics (counts per distinct
+score or per grid bin) built from chunks of rows: the same thresholds without all the rows
+in one process.
 """
 
 from labelcut.tuning._checks import (
@@ -58,6 +61,15 @@ from labelcut.tuning.risk_coverage import (
     risk_coverage_curve,
     tune_confidence_threshold,
 )
+from labelcut.tuning.stats import (
+    ScoreStats,
+    StatsPass,
+    StatsTuning,
+    merge_stats,
+    plan_tuning,
+    tune_from_stats,
+    tune_statistics,
+)
 from labelcut.tuning.tune import tune_thresholds
 
 __all__ = [
@@ -74,6 +86,9 @@ __all__ = [
     "NotMultiClassError",
     "PRCurve",
     "Parameter",
+    "ScoreStats",
+    "StatsPass",
+    "StatsTuning",
     "TuningResult",
     "adapt_to_unlabelled",
     "apply_abstain",
@@ -93,15 +108,19 @@ __all__ = [
     "evaluate_thresholds",
     "expected_rates",
     "fit_calibrator",
+    "merge_stats",
     "operating_index",
     "parameter",
     "parameter_fields",
     "parameter_table_markdown",
+    "plan_tuning",
     "precision_recall_curves",
     "risk_coverage_curve",
     "tune_abstain",
     "tune_confidence_threshold",
     "tune_costs",
+    "tune_from_stats",
     "tune_micro_fbeta",
+    "tune_statistics",
     "tune_thresholds",
 ]
