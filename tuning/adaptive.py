@@ -17,6 +17,8 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
    optima. For calibrated scores the F1 optimum is at ``q = F1* / 2`` (Lipton et al. 2014);
    expected counts locate it with far less noise than the argmax of the observed curve,
    and the micro term stops a rare label from buying a little F1 with many false positives.
+   Cuts are a label's distinct scores up to :data:`MAX_BINS` rows, else the edges of as
+   many logit bins (the same units the calibration is fitted on: no sort of the scores).
 3. **Ensemble**: ``mixed = sigmoid((logit(plugin) + logit(shrunk)) / 2)``, ``shrunk`` the
    "shrunk" strategy's thresholds (the observed curve's own optimum pulled toward the
    shared threshold, ``k = 6``). One leans on the calibration map, the other on the
