@@ -87,9 +87,11 @@ def pack_keys(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
     ``values`` is overwritten and its memory reused for the returned keys.
     """
-    values += 0.0  # -0.0 + 0.0 is +0.0: keeps -0.0 and 0.0 one distinct value
-    keys = values.view(np.int32 if values.dtype == np.float32 else np.int64)
-    keys <<= 1
+    single = values.dtype == np.float32
+    # Shifted as unsigned (well defined): -0.0's sign bit falls off the top, so -0.0 and
+    # 0.0 give one key, as if -0.0 + 0.0 had been taken first.
+    values.view(np.uint32 if single else np.uint64).__ilshift__(1)
+    keys = values.view(np.int32 if single else np.int64)
     keys |= labels
     return keys
 

@@ -69,7 +69,7 @@ GRID_POINTS = 4096
 #: The folds' shared thresholds are searched among every EDGE_STEP-th pooled bucket edge
 #: (about 5,000 edges, 2**-8 apart relative to the score).
 EDGE_STEP = 4
-_ROWS_PER_CHUNK = 1 << 13  # rows per chunk of the out-of-fold pass (float32 sums exact)
+_ROWS_PER_CHUNK = 1 << 13  # rows per chunk of the out-of-fold pass (int16 sums exact)
 #: Fewer validation rows than this (two per fold) give no estimate, with a reason.
 MIN_ROWS = 2 * FOLDS
 METHOD = (
@@ -347,7 +347,8 @@ def _group_counts(
     # A threshold above 1 predicts nothing: above every score, whatever the dtype.
     limits = np.where(flat > 1.0, np.inf, limits).astype(float_dtype).reshape(thresholds.shape)
 
-    ones = np.ones(_ROWS_PER_CHUNK, dtype=np.float32)
+    # int16 sums are exact: a chunk has at most _ROWS_PER_CHUNK (< 2**15) rows.
+    ones = np.ones(_ROWS_PER_CHUNK, dtype=np.int16)
     column_starts = np.arange(_ROWS_PER_CHUNK + 1)
     n_labels = scores.shape[1]
     local = threading.local()
@@ -355,36 +356,34 @@ def _group_counts(
     def work(rows: slice) -> np.ndarray:
         if not hasattr(local, "limits"):  # work arrays per thread: no page faults per chunk
             shape = (_ROWS_PER_CHUNK, n_labels)
-            local.limits, local.weights = np.empty(shape, float_dtype), np.empty(shape, np.float32)
+            local.limits = np.empty(shape, float_dtype)
             local.passes, local.truth = np.empty(shape, bool), np.empty(shape, bool)
         chunk = scores[rows].cpu()
         if chunk.dtype == torch.bfloat16:
             chunk = chunk.to(torch.float32)
         found = targets[rows].cpu().numpy()
         size = len(found)
-        truth, passes = local.truth[:size], local.passes[:size]
-        weights, fold_limits = local.weights[:size], local.limits[:size]
+        truth, passes, fold_limits = local.truth[:size], local.passes[:size], local.limits[:size]
         np.not_equal(found, 0, out=truth)
         # mode="clip": the folds are valid indices, and "raise" with out= is ten times slower.
         np.take(limits, plan.folds[rows], axis=0, out=fold_limits, mode="clip")
         np.greater_equal(chunk.numpy(), fold_limits, out=passes)
         # Column i holds a 1 in row groups[i]: built as CSC directly (no COO conversion),
-        # and the product adds each row of the chunk into its group's row.
+        # and the product adds each row of the chunk (0/1 bytes) into its group's row.
         indicator = sparse.csc_matrix(
             (ones[:size], groups[rows], column_starts[: size + 1]), shape=(n_groups, size)
         )
-        sums = np.empty((3, n_groups, n_labels))
-        np.copyto(weights, truth)
-        sums[2] = indicator @ weights
-        np.copyto(weights, passes)
-        sums[1] = indicator @ weights
-        np.logical_and(passes, truth, out=passes)
-        np.copyto(weights, passes)
-        sums[0] = indicator @ weights
-        return sums
+        if not hasattr(local, "sums"):  # this thread's running totals
+            local.sums = np.zeros((3, n_groups, n_labels), dtype=np.int64)
+            totals.append(local.sums)
+        sums = local.sums
+        sums[2] += indicator @ truth.view(np.uint8)
+        sums[1] += indicator @ passes.view(np.uint8)
+        sums[0] += indicator @ np.logical_and(passes, truth, out=passes).view(np.uint8)
 
-    # Each chunk's float32 sums are exact (at most _ROWS_PER_CHUNK rows); totals in float64.
-    out = _in_chunks(n_samples, _ROWS_PER_CHUNK, work, _sum)
+    totals: list[np.ndarray] = []  # one running total per thread, summed at the end
+    _in_chunks(n_samples, _ROWS_PER_CHUNK, work, lambda _: None)
+    out = _sum(totals).astype(np.float64)
     return out[0], out[1], out[2]
 
 
