@@ -1,5 +1,5 @@
 """The "adaptive" strategy (issue 20): a calibrated plug-in optimum and the "shrunk"
-thresholds, averaged in logit space, then pulled toward 0.5 by an amount chosen on
+thresholds, blended in logit space and pulled toward 0.5, the blend and the pull chosen on
 out-of-fold evidence.
 
 The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds):
@@ -19,18 +19,19 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
    and the micro term stops a rare label from buying a little F1 with many false positives.
    Cuts are a label's distinct scores up to :data:`MAX_BINS` rows, else the edges of as
    many logit bins (the same units the calibration is fitted on: no sort of the scores).
-3. **Ensemble**: ``mixed = sigmoid((logit(plugin) + logit(shrunk)) / 2)``, ``shrunk`` the
-   "shrunk" strategy's thresholds (the observed curve's own optimum pulled toward the
+3. **Blend**: ``mixed = sigmoid(w * logit(plugin) + (1 - w) * logit(shrunk))``, ``shrunk``
+   the "shrunk" strategy's thresholds (the observed curve's own optimum pulled toward the
    shared threshold, ``k = 6``). One leans on the calibration map, the other on the
-   observed curve; their logit mean hedges the failure of either.
-4. **Pull toward 0.5**: ``threshold = sigmoid(rho * logit(mixed))``, one ``rho`` per call
-   from :data:`RHOS`. Each ``rho`` is scored on the same held-out rows (paired): every row
-   is decided by the thresholds built (steps 1-3) without its fold, and ``rho`` maximises
-   the pooled out-of-fold macro-F1 + micro-F1; ties go to the smaller ``rho``. ``rho = 0``
-   is plain 0.5: where tuning does not pay on held-out rows, it is undone.
+   observed curve; a blend hedges the failure of either.
+4. **Pull toward 0.5**: ``threshold = sigmoid(rho * logit(mixed))``.
+5. **Choose** ``(w, rho)`` from :data:`WEIGHTS` x :data:`RHOS` on the same held-out rows
+   (paired): every row is decided by the thresholds built (steps 1-4) without its fold, and
+   the pair maximises the pooled out-of-fold macro-F1 + micro-F1; ties go to the smaller
+   ``rho``, then to ``w`` nearer 1/2. ``rho = 0`` is plain 0.5: where tuning does not pay
+   on held-out rows, it is undone; ``w`` leans toward the estimate that held out better.
 
-Weights are 1 (macro and micro: the two figures a default is judged on) and 1/2 (two
-estimates); ``tau`` and ``rho`` are chosen by the data.
+Macro and micro weigh 1 each (the two figures a default is judged on); ``tau``, ``w`` and
+``rho`` are chosen by the data.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the ensemble as it is).
+#: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the blend as it is).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Candidate weights of the plug-in optimum in the blend (0: "shrunk" alone; 1: plug-in alone).
+WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Candidate prior precisions of a label's Platt map around the pooled one (step 1).
 TAUS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
 #: Weight of the micro-F1 term against the label's share of macro-F1 (step 2).
@@ -78,15 +81,17 @@ def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
 class AdaptiveChoice:
     """What :func:`adaptive_thresholds` chose.
 
-    ``thresholds`` (L,) the final thresholds; ``rho`` the pull kept and ``tau`` the
-    calibration prior; ``plugin`` (L,) step 2 on all rows; ``mixed`` (L,) step 3;
-    ``fold_thresholds`` (K, L) the final rule built without each fold (at the chosen
-    ``rho``, for the cross-fitted estimate); ``scores`` (len(RHOS),) the out-of-fold
-    macro-F1 + micro-F1 of each ``rho``.
+    ``thresholds`` (L,) the final thresholds; ``rho`` the pull, ``weight`` the plug-in's
+    weight ``w`` and ``tau`` the calibration prior kept; ``plugin`` (L,) step 2 on all rows;
+    ``mixed`` (L,) step 3 at the chosen ``w``; ``fold_thresholds`` (K, L) the final rule
+    built without each fold (at the chosen ``w`` and ``rho``, for the cross-fitted
+    estimate); ``scores`` (len(WEIGHTS), len(RHOS)) the out-of-fold macro-F1 + micro-F1 of
+    each pair.
     """
 
     thresholds: np.ndarray
     rho: float
+    weight: float
     tau: float
     plugin: np.ndarray
     mixed: np.ndarray
@@ -262,25 +267,31 @@ def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
     return np.array([curves.threshold(j, row, i) for j, i in enumerate(picks)])
 
 
-def _mix(plugin: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
-    return _sigmoid(0.5 * (_logit(plugin) + _logit(shrunk)))
+def _blend(plugin: np.ndarray, shrunk: np.ndarray, weight: float) -> np.ndarray:
+    return _sigmoid(weight * _logit(plugin) + (1.0 - weight) * _logit(shrunk))
 
 
-def _out_of_fold_score(
-    scores: Any, targets: Any, folds: np.ndarray, fold_thresholds: np.ndarray
-) -> float:
-    """Macro-F1 + micro-F1 of the pooled decisions, each row at its own fold's thresholds."""
-    n_labels = scores.shape[1]
-    tp, pp = np.zeros(n_labels), np.zeros(n_labels)
+def _out_of_fold_scores(
+    scores: Any, targets: Any, folds: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """(C,) macro-F1 + micro-F1 of the pooled decisions of each candidate (C, K, L): every
+    row at its own fold's thresholds. One pass over row chunks for all candidates."""
+    n_candidates, _, n_labels = candidates.shape
+    tp = np.zeros((n_candidates, n_labels))
+    pp = np.zeros((n_candidates, n_labels))
     positives = np.zeros(n_labels)
     for start in range(0, len(scores), _ROWS_PER_CHUNK):
         rows = slice(start, start + _ROWS_PER_CHUNK)
-        decided = _as_float64(scores[rows]) >= fold_thresholds[folds[rows]]
+        chunk = _as_float64(scores[rows])
         truth = _as_float64(targets[rows]) != 0
-        tp += (decided & truth).sum(0)
-        pp += decided.sum(0)
         positives += truth.sum(0)
-    return float(_f1(tp, pp, positives).mean() + _f1(tp.sum(), pp.sum(), positives.sum()))
+        for c in range(n_candidates):
+            decided = chunk >= candidates[c][folds[rows]]
+            tp[c] += (decided & truth).sum(0)
+            pp[c] += decided.sum(0)
+    macro = _f1(tp, pp, positives[None, :]).mean(1)
+    micro = _f1(tp.sum(1), pp.sum(1), np.full(n_candidates, positives.sum()))
+    return macro + micro
 
 
 def adaptive_thresholds(
@@ -313,22 +324,30 @@ def adaptive_thresholds(
     curves = _Curves(calibration, maps)
     plugin = _plugin_optima(curves, 0)
     fold_plugin = np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)])
-    mixed = _mix(plugin, np.asarray(shrunk, dtype=np.float64))
-    fold_mixed = _mix(fold_plugin, fold_shrunk)
-    found = np.array(
+    shrunk = np.asarray(shrunk, dtype=np.float64)
+    candidates = np.stack(
         [
-            _out_of_fold_score(scores, targets, folds, _sigmoid(rho * _logit(fold_mixed)))
+            _sigmoid(rho * _logit(_blend(fold_plugin, fold_shrunk, weight)))
+            for weight in WEIGHTS
             for rho in RHOS
         ]
     )
-    best = int(np.argmax(found))  # the first maximum: ties go to the smaller rho
-    rho = RHOS[best]
+    found = _out_of_fold_scores(scores, targets, folds, candidates).reshape(len(WEIGHTS), len(RHOS))
+    # The best pair; ties to the smaller rho, then to the weight nearer 1/2.
+    order = sorted(
+        ((w, r) for w in range(len(WEIGHTS)) for r in range(len(RHOS))),
+        key=lambda pair: (RHOS[pair[1]], abs(WEIGHTS[pair[0]] - 0.5)),
+    )
+    w_index, r_index = max(order, key=lambda pair: found[pair])  # max keeps the first
+    weight, rho = WEIGHTS[w_index], RHOS[r_index]
+    mixed = _blend(plugin, shrunk, weight)
     return AdaptiveChoice(
         thresholds=_sigmoid(rho * _logit(mixed)),
         rho=rho,
+        weight=weight,
         tau=tau,
         plugin=plugin,
         mixed=mixed,
-        fold_thresholds=_sigmoid(rho * _logit(fold_mixed)),
+        fold_thresholds=_sigmoid(rho * _logit(_blend(fold_plugin, fold_shrunk, weight))),
         scores=found,
     )

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from labelcut.tuning import tune_thresholds
-from labelcut.tuning.adaptive import RHOS, TAUS, AdaptiveChoice, adaptive_thresholds
+from labelcut.tuning.adaptive import RHOS, TAUS, WEIGHTS, AdaptiveChoice, adaptive_thresholds
 from labelcut.tuning.estimate import FoldPlan
 
 
@@ -44,8 +44,10 @@ def calibrated(n: int, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray
 def test_the_rule_is_what_the_docstring_states() -> None:
     scores, targets = calibrated(400, 4, seed=1)
     choice = adaptive(scores, targets)
-    assert choice.rho in RHOS
-    assert choice.rho == RHOS[int(np.argmax(choice.scores))]
+    assert choice.rho in RHOS and choice.weight in WEIGHTS
+    assert choice.scores.shape == (len(WEIGHTS), len(RHOS))
+    kept = choice.scores[WEIGHTS.index(choice.weight), RHOS.index(choice.rho)]
+    assert kept == choice.scores.max()
     assert choice.tau in TAUS
     logit = np.log(choice.mixed) - np.log1p(-choice.mixed)
     np.testing.assert_allclose(choice.thresholds, 1 / (1 + np.exp(-choice.rho * logit)))
@@ -59,8 +61,8 @@ def test_perfectly_separable_labels_are_separated_and_ties_go_to_half(n: int) ->
     targets = (rng.random((n, 3)) < 0.4).astype(np.int64)
     scores = np.where(targets == 1, rng.uniform(0.7, 1.0, (n, 3)), rng.uniform(0, 0.3, (n, 3)))
     choice = adaptive(scores, targets)
-    # Every candidate pull leaves each threshold in the gap, so every rho scores 2.0 out of
-    # fold (macro 1 + micro 1) and the tie goes to the smallest: plain 0.5.
+    # Every blend and pull leaves each threshold in the gap, so every pair scores 2.0 out of
+    # fold (macro 1 + micro 1) and the tie goes to the smallest rho: plain 0.5.
     np.testing.assert_allclose(choice.scores, 2.0)
     assert choice.rho == 0.0
     np.testing.assert_array_equal(choice.thresholds, 0.5)
@@ -155,3 +157,4 @@ def test_torch_input_gives_the_numpy_answer() -> None:
     )
     np.testing.assert_array_equal(from_numpy.thresholds, from_torch.thresholds)
     assert from_numpy.rho == from_torch.rho and from_numpy.tau == from_torch.tau
+    assert from_numpy.weight == from_torch.weight
