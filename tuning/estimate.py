@@ -116,10 +116,10 @@ def _zero_one(targets: torch.Tensor, chunk: slice) -> np.ndarray:
     return (found != 0).numpy()
 
 
-def _rarest_order(rarity: np.ndarray, seed: int, n_labels: int) -> np.ndarray:
-    """Rows sorted by ``rarity``, ties in a seeded random order: the same permutation as
-    ``np.lexsort((rng.random(n), rarity))``, from one argsort of combined int64 keys."""
-    tiebreak = np.random.default_rng(seed).random(len(rarity))
+def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np.ndarray:
+    """Rows sorted by ``rarity`` (ints in 0..n_labels), ties by ``tiebreak`` (floats
+    ``k / 2**53`` in [0, 1), as ``Generator.random`` draws them): the same permutation
+    as ``np.lexsort((tiebreak, rarity))``, from one argsort of combined int64 keys."""
     if n_labels >= 1 << 10:  # the rarity does not fit above the 53 random bits
         return np.lexsort((tiebreak, rarity))
     keys = (rarity.astype(np.int64) << 53) | (tiebreak * 2.0**53).astype(np.int64)
@@ -159,7 +159,7 @@ def spread_folds(
         return n_labels - weighted.max(axis=1).astype(np.int64)
 
     rarity = _in_chunks(n_samples, rows, rarity_of, np.concatenate)
-    order = _rarest_order(rarity, seed, n_labels)
+    order = _rarest_order(rarity, np.random.default_rng(seed).random(n_samples), n_labels)
     folds = np.empty(n_samples, dtype=np.int8)
     folds[order] = np.arange(n_samples) % n_folds
     return folds

@@ -1,0 +1,129 @@
+"""Issue 13's speed work, checked against the plain computations it replaces: the rank and
+select index of the sorted keys, the folds' order, the out-of-fold group counts, the key
+packing and the block plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labelcut.tuning import _sorted, estimate
+from labelcut.tuning._sorted import BitRank, Candidates, block_plan, pack_keys
+
+
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 127, 128, 129, 1000, 70_001])
+@pytest.mark.parametrize("share", [0.0, 0.02, 0.5, 1.0])
+def test_bit_rank_and_select_match_a_cumulative_sum(n, share):
+    rng = np.random.default_rng(n)
+    flags = (rng.random(n) < share).astype(np.uint8)
+    index = BitRank(flags)
+    cumulative = np.concatenate(([0], np.cumsum(flags)))
+    np.testing.assert_array_equal(index.rank(np.arange(n + 1)), cumulative)
+    assert index.total == cumulative[-1]
+    set_positions = np.flatnonzero(flags)
+    np.testing.assert_array_equal(index.select(np.arange(len(set_positions))), set_positions)
+    if len(set_positions):  # any shape of query, scalars included
+        assert int(index.select(np.int64(0))) == set_positions[0]
+        picked = rng.integers(0, len(set_positions), (3, 4))
+        np.testing.assert_array_equal(index.select(picked), set_positions[picked])
+
+
+def test_candidates_read_through_the_index_match_full_arrays():
+    rng = np.random.default_rng(5)
+    for n, distinct in ((1, 1), (50, 3), (5000, 40), (20_000, 20_000)):
+        keys = np.sort(rng.integers(0, distinct, n).astype(np.int32) << 1 | rng.integers(0, 2, n))
+        bits = keys >> 1
+        starts = np.flatnonzero(np.concatenate(([True], bits[1:] != bits[:-1])))
+        positives = np.concatenate(([0], np.cumsum(keys & 1)))
+        fresh = Candidates(keys.astype(np.int32), np.float32)
+        assert fresh.m == len(starts) and fresh.positives == positives[-1]
+        index = rng.integers(0, len(starts), 30)
+        np.testing.assert_array_equal(
+            fresh.true_positives_at(index), positives[-1] - positives[starts[index]]
+        )
+        np.testing.assert_array_equal(fresh.predicted_positives_at(index), n - starts[index])
+        np.testing.assert_array_equal(fresh.starts, starts)
+        np.testing.assert_array_equal(
+            fresh.values, bits[starts].astype(np.int32).view(np.float32).astype(np.float64)
+        )
+
+
+def test_packing_treats_negative_zero_as_zero_in_both_widths():
+    for dtype in (np.float32, np.float64):
+        values = np.array([[-0.0, 0.0, 0.25, 1.0]], dtype=dtype)
+        labels = np.array([[1, 0, 1, 1]], dtype=np.uint8)
+        expected = (values + 0.0).view(np.int32 if dtype == np.float32 else np.int64) << 1
+        np.testing.assert_array_equal(pack_keys(values.copy(), labels), expected | labels)
+
+
+@pytest.mark.parametrize(("n", "n_labels"), [(1_000_000, 100), (1_000_000, 20), (300, 7), (10, 1)])
+def test_block_plan_gives_each_thread_equal_blocks_within_the_budget(monkeypatch, n, n_labels):
+    monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
+    labels, workers = block_plan(n, n_labels)
+    assert labels * n <= max(_sorted._BLOCK_ELEMENTS, n)
+    blocks = -(-n_labels // labels)
+    assert workers == min(2, blocks)
+    assert blocks % workers == 0  # every thread gets as many blocks
+    sizes = [min(labels, n_labels - start) for start in range(0, n_labels, labels)]
+    assert max(sizes) - min(sizes) <= max(sizes) // 2  # and blocks of about one size
+
+
+def _lexsort_folds(targets: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """The folds' definition, computed the plain way."""
+    truth = targets != 0
+    n_samples, n_labels = truth.shape
+    rank = np.empty(n_labels, dtype=np.int64)
+    rank[np.argsort(truth.sum(0), kind="stable")] = np.arange(n_labels)
+    rarity = np.where(truth, rank, n_labels).min(axis=1)
+    order = np.lexsort((np.random.default_rng(seed).random(n_samples), rarity))
+    folds = np.empty(n_samples, dtype=np.int8)
+    folds[order] = np.arange(n_samples) % n_folds
+    return folds
+
+
+@pytest.mark.parametrize("n_labels", [1, 5, 255, 256, 1100])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32, torch.int64])
+def test_folds_follow_their_definition(n_labels, dtype):
+    rng = np.random.default_rng(n_labels)
+    n = 700
+    targets = rng.random((n, n_labels)) < rng.uniform(0, 0.05, n_labels)
+    targets[: n // 7] = False  # rows without a label come last
+    tensor = torch.from_numpy(targets).to(dtype)
+    np.testing.assert_array_equal(
+        estimate.spread_folds(tensor, 5, 3), _lexsort_folds(targets, 5, 3)
+    )
+
+
+def test_rarest_order_breaks_equal_keys_by_row_as_lexsort():
+    rng = np.random.default_rng(8)
+    rarity = rng.integers(0, 4, 5000)
+    tiebreak = rng.integers(0, 50, 5000) / 2.0**53  # many equal draws
+    np.testing.assert_array_equal(
+        estimate._rarest_order(rarity, tiebreak, 3), np.lexsort((tiebreak, rarity))
+    )
+
+
+@pytest.mark.parametrize("score_dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_out_of_fold_group_counts_match_a_dense_count(monkeypatch, score_dtype):
+    monkeypatch.setattr(estimate, "_ROWS_PER_CHUNK", 97)  # many chunks and threads
+    rng = np.random.default_rng(9)
+    n, n_labels = 1500, 6
+    scores = torch.from_numpy(rng.random((n, n_labels))).to(score_dtype)
+    targets = torch.from_numpy(rng.random((n, n_labels)) < 0.3)
+    plan = estimate.FoldPlan.build(targets, seed=2)
+    thresholds = rng.random((plan.n_folds, n_labels))
+    thresholds[0, 0], thresholds[1, 2] = 1.5, 0.0  # predicts nothing / everything
+    tp, pp, positives = estimate._group_counts(scores, targets, plan, thresholds, seed=4)
+    groups = np.random.default_rng([4, 20]).integers(0, min(estimate.MAX_GROUPS, n), n)
+    values = scores.to(torch.float64).numpy()
+    passes = values >= thresholds[plan.folds]
+    truth = targets.numpy()
+    for name, counts, expected in (
+        ("tp", tp, passes & truth),
+        ("pp", pp, passes),
+        ("positives", positives, truth),
+    ):
+        dense = np.zeros_like(counts)
+        np.add.at(dense, groups, expected.astype(np.float64))
+        np.testing.assert_array_equal(counts, dense, err_msg=name)
