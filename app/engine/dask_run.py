@@ -8,8 +8,9 @@ cluster (its workers need labelcut installed, and read access to the dataset) an
 client is closed.
 
 Per pass: the pass description is broadcast once, every partition is reduced to statistics
-where it is read (`partition.reduce_partition`), and the statistics are merged in a tree of
-`MERGE_FANOUT`-way merges on the cluster; the client receives the root only, never rows.
+where it is read (`partition.reduce_partition`), a few partitions at a time, and the
+statistics are merged pairwise on the cluster as they finish; the client receives the last
+merge only, never rows.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from labelcut.app.engine.progress import Tracker
 
 #: Workers of the embedded LocalCluster.
 DEFAULT_WORKERS = 2
-#: Statistics merged per node of the merge tree.
-MERGE_FANOUT = 2
+#: Statistics (partitions reduced or being reduced, merges' inputs) alive at once on the
+#: cluster, per worker thread: what bounds a worker's memory, whatever the partitions.
+IN_FLIGHT_PER_THREAD = 2
 #: How often the client looks at the partitions' futures (and at the cancel event), seconds.
 POLL_S = 0.1
 #: How long to wait for a scheduler given by address, seconds.
@@ -93,75 +95,104 @@ def reduce_on_cluster(
     client: Any, tasks: Sequence[PartitionTask], pass_: Any, tracker: Tracker, *, run_id: str
 ) -> Any:
     """The merged statistics of every partition for `pass_`: reduced on the workers, merged
-    in a tree there, the root fetched. Releases what is left on any exception."""
-    tag = f"labelcut-{run_id}-pass{tracker.pass_index}"
+    there pairwise as they finish, the last one fetched. Releases what is left on any way
+    out, so nothing of the pass stays on the cluster."""
     [shared_pass] = client.scatter([pass_], broadcast=True, hash=False)
-    pending = client.map(
-        reduce_partition,
-        list(tasks),
-        pass_=shared_pass,
-        key=[f"{tag}-partition-{task.partition.index}" for task in tasks],
-        pure=False,
+    threads = max(1, sum(client.nthreads().values()))
+    merge = _StreamingMerge(
+        client, tasks, shared_pass, tracker, tag=f"labelcut-{run_id}-pass{tracker.pass_index}"
     )
-    rows = {leaf.key: task.partition.rows for leaf, task in zip(pending, tasks, strict=True)}
-    root = _merge_tree(client, pending, tag)
     try:
         with client.as_current():  # `wait` finds the client of this tune, not a default one
-            _follow(pending, rows, tracker)
-        return root.result()
+            return merge.run(limit=IN_FLIGHT_PER_THREAD * threads + 2)
     finally:
-        # Done or not, nothing of this pass stays on the cluster: released, the tasks no
-        # client wants are forgotten (queued ones dropped, running ones discarded when
-        # done). Not `client.cancel`: cancelling a partition task also cancels the merges
-        # that depend on it, which this client no longer holds, and the scheduler's cancel
-        # asserts that some client wants each of them (it breaks the client's stream).
-        for future in (root, *pending, shared_pass):
+        # Released, the tasks no client wants are forgotten (queued ones dropped, running
+        # ones discarded when done). Not `client.cancel`: cancelling a partition task also
+        # cancels the merges that depend on it, and the scheduler's cancel asserts that a
+        # client wants each of them (it breaks the client's stream).
+        merge.release()
+        shared_pass.release()
+
+
+class _StreamingMerge:
+    """Partitions are submitted a few at a time; two finished statistics (partitions or
+    merges) are merged on the cluster as soon as both exist, a merge before any partition
+    (priority). At most `limit` statistics exist at once, so a worker's memory is bounded
+    by a partition and a few statistics whatever the number of partitions. Counts add
+    exactly, so the order in which things finish does not change the result."""
+
+    def __init__(
+        self, client: Any, tasks: Sequence[PartitionTask], pass_: Any, tracker: Tracker, *, tag: str
+    ) -> None:
+        self.client, self.pass_, self.tracker, self.tag = client, pass_, tracker, tag
+        self.queue = list(reversed(tasks))  # popped from the end: partition order
+        self.reducing: dict[Any, int] = {}  # partition future -> its rows
+        self.merging: dict[Any, tuple[Any, Any]] = {}  # merge future -> its two inputs
+        self.finished: list[Any] = []  # statistics futures waiting for a partner
+        self.merges = 0
+
+    def run(self, *, limit: int) -> Any:
+        from distributed import wait
+
+        while True:
+            self.tracker.check_cancel()
+            self._submit(limit)
+            busy = [*self.reducing, *self.merging]
+            if not busy:
+                break
+            with contextlib.suppress(TimeoutError):
+                wait(busy, timeout=POLL_S, return_when="FIRST_COMPLETED")
+            self._collect()
+            while len(self.finished) >= 2:
+                self._merge(self.finished.pop(0), self.finished.pop(0))
+        [last] = self.finished
+        return last.result()
+
+    def release(self) -> None:
+        inputs = [future for pair in self.merging.values() for future in pair]
+        for future in (*self.reducing, *self.merging, *inputs, *self.finished):
             future.release()
+        self.reducing, self.merging, self.finished = {}, {}, []
 
-
-def _merge_tree(client: Any, leaves: Sequence[Any], tag: str) -> Any:
-    """The root future of a tree of MERGE_FANOUT-way merges over `leaves`.
-
-    Only the root is kept here: the cluster keeps an intermediate result while a merge
-    still needs it and frees it right after, so a worker holds the statistics of at most
-    about MERGE_FANOUT partitions per tree level. A merge outranks every partition task
-    (priority: higher runs first), so a group is merged as soon as it is ready instead of
-    after every partition is reduced."""
-    level = list(leaves)
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        level = [
-            client.submit(
-                merge_group,
-                *level[i : i + MERGE_FANOUT],
-                key=f"{tag}-merge{depth}-{i}",
-                priority=depth,
+    def _submit(self, limit: int) -> None:
+        held = len(self.reducing) + 3 * len(self.merging) + len(self.finished)
+        while self.queue and held < limit:
+            task = self.queue.pop()
+            future = self.client.submit(
+                reduce_partition,
+                task,
+                pass_=self.pass_,
+                key=f"{self.tag}-partition-{task.partition.index}",
+                pure=False,
             )
-            for i in range(0, len(level), MERGE_FANOUT)
-        ]
-    return level[0]
+            self.reducing[future] = task.partition.rows
+            held += 1
+
+    def _collect(self) -> None:
+        """Move what finished to `finished` (reporting partitions); raise a task's error (a
+        worker's DatasetError comes back as itself)."""
+        for future in [f for f in self.reducing if f.status != "pending"]:
+            _raise_failed(future)
+            self.tracker.partition_done(self.reducing.pop(future))
+            self.finished.append(future)
+        for future in [f for f in self.merging if f.status != "pending"]:
+            _raise_failed(future)
+            # Released explicitly, not left to garbage collection: a future kept alive by a
+            # reference cycle (a suppressed timeout's traceback) keeps its statistics on a
+            # worker until the pass ends.
+            for done in self.merging.pop(future):
+                done.release()
+            self.finished.append(future)
+
+    def _merge(self, first: Any, second: Any) -> None:
+        self.merges += 1
+        merged = self.client.submit(
+            merge_group, first, second, key=f"{self.tag}-merge-{self.merges}", priority=1
+        )
+        self.merging[merged] = (first, second)
 
 
-def _follow(pending: list[Any], rows: dict[str, int], tracker: Tracker) -> None:
-    """Report each partition as it finishes; raise its error (a worker's DatasetError comes
-    back as itself) or `Cancelled` as soon as either happens.
-
-    Finished partitions leave `pending` (in place): the client then holds no reference to
-    their statistics, and the cluster frees them once merged."""
-    from distributed import wait
-
-    while pending:
-        tracker.check_cancel()
-        with contextlib.suppress(TimeoutError):
-            wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
-        still = []
-        for leaf in pending:
-            if leaf.status == "finished":
-                tracker.partition_done(rows[leaf.key])
-            elif leaf.status in ("error", "cancelled"):
-                leaf.result()  # raises the worker's exception
-                raise RuntimeError(f"partition task {leaf.key} was cancelled")
-            else:
-                still.append(leaf)
-        pending[:] = still
+def _raise_failed(future: Any) -> None:
+    if future.status in ("error", "cancelled"):
+        future.result()  # raises the worker's exception
+        raise RuntimeError(f"task {future.key} was cancelled")
