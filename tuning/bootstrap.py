@@ -76,7 +76,7 @@ MAX_GROUPS = 512
 WIDE_INTERVAL = 0.2
 #: Groups within this many of the label's own optimum are drawn one by one; the rest
 #: :data:`SPAN` at a time, split only where a replicate's optimum may lie (exact).
-WINDOW = 16
+WINDOW = 24
 SPAN = 16
 BAND = 16
 # Relative slack of the bound test (F-beta rounds twice along the bound's diagonal).
