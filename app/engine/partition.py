@@ -55,10 +55,12 @@ def partition_scores(task: PartitionTask) -> tuple[np.ndarray, np.ndarray]:
     table = read_partition(task)
     layout = task.layout
     part = task.partition
-    targets = np.stack([_labels(table, part, name) for name in layout.labels], axis=1)
+    # Column-major (r, L) arrays (stacked as (L, r), transposed): the statistics work label
+    # by label, and take a column-major array without a transposing copy.
+    targets = np.stack([_labels(table, part, name) for name in layout.labels]).T
     if layout.score_columns is not None:
         dtype = np.dtype(layout.score_dtype)
-        scores = np.stack([_scores(table, part, name, dtype) for name in layout.score_columns], 1)
+        scores = np.stack([_scores(table, part, name, dtype) for name in layout.score_columns]).T
         return scores, targets
     assert layout.feature_columns is not None and task.model_dir is not None
     features = np.stack([_finite(table, part, name) for name in layout.feature_columns], axis=1)
