@@ -165,14 +165,26 @@ class BitRank:
         ranks = np.asarray(ranks, dtype=np.int64).reshape(-1)
         word = np.searchsorted(self.before, ranks.astype(self.before.dtype), side="right") - 1
         within = ranks - self.before[word]
-        bits = np.unpackbits(
-            self.words[word].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little"
-        )
-        seen = np.cumsum(bits, axis=1, dtype=np.int16)
-        return ((word << 6) + np.argmax(seen > within[:, None], axis=1)).reshape(shape)
+        # Byte by byte: set bits per byte, the byte holding the wanted bit, then the bit
+        # within that byte from a table.
+        octets = self.words[word].view(np.uint8).reshape(-1, 8)
+        seen = np.cumsum(_BYTE_BITS[octets], axis=1)
+        byte = np.argmax(seen > within[:, None], axis=1)
+        rows = np.arange(len(byte))
+        before = seen[rows, byte] - _BYTE_BITS[octets[rows, byte]]
+        bit = _BIT_OF_BYTE[octets[rows, byte], within - before]
+        return ((word << 6) + (byte << 3) + bit).reshape(shape)
 
 
 _BYTE_BITS = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.int64)
+# _BIT_OF_BYTE[b, k]: position of the k-th set bit (0-based, lowest first) of byte b.
+_BIT_OF_BYTE = np.array(
+    [
+        [bit for bit in range(8) if byte >> bit & 1] + [0] * (8 - bin(byte).count("1"))
+        for byte in range(256)
+    ],
+    dtype=np.int64,
+)
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
