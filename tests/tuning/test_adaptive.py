@@ -13,7 +13,9 @@ from labelcut.tuning.adaptive import RHOS, TAUS, WEIGHTS, AdaptiveChoice, adapti
 from labelcut.tuning.estimate import FoldPlan
 
 
-def adaptive(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> AdaptiveChoice:
+def adaptive(
+    scores: np.ndarray, targets: np.ndarray, seed: int = 0, weights: tuple[float, ...] = WEIGHTS
+) -> AdaptiveChoice:
     """The strategy with its inputs from the public tune: the fold plan and "shrunk"."""
     plan = FoldPlan.build(torch.from_numpy(targets), seed)
     folds = plan.folds.astype(np.int64)
@@ -31,6 +33,7 @@ def adaptive(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> Adaptive
         folds,
         shrunk(np.arange(len(scores))),
         np.stack(per_fold),
+        weights,
     )
 
 
@@ -158,3 +161,17 @@ def test_torch_input_gives_the_numpy_answer() -> None:
     np.testing.assert_array_equal(from_numpy.thresholds, from_torch.thresholds)
     assert from_numpy.rho == from_torch.rho and from_numpy.tau == from_torch.tau
     assert from_numpy.weight == from_torch.weight
+
+
+def test_a_weight_grid_keeps_the_best_held_out_pair_and_zero_is_shrunk_alone() -> None:
+    scores, targets = calibrated(400, 4, seed=10)
+    grid = (0.0, 0.25, 0.5, 0.75, 1.0)
+    choice = adaptive(scores, targets, weights=grid)
+    assert choice.scores.shape == (len(grid), len(RHOS))
+    assert choice.scores[grid.index(choice.weight), RHOS.index(choice.rho)] == choice.scores.max()
+    default = adaptive(scores, targets)
+    # The default's one row is the grid's w = 1/2 row: the same folds, the same candidates.
+    np.testing.assert_array_equal(default.scores[0], choice.scores[grid.index(0.5)])
+    alone = adaptive(scores, targets, weights=(0.0,))
+    shrunk = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0, estimate=False)
+    np.testing.assert_allclose(alone.mixed, shrunk.thresholds, rtol=1e-9)
