@@ -8,7 +8,10 @@
 4. per label at its final threshold: counts, bootstrap interval
    (:mod:`tuning.bootstrap`) and compact curve (:mod:`tuning.curves`), read
    from the same sorted keys (in step 2 itself under "per_label");
-5. the :class:`TuningResult` (:mod:`tuning.result`).
+5. the :class:`TuningResult` (:mod:`tuning.result`);
+6. beside 3 to 5, on a thread of its own: the cross-fitted estimate
+   (:mod:`tuning.estimate`), from the fold counts step 2 gathered; the diagnosis
+   (:func:`tuning.diagnose`) runs beside everything from the start.
 """
 
 from __future__ import annotations
@@ -223,11 +226,12 @@ class _Tuning:
             if self.needs_shared
             else None
         )
-        # The diagnosis reads only the targets and is needed only at the end: it runs on a
-        # thread of its own beside the sorted pass (its numpy reductions release the GIL).
-        self._diagnosis_pool = ThreadPoolExecutor(max_workers=1)
-        self._diagnosis = self._diagnosis_pool.submit(diagnose, targets)
-        self._diagnosis_pool.shutdown(wait=False)
+        # Work that reads only the inputs and is needed only at the end runs on threads
+        # beside the sorted passes (its numpy calls release the GIL), filling the gaps
+        # where the passes leave a core idle: the diagnosis from the start, the estimate
+        # once the first pass has counted the folds.
+        self._beside = ThreadPoolExecutor(max_workers=2)
+        self._diagnosis = self._beside.submit(diagnose, targets)
         self.folds = None
         if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
             plan = estimate.FoldPlan.build(targets, spec.seed)
@@ -241,8 +245,15 @@ class _Tuning:
             )
 
     def run(self) -> TuningResult:
-        """Steps 2 to 5, in order."""
+        """Steps 2 to 5, in order (step 6, the estimate, beside steps 3 to 5)."""
+        try:
+            return self._run()
+        finally:
+            self._beside.shutdown(wait=False)
+
+    def _run(self) -> TuningResult:
         own, figures = self._own_optima()
+        expected = self._beside.submit(self._estimate)  # needs only the first pass's counts
         pooled, sources = None, None
         if self.needs_shared:
             own, sources, pooled, figures = self._with_shared_threshold(own)
@@ -265,7 +276,7 @@ class _Tuning:
             unstable=None if intervals is None else intervals.unstable,
             diagnosis=self._diagnosis.result(),
             curves=[f["curve"] for f in figures] if self.return_curves else None,
-            estimate=self._estimate(),
+            estimate=expected.result(),
         )
 
     def _estimate(self) -> dict[str, Any] | None:
