@@ -20,6 +20,7 @@ no two distinct scores are ever merged.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 import sys
@@ -423,6 +424,21 @@ def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
     return block_labels, min(threads, n_blocks)
 
 
+def block_bounds(n_samples: int, n_labels: int) -> list[int]:
+    """Label indices where the blocks of :func:`block_plan` start, and ``n_labels``.
+
+    With more than one round of blocks, the last round is cut in halves: the threads
+    take blocks as they finish, so the smaller last blocks even out how long each works.
+    """
+    size, workers = block_plan(n_samples, n_labels)
+    bounds = [*range(0, n_labels, size), n_labels]
+    if workers > 1 and len(bounds) - 1 > workers:
+        tail = bounds[-(workers + 1)]  # where the last round starts
+        halves = np.linspace(tail, n_labels, 2 * workers + 1).round().astype(int).tolist()
+        bounds = bounds[: -(workers + 1)] + halves
+    return sorted(set(bounds))
+
+
 def worker_threads() -> int:
     """Threads for per-label work: ``torch.get_num_threads()``, at most the usable CPUs."""
     try:
@@ -446,13 +462,15 @@ class SortedLabels:
         self.n_samples, self.n_labels = scores.shape
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
         self.block_labels, self.workers = block_plan(self.n_samples, self.n_labels)
+        self._bounds = block_bounds(self.n_samples, self.n_labels)
+        self._stops = dict(itertools.pairwise(self._bounds))  # block start -> stop
         self._kept: dict[int, np.ndarray] = {}
         # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
         # each) spare the second walk every pass over the keys.
         self._kept_candidates: dict[int, Candidates] = {}
 
     def _blocks(self, run: Callable[[int], list[T]]) -> list[T]:
-        starts = range(0, self.n_labels, self.block_labels)
+        starts = self._bounds[:-1]
         if self.workers <= 1 or len(starts) <= 1:
             blocks = [run(start) for start in starts]
         else:
@@ -492,7 +510,7 @@ class SortedLabels:
         """
 
         def run(start: int) -> list[T]:
-            stop = min(start + self.block_labels, self.n_labels)
+            stop = self._stops[start]
             values, labels = label_block(self.scores, self.targets, start, stop)
             keys = pack_keys(values, labels)
             del values, labels
@@ -558,7 +576,7 @@ class SortedLabels:
 
     def keys(self, label: int) -> np.ndarray:
         """The kept sorted keys (n,) of ``label`` (after ``walk(..., keep=True)``)."""
-        start = label - label % self.block_labels
+        start = self._bounds[bisect.bisect_right(self._bounds, label) - 1]
         return self._kept[start][label - start]
 
     def counts_at(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -127,3 +127,15 @@ def test_out_of_fold_group_counts_match_a_dense_count(monkeypatch, score_dtype):
         dense = np.zeros_like(counts)
         np.add.at(dense, groups, expected.astype(np.float64))
         np.testing.assert_array_equal(counts, dense, err_msg=name)
+
+
+@pytest.mark.parametrize(("n", "n_labels"), [(1_000_000, 100), (1_000_000, 33), (300, 7), (10, 1)])
+def test_block_bounds_cover_every_label_once_with_a_finer_last_round(monkeypatch, n, n_labels):
+    monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
+    bounds = _sorted.block_bounds(n, n_labels)
+    size, workers = block_plan(n, n_labels)
+    assert bounds[0] == 0 and bounds[-1] == n_labels and bounds == sorted(set(bounds))
+    sizes = np.diff(bounds)
+    assert sizes.max() <= size
+    if -(-n_labels // size) > workers:  # more than one round: the last one is halved
+        assert len(sizes) > -(-n_labels // size) and sizes[-1] <= -(-size // 2) + 1
