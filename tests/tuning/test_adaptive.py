@@ -175,3 +175,26 @@ def test_a_weight_grid_keeps_the_best_held_out_pair_and_zero_is_shrunk_alone() -
     alone = adaptive(scores, targets, weights=(0.0,))
     shrunk = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0, estimate=False)
     np.testing.assert_allclose(alone.mixed, shrunk.thresholds, rtol=1e-9)
+
+
+def test_large_sets_are_read_through_a_fixed_subset(monkeypatch) -> None:
+    import labelcut.tuning.adaptive as module
+
+    scores, targets = calibrated(3000, 3, seed=11)
+    plan = FoldPlan.build(torch.from_numpy(targets), 0)
+    folds = plan.folds.astype(np.int64)
+    shrunk, fold_shrunk = np.full(3, 0.4), np.full((5, 3), 0.4)
+    whole = adaptive_thresholds(scores, targets, folds, shrunk, fold_shrunk)
+    monkeypatch.setattr(module, "MAX_ROWS", 1000)
+    capped = adaptive_thresholds(scores, targets, folds, shrunk, fold_shrunk)
+    again = adaptive_thresholds(
+        torch.from_numpy(scores), torch.from_numpy(targets), folds, shrunk, fold_shrunk
+    )
+    keep = np.sort(np.random.default_rng(3000).choice(3000, 1000, False))
+    monkeypatch.setattr(module, "MAX_ROWS", 1 << 18)
+    subset = adaptive_thresholds(scores[keep], targets[keep], folds[keep], shrunk, fold_shrunk)
+    # The cap reads exactly that subset, the same from numpy and torch, and changes the
+    # answer only through it (the whole set's thresholds are a different computation).
+    np.testing.assert_array_equal(capped.thresholds, subset.thresholds)
+    np.testing.assert_array_equal(capped.thresholds, again.thresholds)
+    assert whole.thresholds.shape == capped.thresholds.shape
