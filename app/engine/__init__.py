@@ -3,8 +3,8 @@ process, from mergeable statistics, on Dask or in-process.
 
     tune_dataset(source, *, engine="dask", scheduler=None, model_dir=None, device="auto",
                  mode="exact", tune_kwargs=None, progress=None, cancel=None,
-                 partition_rows=DEFAULT_PARTITION_ROWS, n_workers=2) -> TuningResult
-    open_dataset(source, *, model=None, partition_rows=...) -> Dataset   # footers only
+                 partition_rows=None, n_workers=2) -> TuningResult
+    open_dataset(source, *, model=None, partition_rows=None) -> Dataset  # footers only
     read_model_spec(model_dir) -> ModelSpec                              # manifest only
     Progress, Cancelled, DatasetError
 
@@ -15,7 +15,7 @@ reduce one partition; runs on the workers), `local_run` and `dask_run` (the pass
 
 from labelcut.app.engine.base import Cancelled, DatasetError, Progress
 from labelcut.app.engine.dataset import (
-    DEFAULT_PARTITION_ROWS,
+    DEFAULT_PARTITION_BYTES,
     Dataset,
     ModelSpec,
     open_dataset,
@@ -24,7 +24,7 @@ from labelcut.app.engine.dataset import (
 from labelcut.app.engine.tune import ENGINES, MODES, tune_dataset
 
 __all__ = [
-    "DEFAULT_PARTITION_ROWS",
+    "DEFAULT_PARTITION_BYTES",
     "ENGINES",
     "MODES",
     "Cancelled",

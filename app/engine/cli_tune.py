@@ -49,7 +49,8 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
         dest="partition_rows",
         type=int,
         default=None,
-        help="rows per partition at most (default 1048576; a row group is never split)",
+        help="rows per partition at most (default: about 32 MB decoded; a row group is never "
+        "split, small files share a partition)",
     )
 
 
@@ -112,7 +113,7 @@ def cmd_tune_dataset(args: argparse.Namespace, engine: str) -> int:
 def _tune(args: argparse.Namespace, engine: str, settings: Any) -> dict[str, Any]:
     """The report `--out` writes (the printed table is made from it)."""
     from labelcut import tuning
-    from labelcut.app.engine.dataset import DEFAULT_PARTITION_ROWS, open_dataset, read_model_spec
+    from labelcut.app.engine.dataset import open_dataset, read_model_spec
     from labelcut.app.engine.tune import tune_dataset
     from labelcut.app.tune_form import check_options, tune_keywords
 
@@ -148,7 +149,7 @@ def _tune(args: argparse.Namespace, engine: str, settings: Any) -> dict[str, Any
             mode=args.mode or "exact",
             tune_kwargs=kwargs,
             progress=bar.update,
-            partition_rows=args.partition_rows or DEFAULT_PARTITION_ROWS,
+            partition_rows=args.partition_rows,
             n_workers=args.workers,
         )
     report = result.to_dict(label_names=labels)

@@ -3,7 +3,8 @@ columns mean, and its partitions.
 
 Only the Parquet footers are read here (on the client, a few files at a time): the schema
 of every file, checked like today's uploads (`labelcut.app.uploads`), and the row groups,
-grouped into partitions of at most `partition_rows` rows (a row group is never split).
+packed into partitions of at most `partition_rows` rows (default: about
+`DEFAULT_PARTITION_BYTES` decoded; a row group is never split, small files share one).
 The values themselves are checked where a partition is read (`partition.read_partition`).
 
 Columns (the upload format): one 0/1 column per label, named as the label, and either
@@ -26,8 +27,12 @@ from labelcut.app.upload_classes import CLASS_COLUMN
 from labelcut.app.uploads import SCORE_PREFIX
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
-#: Rows per partition: what one worker decodes at once (about 100 MB at 20 labels).
-DEFAULT_PARTITION_ROWS = 1 << 20
+#: What one partition decodes to by default: rows per partition = this / a row's bytes, so
+#: a worker's memory does not depend on the number of labels or features. Small enough to
+#: spread over the workers, large enough that merging statistics stays a small part of the
+#: work (each partition's statistics are merged once).
+DEFAULT_PARTITION_BYTES = 32 << 20
+_PARTITION_ROWS_BOUNDS = (1 << 10, 1 << 22)
 #: Footers read at once (remote stores answer slowly, one request per file).
 _FOOTER_THREADS = 8
 _LISTED = 20  # columns named in one message at most
@@ -68,16 +73,29 @@ class Layout:
 
 
 @dataclass(frozen=True)
-class Partition:
-    """Row groups `row_groups` of file `path` (as the dataset's filesystem names it):
-    `rows` rows starting at row `first_row` (0-based) of that file. `index` is its place in
-    the dataset (file order, then row order): the stable chunk id of its statistics."""
+class Piece:
+    """Row groups `row_groups` of file `path` (as the dataset's filesystem names it): `rows`
+    rows starting at row `first_row` (0-based) of that file."""
 
-    index: int
     path: str
     row_groups: tuple[int, ...]
     first_row: int
     rows: int
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What one task reads: consecutive row groups, of one file or of several small files
+    in a row (`pieces`, in dataset order), at most `partition_rows` rows unless one row
+    group alone is larger. `index` is its place in the dataset (file order, then row
+    order): the stable chunk id of its statistics."""
+
+    index: int
+    pieces: tuple[Piece, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(piece.rows for piece in self.pieces)
 
 
 @dataclass(frozen=True)
@@ -124,7 +142,7 @@ def open_dataset(
     source: str,
     *,
     model: ModelSpec | None = None,
-    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    partition_rows: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> Dataset:
     """Resolve `source` into files, check every file's schema, and cut it into partitions.
@@ -133,18 +151,29 @@ def open_dataset(
     `.` skipped, as Spark and Dask write `_SUCCESS` and `_metadata`), a glob, one file, or
     any of those as an fsspec URL (`s3://bucket/set/`, `memory://...`). Raises
     `DatasetError` naming the file and column at fault."""
-    if partition_rows < 1:
+    if partition_rows is not None and partition_rows < 1:
         raise ValueError(f"partition_rows must be >= 1; got {partition_rows}.")
     fs, files = list_files(source, storage_options)
     footers = _read_footers(fs, files)
     layout = _check_schemas(files, [schema for schema, _ in footers], model)
-    partitions: list[Partition] = []
-    for path, (_, group_rows) in zip(files, footers, strict=True):
-        partitions += _cut(path, group_rows, partition_rows, start_index=len(partitions))
+    limit = partition_rows or default_partition_rows(layout)
+    partitions = _cut(files, [groups for _, groups in footers], limit)
     rows = sum(p.rows for p in partitions)
     if rows == 0:
         raise DatasetError(f"The dataset '{source}' has no rows ({len(files)} file(s), all empty).")
     return Dataset(source, fs, tuple(files), layout, tuple(partitions), rows, model)
+
+
+def default_partition_rows(layout: Layout) -> int:
+    """Rows of about DEFAULT_PARTITION_BYTES decoded: per row, a 1-byte label, and a score
+    (4 or 8 bytes) per label or a float32 per feature plus the float32 scores."""
+    labels = len(layout.labels)
+    if layout.score_columns is not None:
+        row_bytes = labels * (1 + (8 if layout.score_dtype == "float64" else 4))
+    else:
+        row_bytes = labels * 5 + 4 * len(layout.feature_columns or ())
+    low, high = _PARTITION_ROWS_BOUNDS
+    return max(low, min(high, DEFAULT_PARTITION_BYTES // max(row_bytes, 1)))
 
 
 def list_files(source: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, list[str]]:
@@ -212,24 +241,39 @@ def _read_footer(fs: Any, path: str) -> tuple[Any, list[int]]:
     return schema, groups
 
 
-def _cut(path: str, group_rows: list[int], limit: int, *, start_index: int) -> list[Partition]:
-    """A file's row groups as partitions of at most `limit` rows (or one row group)."""
+def _cut(files: Sequence[str], group_rows: Sequence[list[int]], limit: int) -> list[Partition]:
+    """The row groups of all files, in order, packed into partitions of at most `limit`
+    rows (a row group is never split; small files share a partition, which keeps the
+    number of statistics to merge, and so the merge work, proportional to rows / limit)."""
     found: list[Partition] = []
-    groups: list[int] = []
-    first = rows = offset = 0
-    for group, n in enumerate(group_rows):
-        if n == 0:
-            continue
-        if groups and rows + n > limit:
-            found.append(Partition(start_index + len(found), path, tuple(groups), first, rows))
-            groups, rows = [], 0
-        if not groups:
-            first = offset
-        groups.append(group)
-        rows += n
-        offset += n
-    if groups:
-        found.append(Partition(start_index + len(found), path, tuple(groups), first, rows))
+    pieces: list[Piece] = []
+    rows = 0
+
+    def close_partition() -> None:
+        nonlocal pieces, rows
+        if pieces:
+            found.append(Partition(len(found), tuple(pieces)))
+        pieces, rows = [], 0
+
+    for path, groups in zip(files, group_rows, strict=True):
+        offset = 0
+        current: list[int] = []
+        first = 0
+        for group, n in enumerate(groups):
+            if n and rows + n > limit and (pieces or current):
+                if current:
+                    pieces.append(Piece(path, tuple(current), first, offset - first))
+                    current = []
+                close_partition()
+            if n:
+                if not current:
+                    first = offset
+                current.append(group)
+                rows += n
+            offset += n
+        if current:
+            pieces.append(Piece(path, tuple(current), first, offset - first))
+    close_partition()
     return found
 
 

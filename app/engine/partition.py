@@ -10,13 +10,14 @@ the process's own device (`device="auto"`: the worker's GPU where it has one).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from labelcut.app.engine.base import DatasetError
-from labelcut.app.engine.dataset import Layout, Partition
+from labelcut.app.engine.dataset import Layout, Partition, Piece
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -51,46 +52,66 @@ def merge_group(*parts: Any) -> Any:
 def partition_scores(task: PartitionTask) -> tuple[np.ndarray, np.ndarray]:
     """(scores (r, L) float32/float64 in [0, 1], targets (r, L) uint8 0/1) of the partition,
     in label order; features are scored by the bundle. DatasetError names the file, column
-    and row (from 1, within the file) of the first bad value."""
-    table = read_partition(task)
+    and row (from 1, within the file) of the first bad value.
+
+    The arrays are column-major (filled as (L, r), transposed): the statistics work label by
+    label, and take a column-major array without a transposing copy. A piece (one file's
+    row groups) is decoded at a time into them."""
     layout = task.layout
-    part = task.partition
-    # Column-major (r, L) arrays (stacked as (L, r), transposed): the statistics work label
-    # by label, and take a column-major array without a transposing copy.
-    targets = np.stack([_labels(table, part, name) for name in layout.labels]).T
+    rows = task.partition.rows
+    targets = np.empty((len(layout.labels), rows), dtype=np.uint8)
     if layout.score_columns is not None:
-        dtype = np.dtype(layout.score_dtype)
-        scores = np.stack([_scores(table, part, name, dtype) for name in layout.score_columns]).T
-        return scores, targets
+        scores = np.empty((len(layout.labels), rows), dtype=np.dtype(layout.score_dtype))
+        for piece, start, table in _pieces(task):
+            _fill_targets(targets, start, table, piece, layout.labels)
+            for j, name in enumerate(layout.score_columns):
+                scores[j, start : start + piece.rows] = _scores(table, piece, name, scores.dtype)
+        return scores.T, targets.T
     assert layout.feature_columns is not None and task.model_dir is not None
-    features = np.stack([_finite(table, part, name) for name in layout.feature_columns], axis=1)
-    del table
+    features = np.empty((len(layout.feature_columns), rows), dtype=np.float32)
+    for piece, start, table in _pieces(task):
+        _fill_targets(targets, start, table, piece, layout.labels)
+        for j, name in enumerate(layout.feature_columns):
+            features[j, start : start + piece.rows] = _finite(table, piece, name)
     model = cached_model(task.model_dir, task.device)
-    inputs = features.reshape(len(features), *model.input_shape)
+    inputs = np.ascontiguousarray(features.T).reshape(rows, *model.input_shape)
+    del features
     from labelcut.app.scoring import score_inputs
 
-    return score_inputs(model, inputs), targets
+    return score_inputs(model, inputs), targets.T
 
 
-def read_partition(task: PartitionTask) -> Any:  # -> pyarrow.Table
-    """The partition's row groups, only the columns the layout uses."""
+def _pieces(task: PartitionTask) -> Iterator[tuple[Piece, int, Any]]:
+    """(piece, its first row within the partition, its table) for each piece in turn."""
+    start = 0
+    for piece in task.partition.pieces:
+        yield piece, start, read_piece(task.fs, piece, task.layout.columns)
+        start += piece.rows
+
+
+def _fill_targets(
+    targets: np.ndarray, start: int, table: Any, piece: Piece, labels: tuple[str, ...]
+) -> None:
+    for j, name in enumerate(labels):
+        targets[j, start : start + piece.rows] = _labels(table, piece, name)
+
+
+def read_piece(fs: Any, piece: Piece, columns: list[str]) -> Any:  # -> pyarrow.Table
+    """One file's row groups of a partition, only the columns the layout uses."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    part = task.partition
     try:
-        with task.fs.open(part.path, "rb") as fh:
-            table = pq.ParquetFile(fh).read_row_groups(
-                list(part.row_groups), columns=task.layout.columns
-            )
+        with fs.open(piece.path, "rb") as fh:
+            table = pq.ParquetFile(fh).read_row_groups(list(piece.row_groups), columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DatasetError(
-            f"File '{part.path}' cannot be read (row groups {_span(part.row_groups)}): {exc}"
+            f"File '{piece.path}' cannot be read (row groups {_span(piece.row_groups)}): {exc}"
         ) from None
-    if table.num_rows != part.rows:
+    if table.num_rows != piece.rows:
         raise DatasetError(
-            f"File '{part.path}' row groups {_span(part.row_groups)} hold {table.num_rows} rows; "
-            f"its footer declares {part.rows}."
+            f"File '{piece.path}' row groups {_span(piece.row_groups)} hold {table.num_rows} "
+            f"rows; its footer declares {piece.rows}."
         )
     return table
 
@@ -111,11 +132,11 @@ def _span(groups: tuple[int, ...]) -> str:
     return str(groups[0]) if len(groups) == 1 else f"{groups[0]}-{groups[-1]}"
 
 
-def _where(part: Partition, index: int) -> str:
+def _where(part: Piece, index: int) -> str:
     return f"row {part.first_row + index + 1} of file '{part.path}'"
 
 
-def _column(table: Any, part: Partition, name: str, dtype: np.dtype) -> np.ndarray:
+def _column(table: Any, part: Piece, name: str, dtype: np.dtype) -> np.ndarray:
     import pyarrow.compute as pc
 
     column = table.column(name)
@@ -125,7 +146,7 @@ def _column(table: Any, part: Partition, name: str, dtype: np.dtype) -> np.ndarr
     return column.to_numpy().astype(dtype, copy=False)
 
 
-def _finite(table: Any, part: Partition, name: str) -> np.ndarray:
+def _finite(table: Any, part: Piece, name: str) -> np.ndarray:
     values = _column(table, part, name, np.dtype(np.float32))
     bad = ~np.isfinite(values)
     if bad.any():
@@ -136,7 +157,7 @@ def _finite(table: Any, part: Partition, name: str) -> np.ndarray:
     return values
 
 
-def _scores(table: Any, part: Partition, name: str, dtype: np.dtype) -> np.ndarray:
+def _scores(table: Any, part: Piece, name: str, dtype: np.dtype) -> np.ndarray:
     values = _column(table, part, name, dtype)
     bad = ~((values >= 0) & (values <= 1))  # NaN fails both comparisons
     if bad.any():
@@ -148,7 +169,7 @@ def _scores(table: Any, part: Partition, name: str, dtype: np.dtype) -> np.ndarr
     return values
 
 
-def _labels(table: Any, part: Partition, name: str) -> np.ndarray:
+def _labels(table: Any, part: Piece, name: str) -> np.ndarray:
     values = _column(table, part, name, np.dtype(np.float64))
     bad = ~((values == 0) | (values == 1))
     if bad.any():

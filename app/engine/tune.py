@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labelcut.app.engine.base import Progress
-from labelcut.app.engine.dataset import DEFAULT_PARTITION_ROWS, open_dataset, read_model_spec
+from labelcut.app.engine.dataset import open_dataset, read_model_spec
 from labelcut.app.engine.partition import PartitionTask
 from labelcut.app.engine.progress import Tracker
 
@@ -31,7 +31,7 @@ def tune_dataset(
     tune_kwargs: dict[str, Any] | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
-    partition_rows: int = DEFAULT_PARTITION_ROWS,
+    partition_rows: int | None = None,
     n_workers: int = 2,
     storage_options: dict[str, Any] | None = None,
 ) -> Any:  # -> labelcut.tuning.TuningResult
@@ -46,7 +46,8 @@ def tune_dataset(
     `tune_kwargs`: `tune_thresholds`' keyword arguments (objective, strategy, n_bootstrap,
     ...); `label_names` defaults to the dataset's labels. `progress` is called after every
     partition; setting `cancel` raises `Cancelled` before the next partition.
-    `partition_rows`: rows per partition at most (a Parquet row group is never split).
+    `partition_rows`: rows per partition at most (default: about 32 MB decoded; a Parquet
+    row group is never split, small files share a partition).
 
     Raises `DatasetError` for a bad dataset (naming file, column, row), ValueError for bad
     options or a bad bundle, `Cancelled`, and ConnectionError for an unreachable scheduler.

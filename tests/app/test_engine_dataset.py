@@ -78,15 +78,24 @@ def test_an_fsspec_memory_url_is_read_through_its_filesystem():
         fs.rm("/engine-test", recursive=True)
 
 
-def test_partitions_group_row_groups_up_to_the_limit_without_splitting_one(tmp_path):
+def test_partitions_pack_row_groups_up_to_the_limit_across_files(tmp_path):
     table, scores, _ = _scores_table(n=100)
     write_dataset(tmp_path / "set", table, cuts=[70], row_group_rows=10)
     dataset = open_dataset(str(tmp_path / "set"), partition_rows=25)
-    # File 0: 7 groups of 10 -> 20, 20, 20, 10; file 1: 3 groups -> 20, 10.
-    assert [p.rows for p in dataset.partitions] == [20, 20, 20, 10, 20, 10]
-    assert [p.first_row for p in dataset.partitions] == [0, 20, 40, 60, 0, 20]
-    assert [p.index for p in dataset.partitions] == list(range(6))
+    # 7 + 3 row groups of 10 rows, two to a partition; the fourth spans both files.
+    assert [p.rows for p in dataset.partitions] == [20, 20, 20, 20, 20]
+    assert [p.index for p in dataset.partitions] == list(range(5))
+    spanning = dataset.partitions[3].pieces
+    assert [(piece.path.rsplit("/", 1)[-1], piece.row_groups, piece.first_row, piece.rows)
+            for piece in spanning] == [("part-000.parquet", (6,), 60, 10),
+                                       ("part-001.parquet", (0,), 0, 10)]  # fmt: skip
+    assert dataset.partitions[4].pieces[0].first_row == 10
     np.testing.assert_array_equal(_all_scores(dataset)[0], scores)
+    # A row group larger than the limit is a partition of its own, never split.
+    whole = open_dataset(str(tmp_path / "set"), partition_rows=5)
+    assert [p.rows for p in whole.partitions] == [10] * 10
+    # Small files share a partition.
+    assert [p.rows for p in open_dataset(str(tmp_path / "set")).partitions] == [100]
 
 
 def test_labels_follow_the_model_when_one_is_given(tmp_path):
