@@ -143,8 +143,13 @@ def spread_folds(
     n_samples, n_labels = targets.shape
     rows = max(1, (1 << 21) // n_labels)
     if support is None:
+        # A chunk's counts fit uint16 below 2**16 rows: a narrower sum, less memory traffic.
+        count_type = np.uint16 if rows < 1 << 16 else np.int64
         support = _in_chunks(
-            n_samples, rows, lambda c: _zero_one(targets, c).sum(0, dtype=np.int64), _sum
+            n_samples,
+            rows,
+            lambda c: _zero_one(targets, c).sum(0, dtype=count_type).astype(np.int64),
+            _sum,
         )
     # A row's rarity is the smallest rank (by support) among its labels, n_labels for a
     # row without one: n_labels minus the largest of the weights n_labels - rank over its
