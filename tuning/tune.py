@@ -234,7 +234,11 @@ class _Tuning:
         self._diagnosis = self._beside.submit(diagnose, targets)
         self.folds = None
         if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
-            plan = estimate.FoldPlan.build(targets, spec.seed)
+            try:
+                plan = estimate.FoldPlan.build(targets, spec.seed)
+            except BaseException:
+                self._beside.shutdown(wait=False)
+                raise
             self.folds = estimate.FoldTuning(
                 plan,
                 spec,
