@@ -5,7 +5,7 @@ Only the Parquet footers are read here (on the client, a few files at a time): t
 of every file, checked like today's uploads (`labelcut.app.uploads`), and the row groups,
 packed into partitions of at most `partition_rows` rows (default: about
 `DEFAULT_PARTITION_BYTES` decoded; a row group is never split, small files share one).
-The values themselves are checked where a partition is read (`partition.read_partition`).
+The values themselves are checked where a partition is read (`partition.partition_scores`).
 
 Columns (the upload format): one 0/1 column per label, named as the label, and either
 `score:<label>` columns (probabilities in [0, 1]) or feature columns, which need a model
