@@ -185,13 +185,22 @@ class PooledCounts:
         self._lock = threading.Lock()
 
     def add(self, candidates: _sorted.Candidates) -> None:
-        """Add one label's counts at each edge (a binary search of the edges in its keys)."""
-        first = np.searchsorted(candidates.keys, self._edge_keys(candidates.keys.dtype))
+        """Add one label's counts at each edge (a binary search of the edges in its keys).
+
+        Edges at or below the label's lowest key count all its rows, edges above its
+        highest none: only the edges between are searched.
+        """
+        keys = candidates.keys
+        edge_keys = self._edge_keys(keys.dtype)
+        low, high = np.searchsorted(edge_keys, keys[[0, -1]], side="right").tolist()
+        first = np.searchsorted(keys, edge_keys[low:high])
         tp = candidates.positives - candidates.positives_before(first)
         pp = candidates.n_samples - first
         with self._lock:
-            self.true_positives[:-1] += tp
-            self.predicted_positives[:-1] += pp
+            self.true_positives[:low] += candidates.positives
+            self.predicted_positives[:low] += candidates.n_samples
+            self.true_positives[low:high] += tp
+            self.predicted_positives[low:high] += pp
 
     def _edge_keys(self, key_dtype: np.dtype) -> np.ndarray:
         """Edge bit patterns as keys (``bits << 1``): the first key of each bucket."""

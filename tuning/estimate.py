@@ -255,6 +255,7 @@ class FoldTuning:
         edge_keys = None
         if self.pooled is not None:
             edge_keys = self.pooled.bucketing.edge_bits[self.edges].astype(keys.dtype) << 1
+            low, high = np.searchsorted(edge_keys, keys[[0, -1]], side="right").tolist()
         flags = np.empty(max((len(s) for s in segments), default=0), dtype=np.uint8)
         uppers, lowers, has_lower = [], [], []
         for fold, segment in enumerate(segments):
@@ -285,10 +286,14 @@ class FoldTuning:
             lowers.append(values[below - 1] if below else 0.0)
             has_lower.append(below > 0)
             if edge_keys is not None:
-                edge_tp, edge_pp = counts(edge_keys)
+                # Edges at or below the label's lowest key count every row of the fold,
+                # edges above its highest none: only those between are searched.
+                inner_tp, inner_pp = counts(edge_keys[low:high])
                 with self._lock:
-                    self.fold_tp[fold, :-1] += edge_tp
-                    self.fold_pp[fold, :-1] += edge_pp
+                    self.fold_tp[fold, :low] += rank.total
+                    self.fold_pp[fold, :low] += len(segment)
+                    self.fold_tp[fold, low:high] += inner_tp
+                    self.fold_pp[fold, low:high] += inner_pp
         self.own[:, label] = _search.midpoint_thresholds(
             np.array(uppers), np.array(lowers), np.array(has_lower), self.score_dtype
         )
