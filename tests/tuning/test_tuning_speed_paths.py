@@ -139,3 +139,29 @@ def test_block_bounds_cover_every_label_once_with_a_finer_last_round(monkeypatch
     assert sizes.max() <= size
     if -(-n_labels // size) > workers:  # more than one round: the last one is halved
         assert len(sizes) > -(-n_labels // size) and sizes[-1] <= -(-size // 2) + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooled_edge_counts_match_a_count_at_every_edge(dtype):
+    from labelcut.tuning import _shared
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    columns = [
+        rng.uniform(0.4, 0.6, n),  # a narrow range: most edges lie outside it
+        rng.random(n) ** 8,  # down to tiny scores
+        np.full(n, 0.25),  # one value, exactly on an edge
+        np.where(rng.random(n) < 0.5, 0.0, 1.0),  # only the ends
+    ]
+    scores = np.stack(columns, axis=1).astype(dtype)
+    targets = rng.random(scores.shape) < 0.3
+    sorted_labels = _sorted.SortedLabels(torch.from_numpy(scores), torch.from_numpy(targets))
+    counts = _shared.PooledCounts(_shared.Bucketing.of(sorted_labels.float_dtype))
+    sorted_labels.walk(lambda _label, candidates: counts.add(candidates))
+    edges = _sorted.bits_to_float(counts.bucketing.edge_bits, sorted_labels.float_dtype)
+    flat, truth = scores.astype(np.float64).ravel(), targets.ravel()
+    order = np.argsort(flat)
+    at = np.searchsorted(flat[order], edges, side="left")  # first score >= each edge
+    above_truth = np.concatenate((np.cumsum(truth[order][::-1])[::-1], [0]))
+    np.testing.assert_array_equal(counts.predicted_positives[:-1], len(flat) - at)
+    np.testing.assert_array_equal(counts.true_positives[:-1], above_truth[at])
