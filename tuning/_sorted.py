@@ -83,6 +83,37 @@ def label_block(
     return values, labels
 
 
+def packed_block(scores: torch.Tensor, targets: torch.Tensor, start: int, stop: int) -> np.ndarray:
+    """The unsorted sort keys ``(C, n)`` of labels ``start:stop`` of ``(n, L)`` inputs.
+
+    :func:`label_block` and :func:`pack_keys` in one pass: each tile of rows is
+    transposed straight into the keys, shifted (as unsigned, so -0.0 and 0.0 give one
+    key) and OR-ed with its targets, so no float or target copy of the block is made.
+    """
+    float_dtype, key_dtype = work_dtypes(scores.dtype)
+    block = scores[:, start:stop].cpu()
+    if block.dtype == torch.bfloat16:
+        block = block.to(torch.float32)
+    source = block.numpy()
+    if source.dtype != float_dtype:  # float16: widened (exactly) first
+        source = source.astype(float_dtype)
+    unsigned = np.uint32 if key_dtype == np.int32 else np.uint64
+    bits = source.view(unsigned)
+    labels = targets[:, start:stop].cpu().numpy()
+    if labels.dtype not in (np.bool_, np.uint8):
+        labels = labels != 0
+    n_samples, n_labels = bits.shape
+    keys = np.empty((n_labels, n_samples), dtype=key_dtype)
+    written = keys.view(unsigned)
+    for row in range(0, n_samples, _TILE_ROWS):
+        tile = slice(row, row + _TILE_ROWS)
+        out = written[:, tile]
+        out[...] = bits[tile].T
+        out <<= 1
+        np.bitwise_or(out, labels[tile].T, out=out)
+    return keys
+
+
 def pack_keys(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Turn float ``values`` in [0, 1] and 0/1 ``labels`` into sort keys, in place.
 
@@ -511,9 +542,7 @@ class SortedLabels:
 
         def run(start: int) -> list[T]:
             stop = self._stops[start]
-            values, labels = label_block(self.scores, self.targets, start, stop)
-            keys = pack_keys(values, labels)
-            del values, labels
+            keys = packed_block(self.scores, self.targets, start, stop)
             if segments is not None and segment_handle is not None:
                 return self._with_segments(start, keys, segments, keep, handle, segment_handle)
             keys.sort(axis=1)

@@ -165,3 +165,22 @@ def test_pooled_edge_counts_match_a_count_at_every_edge(dtype):
     above_truth = np.concatenate((np.cumsum(truth[order][::-1])[::-1], [0]))
     np.testing.assert_array_equal(counts.predicted_positives[:-1], len(flat) - at)
     np.testing.assert_array_equal(counts.true_positives[:-1], above_truth[at])
+
+
+SCORE_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("score_dtype", SCORE_DTYPES)
+@pytest.mark.parametrize("target_dtype", [torch.bool, torch.uint8, torch.int64, torch.float32])
+def test_packed_block_equals_the_copy_then_pack(score_dtype, target_dtype):
+    rng = np.random.default_rng(12)
+    scores = rng.random((5000, 7))
+    scores[::7, 2], scores[::5, 3], scores[::3, 4] = -0.0, 0.0, 1.0
+    targets = rng.random((5000, 7)) < 0.4
+    score_tensor = torch.from_numpy(scores).to(score_dtype)
+    target_tensor = torch.from_numpy(targets).to(target_dtype)
+    values, labels = _sorted.label_block(score_tensor, target_tensor, 1, 6)
+    expected = pack_keys(values, labels)
+    found = _sorted.packed_block(score_tensor, target_tensor, 1, 6)
+    assert found.dtype == expected.dtype
+    np.testing.assert_array_equal(found, expected)
