@@ -10,6 +10,7 @@ import time
 import pytest
 
 from labelcut.app import jobs as jobs_module
+from labelcut.app.engine import dataset as engine_dataset
 from labelcut.app.store.jobs import JobStore
 
 from ..support.inprocess import app_client, wait_ready
@@ -26,6 +27,10 @@ def many_partitions(tmp_path_factory):
 @pytest.fixture
 def client(tmp_path, many_partitions, monkeypatch):
     monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
+    # One file per partition (the engine packs small files into ~32 MB partitions; a row
+    # group is never split, so a limit of 1 row keeps each file whole and alone), so
+    # the 300 files are 300 partitions to watch and cancel between.
+    monkeypatch.setattr(engine_dataset, "default_partition_rows", lambda layout: 1)
     root, _ = many_partitions
     with app_client(tmp_path / "data", data_sources=[str(root)]) as c:
         wait_ready(c)
@@ -102,6 +107,7 @@ def test_with_a_dask_scheduler_source_jobs_run_on_its_cluster(tmp_path, monkeypa
     (an in-process LocalCluster here), with the thresholds of the local engine."""
     distributed = pytest.importorskip("distributed")
     monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
+    monkeypatch.setattr(engine_dataset, "default_partition_rows", lambda layout: 1)
     root = tmp_path / "roots"
     dataset = write_score_dataset(root / "yeast", files=3)
     form = {"n_bootstrap": "0", "estimate": "false", "activate": "false"}
