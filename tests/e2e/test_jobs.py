@@ -88,7 +88,8 @@ def test_a_source_dataset_tunes_as_its_rows_uploaded(tmp_path):
             assert done["state"] == "succeeded", done
             same_set(sync, done["result"])
             progress = done["progress"]
-            assert progress["partitions_done"] == progress["partitions"] == 4
+            # Small files share a partition (about 32 MB decoded each): 4 tiny files, one.
+            assert progress["partitions_done"] == progress["partitions"] == 1
             assert progress["rows_done"] == progress["rows"] == 917
             stored = lc.get(done["threshold_set_id"])
             assert stored["threshold_set"]["data_sha256"] == "unknown"
