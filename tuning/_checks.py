@@ -36,8 +36,8 @@ OBJECTIVES: tuple[str, ...] = (
 CONSTRAINED_OBJECTIVES: frozenset[str] = frozenset({"recall_at_precision", "precision_at_recall"})
 #: Objectives tuned by the modules of issue 18 (``costs``, ``micro``) rather than the core search.
 JOINT_OBJECTIVES: frozenset[str] = frozenset({"micro_f1", "micro_fbeta"})
-STRATEGIES: tuple[str, ...] = ("shrunk", "per_label", "global")
-DEFAULT_STRATEGY = "shrunk"
+STRATEGIES: tuple[str, ...] = ("adaptive", "shrunk", "per_label", "global")
+DEFAULT_STRATEGY = "adaptive"
 DECISION_RULES: tuple[str, ...] = ("threshold", "at_least_one", "exactly_one", "top_k", "abstain")
 #: Positives at which a label's own threshold and the shared one weigh the same ("shrunk").
 SHRINKAGE_POSITIVES = 6.0
@@ -246,9 +246,10 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         "strategy",
         "str",
         DEFAULT_STRATEGY,
-        "shrunk: per-label thresholds pulled toward one shared threshold as a label's "
-        "positives get fewer; per_label: each label's own optimum; global: one shared "
-        "threshold.",
+        "adaptive: a calibrated plug-in optimum averaged with shrunk, pulled toward 0.5 as "
+        "far as held-out folds say (objective f1; shrunk otherwise); shrunk: per-label "
+        "thresholds pulled toward one shared threshold as a label's positives get fewer; "
+        "per_label: each label's own optimum; global: one shared threshold.",
         choices=STRATEGIES,
     ),
     Parameter(

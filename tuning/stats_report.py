@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from labelcut.tuning import _checks, estimate
+from labelcut.tuning import _checks, estimate, objectives
 from labelcut.tuning.diagnosis import MAX_PAIRS, MULTICLASS_SHARE, _messages
 
 #: Why a tune from statistics carries no cross-fitted estimate.
@@ -56,6 +57,11 @@ def check_tune_kwargs(
         )
     arguments = {**defaults, **tune_kwargs}
     spec = _checks.check_spec(**{name: arguments[name] for name in _SPEC_ARGUMENTS})
+    if spec.strategy == "adaptive" and spec.objective == "f1" and not objectives.handles(spec):
+        # "adaptive" chooses on the rows' folds, which statistics do not keep: it runs as
+        # "shrunk" (its other half), and the result's strategy says "shrunk". (With other
+        # objectives "adaptive" is "shrunk" in tune_thresholds too, and keeps its name.)
+        spec = replace(spec, strategy="shrunk")
     _checks.resolve_device(arguments["device"])  # checked; statistics are tuned on the CPU
     return_curves = arguments["return_curves"]
     if not isinstance(return_curves, bool):

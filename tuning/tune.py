@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcut.tuning import _checks, _search, _shared, bootstrap, curves, estimate, objectives
+from labelcut.tuning import (
+    _checks,
+    _search,
+    _shared,
+    adaptive,
+    bootstrap,
+    curves,
+    estimate,
+    objectives,
+)
 from labelcut.tuning._checks import DEFAULT_STRATEGY, DEFAULT_THRESHOLD, SHRINKAGE_POSITIVES
 from labelcut.tuning._sorted import Candidates, SortedLabels
 from labelcut.tuning.diagnosis import diagnose
@@ -233,7 +242,10 @@ class _Tuning:
         self._beside = ThreadPoolExecutor(max_workers=2)
         self._diagnosis = self._beside.submit(diagnose, targets)
         self.folds = None
-        if spec.estimate and scores.shape[0] >= estimate.MIN_ROWS:
+        # "adaptive" (objective f1 only; "shrunk" otherwise) chooses on the estimate's folds.
+        self.adaptive = spec.strategy == "adaptive" and spec.objective == "f1"
+        self.choice: adaptive.AdaptiveChoice | None = None
+        if (spec.estimate or self.adaptive) and scores.shape[0] >= estimate.MIN_ROWS:
             try:
                 plan = estimate.FoldPlan.build(targets, spec.seed)
             except BaseException:
@@ -257,10 +269,15 @@ class _Tuning:
 
     def _run(self) -> TuningResult:
         own, figures = self._own_optima()
-        expected = self._beside.submit(self._estimate)  # needs only the first pass's counts
+        # The estimate needs only the first pass's counts, but "adaptive" estimates its own
+        # rule, known once its choice is made (it is then submitted from there).
+        self._expected = None if self.adaptive else self._beside.submit(self._estimate)
         pooled, sources = None, None
         if self.needs_shared:
             own, sources, pooled, figures = self._with_shared_threshold(own)
+        if self._expected is None:
+            self._expected = self._beside.submit(self._estimate)
+        expected = self._expected
         shared = pooled.threshold if pooled is not None and pooled.status == "ok" else None
         intervals = self._intervals(figures, pooled, shared)
         return TuningResult.from_outcomes(
@@ -289,8 +306,11 @@ class _Tuning:
             return None
         if self.folds is None:
             return estimate.unavailable(self.scores.shape[1])
+        fold_thresholds = (
+            self.choice.fold_thresholds if self.choice is not None else self.folds.thresholds()
+        )
         return estimate.estimate_from_thresholds(
-            self.scores, self.targets, self.folds.plan, self.folds.thresholds(), self.spec.seed
+            self.scores, self.targets, self.folds.plan, fold_thresholds, self.spec.seed
         )
 
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
@@ -359,6 +379,18 @@ class _Tuning:
             statuses=own.statuses,
             constrained=spec.constrained,
         )
+        if self.adaptive and self.folds is not None:
+            # combine() gave the "shrunk" thresholds; the folds' own come from the pass.
+            self.choice = adaptive.adaptive_thresholds(
+                self.scores,
+                self.targets,
+                self.folds.plan.folds,
+                thresholds,
+                self.folds.thresholds(),
+            )
+            thresholds = self.choice.thresholds
+            sources = ["adaptive"] * len(thresholds)
+            self._expected = self._beside.submit(self._estimate)
         figures = self._final_figures(thresholds, shared)
         true_positives, predicted_positives = self._counts_at(thresholds, figures)
         final = replace(

@@ -23,7 +23,7 @@ def test_tune_prints_a_table_and_writes_json(tmp_path, capsys):
     for label in model.labels:
         assert label in printed
     assert "macro_f1: tuned" in printed
-    assert "shrunk" in printed and "interval" in printed
+    assert "adaptive" in printed and "interval" in printed
     report = json.loads(out.read_text())
     with np.load(YEAST_TEST) as z:
         expected = tuning.tune_thresholds(model.predict_proba(z["X"]), z["Y"])

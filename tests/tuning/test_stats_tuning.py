@@ -153,9 +153,19 @@ def test_bfloat16_and_torch_inputs() -> None:
 
 def test_many_labels() -> None:
     scores, targets = make_data(6, n=300, n_labels=120)
-    expected = tune_thresholds(scores, targets, n_bootstrap=0, estimate=False)
-    got = tune_statistics(reduce_over_chunks(scores, targets, 3, 0), n_bootstrap=0, estimate=False)
+    kwargs = dict(strategy="shrunk", n_bootstrap=0, estimate=False)
+    expected = tune_thresholds(scores, targets, **kwargs)
+    got = tune_statistics(reduce_over_chunks(scores, targets, 3, 0), **kwargs)
     assert_same_thresholds(expected, got)
+
+
+def test_the_default_adaptive_runs_as_shrunk_from_statistics_and_says_so() -> None:
+    """ "adaptive" chooses on the rows' folds, which statistics do not keep."""
+    scores, targets = make_data(7, n=400, n_labels=5)
+    shrunk = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0, estimate=False)
+    got = tune_statistics(reduce_over_chunks(scores, targets, 3, 0), n_bootstrap=0)
+    assert got.strategy == "shrunk" and got.params["strategy"] == "shrunk"
+    assert_same_thresholds(shrunk, got)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

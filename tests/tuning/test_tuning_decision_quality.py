@@ -97,14 +97,15 @@ def test_global_hand_computed():
 # shrunk: the default
 
 
-def test_shrunk_is_the_default_and_follows_its_rule():
-    assert DEFAULT_STRATEGY == "shrunk" and STRATEGIES == ("shrunk", "per_label", "global")
+def test_adaptive_is_the_default_and_shrunk_follows_its_rule():
+    assert DEFAULT_STRATEGY == "adaptive"
+    assert STRATEGIES == ("adaptive", "shrunk", "per_label", "global")
     rng = np.random.default_rng(3)
     scores = rng.random((400, 4))
     targets = rng.random((400, 4)) < scores * np.array([1.0, 0.1, 0.02, 0.0])
     own = tune_thresholds(scores, targets, strategy="per_label", n_bootstrap=0)
     shared = tune_thresholds(scores, targets, strategy="global", n_bootstrap=0).global_threshold
-    result = tune_thresholds(scores, targets, n_bootstrap=0)
+    result = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0)
     assert result.strategy == "shrunk" and result.global_threshold == shared
     support = targets.sum(axis=0)
     for j in range(4):
@@ -130,9 +131,9 @@ def test_shrinkage_zero_is_per_label_and_huge_is_global():
     scores = rng.random((300, 3))
     targets = rng.random((300, 3)) < scores * 0.3
     own = tune_thresholds(scores, targets, strategy="per_label", n_bootstrap=0)
-    zero = tune_thresholds(scores, targets, shrinkage=0, n_bootstrap=0)
+    zero = tune_thresholds(scores, targets, strategy="shrunk", shrinkage=0, n_bootstrap=0)
     assert np.array_equal(zero.thresholds, own.thresholds)
-    huge = tune_thresholds(scores, targets, shrinkage=1e12, n_bootstrap=0)
+    huge = tune_thresholds(scores, targets, strategy="shrunk", shrinkage=1e12, n_bootstrap=0)
     np.testing.assert_allclose(huge.thresholds, huge.global_threshold, rtol=1e-6)
 
 
@@ -171,7 +172,8 @@ def test_bootstrap_is_seeded_and_can_be_turned_off():
     assert np.all(first.threshold_interval[:, 0] <= first.threshold_interval[:, 1])
     entry = first.to_dict()["per_label"][0]
     assert len(entry["threshold_interval"]) == 2 and isinstance(entry["unstable"], bool)
-    off = tune_thresholds(scores, targets, n_bootstrap=0)
+    # The same seed: under the default ("adaptive") it also picks the folds chosen on.
+    off = tune_thresholds(scores, targets, n_bootstrap=0, seed=3)
     assert off.threshold_interval is None and off.to_dict()["per_label"][0]["f1_interval"] is None
     assert np.array_equal(off.thresholds, first.thresholds)  # the bootstrap never moves them
 
@@ -327,7 +329,7 @@ def test_decision_rules_reject_bad_arguments():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"strategy": "local"}, "strategy must be one of shrunk, per_label, global"),
+        ({"strategy": "local"}, "strategy must be one of adaptive, shrunk, per_label, global"),
         ({"shrinkage": -1}, "shrinkage must be"),
         ({"n_bootstrap": -1}, "n_bootstrap must be an integer"),
         ({"n_bootstrap": 2.5}, "n_bootstrap must be an integer"),
