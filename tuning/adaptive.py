@@ -69,7 +69,7 @@ MAX_BINS = 1024
 SCORE_EPS = 1e-6
 NEWTON_STEPS = 30
 #: Validation sets above this many rows are read through a fixed random subset of it.
-MAX_ROWS = 1 << 18
+MAX_ROWS = 1 << 17
 _LOGIT_EPS = 1e-9
 _ROWS_PER_CHUNK = 1 << 15
 
