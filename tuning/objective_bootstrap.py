@@ -27,7 +27,7 @@ returns None when ``n_bootstrap`` is 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -155,11 +155,27 @@ def cost_intervals(
     dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
+    return cost_intervals_from_cuts(
+        labels, dtype, cost_fp, cost_fn, thresholds, n_bootstrap, seed, confidence
+    )
+
+
+def cost_intervals_from_cuts(
+    cuts: Iterable[LabelCuts],
+    dtype: np.dtype,
+    cost_fp: np.ndarray,
+    cost_fn: np.ndarray,
+    thresholds: np.ndarray,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+) -> ObjectiveIntervals:
+    """:func:`cost_intervals` from each label's cuts (read from rows or from statistics)."""
     rep_thresholds = np.empty((n_bootstrap, len(thresholds)))
     rep_cost = np.empty((n_bootstrap, len(thresholds)))
-    for j, cuts in enumerate(labels):
-        reported = cuts.cut_at(thresholds[j])
-        groups = label_groups(cuts, dtype, [reported])
+    for j, label in enumerate(cuts):
+        reported = label.cut_at(thresholds[j])
+        groups = label_groups(label, dtype, [reported])
         at = groups.position(reported)
         row = 0
         for tp, pp, positives in draw_blocks(groups, j, n_bootstrap, seed):
@@ -193,12 +209,28 @@ def micro_intervals(
     dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
+    return micro_intervals_from_cuts(
+        labels, dtype, thresholds, beta, n_bootstrap, seed, confidence, max_iterations
+    )
+
+
+def micro_intervals_from_cuts(
+    cuts: Iterable[LabelCuts],
+    dtype: np.dtype,
+    thresholds: np.ndarray,
+    beta: float,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+    max_iterations: int = 100,
+) -> ObjectiveIntervals:
+    """:func:`micro_intervals` from each label's cuts (read from rows or from statistics)."""
     gain = 1.0 + beta * beta
     beta2 = beta * beta
     groups, reported = [], []
-    for cuts, threshold in zip(labels, thresholds, strict=True):
-        cut = cuts.cut_at(threshold)
-        groups.append(label_groups(cuts, dtype, [cut]))
+    for label, threshold in zip(cuts, thresholds, strict=True):
+        cut = label.cut_at(threshold)
+        groups.append(label_groups(label, dtype, [cut]))
         reported.append(groups[-1].position(cut))
     streams = [draw_blocks(g, j, n_bootstrap, seed) for j, g in enumerate(groups)]
     rep_thresholds = np.empty((n_bootstrap, len(groups)))
@@ -247,15 +279,34 @@ def abstain_intervals(
     reported band ``[lower, upper)``, with the rules of :func:`tuning.abstain.tune_abstain`
     (a replicate where no cut meets a target takes that side's empty threshold;
     ``wilson_confidence`` is tune_abstain's ``wilson_confidence``)."""
-    z = None if wilson_confidence is None else NormalDist().inv_cdf(wilson_confidence)
     dtype, labels = _labels(scores, targets, n_bootstrap, confidence)
     if n_bootstrap == 0:
         return None
+    return abstain_intervals_from_cuts(
+        labels, dtype, lower, upper, target, npv_target, wilson_confidence,
+        n_bootstrap, seed, confidence,
+    )  # fmt: skip
+
+
+def abstain_intervals_from_cuts(
+    cuts: Iterable[LabelCuts],
+    dtype: np.dtype,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    target: float,
+    npv_target: float,
+    wilson_confidence: float | None,
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+) -> ObjectiveIntervals:
+    """:func:`abstain_intervals` from each label's cuts (read from rows or from statistics)."""
+    z = None if wilson_confidence is None else NormalDist().inv_cdf(wilson_confidence)
     shape = (n_bootstrap, len(upper))
     rep_upper, rep_lower, rep_share = np.empty(shape), np.empty(shape), np.empty(shape)
-    for j, cuts in enumerate(labels):
-        hi_cut, lo_cut = cuts.cut_at(upper[j]), cuts.cut_at(lower[j])
-        groups = label_groups(cuts, dtype, [hi_cut, lo_cut])
+    for j, label in enumerate(cuts):
+        hi_cut, lo_cut = label.cut_at(upper[j]), label.cut_at(lower[j])
+        groups = label_groups(label, dtype, [hi_cut, lo_cut])
         hi_at, lo_at = groups.position(hi_cut), groups.position(lo_cut)
         last = len(groups.edges) - 1  # "predict nothing"
         row = 0

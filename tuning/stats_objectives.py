@@ -11,7 +11,7 @@ stays float16, bfloat16 is float32). Thresholds, statuses, counts, the
 objective's report and (micro) ``global_threshold`` equal ``tune_thresholds``'.
 
 Bootstrap intervals come from the same cuts
-(:mod:`tuning.stats_objective_bootstrap`); the cross-fitted estimate is nulls
+(the `*_from_cuts` bodies of :mod:`tuning.objective_bootstrap`); the cross-fitted estimate is nulls
 with a reason. Their state is the full distinct
 counts: it grows with the distinct scores (about n for continuous scores).
 """
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from labelcut.tuning import curves, micro
-from labelcut.tuning import stats_objective_bootstrap as boot
+from labelcut.tuning import objective_bootstrap as boot
 from labelcut.tuning._checks import DEFAULT_THRESHOLD, TuningSpec
 from labelcut.tuning.abstain import _lower_cut, _upper_cut
 from labelcut.tuning.costs import cheapest_cut, cost_vector
@@ -174,7 +174,7 @@ def _cost(
     outcomes = _outcomes(cuts, thresholds, statuses)
     intervals = None
     if spec.n_bootstrap:
-        intervals = boot.cost_intervals(
+        intervals = boot.cost_intervals_from_cuts(
             cuts, dtype, cost_fp, cost_fn, thresholds, spec.n_bootstrap, spec.seed,
             spec.confidence,
         )  # fmt: skip
@@ -261,7 +261,7 @@ def _micro(cuts: list[LabelCuts], spec: TuningSpec, start: float | None, dtype):
     nothing = outcomes.predicted_positives == 0 if positives == 0 else _nothing(cuts, thresholds)
     intervals = None
     if spec.n_bootstrap:
-        intervals = boot.micro_intervals(
+        intervals = boot.micro_intervals_from_cuts(
             cuts, dtype, thresholds, beta, spec.n_bootstrap, spec.seed, spec.confidence
         )
     interval = None if intervals is None else [float(x) for x in intervals.merit[:2]]
@@ -319,9 +319,10 @@ def _abstain(cuts: list[LabelCuts], spec: TuningSpec, dtype) -> tuple[LabelOutco
             }
         )  # fmt: skip
     if spec.n_bootstrap:
-        intervals = boot.abstain_intervals(
-            cuts, dtype, lower, upper, spec, spec.n_bootstrap, spec.seed, spec.confidence
-        )
+        intervals = boot.abstain_intervals_from_cuts(
+            cuts, dtype, lower, upper, spec.target, spec.npv_target, spec.wilson_confidence,
+            spec.n_bootstrap, spec.seed, spec.confidence,
+        )  # fmt: skip
         for j, entry in enumerate(per_label):
             entry["review_share_interval"] = _pair(intervals.merit, j)
             entry["lower_interval"] = _pair(intervals.lower_thresholds, j)

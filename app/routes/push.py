@@ -104,7 +104,9 @@ class PushedLabel(_Strict):
     support: Count
     predicted_positives: Count
     at_default: PushedPoint
-    strategy: Literal["per_label", "shrunk", "adaptive", "global", "fallback", "joint"] | None = None
+    strategy: Literal["per_label", "shrunk", "adaptive", "global", "fallback", "joint"] | None = (
+        None
+    )
     threshold_interval: tuple[Threshold, Threshold] | None = None
     f1_interval: tuple[Rate, Rate] | None = None
     unstable: bool | None = None
