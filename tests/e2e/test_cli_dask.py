@@ -73,12 +73,12 @@ def test_tune_dir_of_features_on_the_local_engine_with_the_bundled_model(tmp_pat
     write_dataset(tmp_path / "set", table, cuts=[])
     done = _labelcut(
         "tune", "set", "--engine", "local", "--model", str(DEFAULT_MODEL_DIR), "--device", "cpu",
-        "--out", "result.json", cwd=tmp_path,
+        "--strategy", "shrunk", "--out", "result.json", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "result.json").read_text())
     # One file, one partition, one batch of rows per model call as `labelcut tune FILE`.
-    expected = tuning.tune_thresholds(model.predict_proba(features), targets)
+    expected = tuning.tune_thresholds(model.predict_proba(features), targets, strategy="shrunk")
     got = [report["thresholds"][label] for label in model.labels]
     np.testing.assert_allclose(got, expected.thresholds, rtol=1e-6)
     assert report["model"]["sha256"] == model.sha256

@@ -34,7 +34,12 @@ def big_validation_file(yeast) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("concurrency") / "data")
+    # Big uploads tune inside their request here (the path under test), not as jobs
+    # (uploads above LABELCUT_JOB_UPLOAD_MB, 64 MB by default, answer 202).
+    s = Server(
+        tmp_path_factory.mktemp("concurrency") / "data",
+        env={"LABELCUT_JOB_UPLOAD_MB": "100000"},
+    )
     try:
         yield s.wait_ready()
     finally:

@@ -19,6 +19,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 N_LABELS = 14
 
 
+# The big upload must tune inside the request (the path this test kills), not as a job
+# (uploads above LABELCUT_JOB_UPLOAD_MB, 64 MB by default, answer 202).
+SYNC_TUNES = {"LABELCUT_JOB_UPLOAD_MB": "100000"}
+
+
 def post_tune(url: str, content: bytes, **form) -> httpx.Response:
     return httpx.post(
         url + "/tune-thresholds", files={"file": ("v.npz", content)}, data=form, timeout=120
@@ -67,7 +72,7 @@ def big_file(yeast, rows: int = 200_000) -> bytes:
 def test_sigkill_mid_tune_leaves_one_whole_active_set(tmp_path, yeast, yeast_npz_bytes):
     data_dir = tmp_path / "data"
     big = big_file(yeast)
-    server = Server(data_dir).wait_ready()
+    server = Server(data_dir, env=SYNC_TUNES).wait_ready()
     try:
         first = post_tune(server.url, yeast_npz_bytes).json()["threshold_set"]["id"]
         start = time.monotonic()
@@ -79,7 +84,7 @@ def test_sigkill_mid_tune_leaves_one_whole_active_set(tmp_path, yeast, yeast_npz
     # Kill at several points of the same tune: while the body uploads, while the model
     # scores, and near the end when the set is written and activated.
     for fraction in (0.2, 0.6, 0.9):
-        server = Server(data_dir).wait_ready()
+        server = Server(data_dir, env=SYNC_TUNES).wait_ready()
         try:
             active = assert_one_whole_active_set(server, known)
             thread = threading.Thread(
@@ -91,7 +96,7 @@ def test_sigkill_mid_tune_leaves_one_whole_active_set(tmp_path, yeast, yeast_npz
             server.kill()
         thread.join(timeout=30)
         assert server.proc.returncode == -9
-    server = Server(data_dir).wait_ready()
+    server = Server(data_dir, env=SYNC_TUNES).wait_ready()
     try:
         now_active = assert_one_whole_active_set(server, known)
         # Either the tune never committed (the earlier set stays) or it did whole.
