@@ -21,8 +21,12 @@ class Tracker:
         passes: int,
         progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
+        planned: Callable[[], int] | None = None,
     ) -> None:
         self.partitions = partitions
+        # The plan's bound on the passes tightens once the first pass is in (a float32
+        # grid pass bounds the refinements): re-read it at every pass when given.
+        self._planned = planned
         self.rows = rows
         self.passes = passes
         self.pass_index = 0
@@ -36,6 +40,8 @@ class Tracker:
         """A new pass begins: its counts start at 0 (reported once, before any partition)."""
         self.check_cancel()
         self.pass_index += 1
+        if self._planned is not None:
+            self.passes = int(self._planned())
         # The plan's count is an upper bound; never report a pass past it.
         self.passes = max(self.passes, self.pass_index)
         self.partitions_done = 0

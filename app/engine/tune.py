@@ -76,6 +76,7 @@ def tune_dataset(
         passes=int(getattr(plan, "passes_planned", 1)),
         progress=progress,
         cancel=cancel,
+        planned=lambda: int(getattr(plan, "passes_planned", 1)),
     )
     tracker.check_cancel()
     if engine == "local":

@@ -202,6 +202,12 @@ def _check_progress(seen: list[Progress], *, partitions: int, rows: int) -> None
         assert this_pass[-1].rows_done == rows
         assert all(p.partitions == partitions and p.rows == rows for p in this_pass)
         assert all(p.passes >= index for p in this_pass)
+    # The planned passes are re-read each pass: an upper bound that only tightens (float32
+    # scores: 17 before the grid pass, about 5 after it).
+    bounds = [p.passes for p in seen]
+    assert bounds == sorted(bounds, reverse=True)
+    if passes > 1:
+        assert bounds[-1] < bounds[0]
     elapsed = [p.elapsed_s for p in seen]
     assert elapsed == sorted(elapsed)
 

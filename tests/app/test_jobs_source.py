@@ -106,6 +106,7 @@ def test_with_a_dask_scheduler_source_jobs_run_on_its_cluster(tmp_path, monkeypa
     """LABELCUT_DASK_SCHEDULER: the job's partitions are reduced on that cluster's workers
     (an in-process LocalCluster here), with the thresholds of the local engine."""
     import distributed  # a dependency of labelcut: never skipped
+
     monkeypatch.delenv("LABELCUT_DATABASE_URL", raising=False)
     monkeypatch.setattr(engine_dataset, "default_partition_rows", lambda layout: 1)
     root = tmp_path / "roots"
