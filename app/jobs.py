@@ -44,7 +44,7 @@ from labelcut.app.service import (
     sha256_of_file,
     tune_data,
 )
-from labelcut.app.store import NewThresholdSet, StoreUnavailable, ThresholdSet
+from labelcut.app.store import StoreUnavailable, ThresholdSet
 from labelcut.app.store.jobs import JobCancelled, JobRecord, JobStore
 from labelcut.app.tune_form import tune_keywords
 from labelcut.app.uploads import UploadError, read_validation_file
@@ -438,36 +438,49 @@ def store_tuned(
 ) -> ThresholdSet:
     """Store a job's set as `Service.tune` stores a synchronous tune's, and mark the job
     succeeded in the same transaction (JobCancelled: a cancel came first, nothing stored)."""
-    model = service.loaded_model
-    new = NewThresholdSet(
-        model_name=model.name,
-        model_sha256=model.sha256,
-        labels=list(model.labels),
-        objective=params.objective,
-        params=tuned.params,
+    within = progress.jobs.finish_within(progress.job_id, progress.snapshot())
+    stored = service.store_tuned(
+        tuned,
+        params,
         data_sha256=data_sha256,
         n_samples=n_samples,
-        thresholds=tuned.thresholds,
-        result=tuned.result,
+        activate=activate,
+        within=within,
     )
-    within = progress.jobs.finish_within(progress.job_id, progress.snapshot())
-    stored = service.require_store().save(
-        new, activate=activate, curves=tuned.curves, within=within
-    )
-    if activate:
-        try:
-            service.refresh()
-        except StoreUnavailable as exc:
-            log.warning("%s; the watcher will catch up", exc)
-    log.info(
-        "Job %s stored threshold set %d (objective %s, %d rows)%s",
-        progress.job_id,
-        stored.id,
-        params.objective,
-        n_samples,
-        ", activated" if activate else "",
-    )
+    log.info("Job %s stored threshold set %d", progress.job_id, stored.id)
     return stored
+
+
+def finish(
+    service: Service,
+    progress: Progress,
+    tuned: TunedSet,
+    params: TuneParams,
+    labels: list[str],
+    report_keys: tuple[str, ...],
+    *,
+    store: bool,
+    activate: bool,
+    data_sha256: str,
+    n_samples: int,
+) -> None:
+    """A job's last step: store its set (succeeding in the same transaction), or with
+    `store=false` succeed with the report that stored nothing. JobCancelled: a cancel came
+    first, and nothing was stored."""
+    if store:
+        store_tuned(
+            service,
+            tuned,
+            params,
+            data_sha256=data_sha256,
+            n_samples=n_samples,
+            activate=activate,
+            progress=progress,
+        )
+        return
+    body = unstored_report(labels, tuned, report_keys)
+    if not progress.jobs.succeed(progress.job_id, result=body, progress=progress.snapshot()):
+        raise JobCancelled(progress.job_id)
 
 
 def unstored_report(labels: list[str], tuned: TunedSet, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -514,22 +527,10 @@ def upload_work(
         )
         progress.check()
         progress.update(rows_done=data.n_samples, partitions_done=1)
-        if not store:
-            body = unstored_report(list(model.labels), tuned, report_keys)
-            if not progress.jobs.succeed(
-                progress.job_id, result=body, progress=progress.snapshot()
-            ):
-                raise JobCancelled(progress.job_id)
-            return
-        store_tuned(
-            service,
-            tuned,
-            params,
-            data_sha256=data_sha256,
-            n_samples=data.n_samples,
-            activate=activate,
-            progress=progress,
-        )
+        finish(
+            service, progress, tuned, params, list(model.labels), report_keys,
+            store=store, activate=activate, data_sha256=data_sha256, n_samples=data.n_samples,
+        )  # fmt: skip
 
     return work
 
@@ -621,22 +622,11 @@ def source_work(
             raise JobFailed(str(exc)) from exc
         progress.check()
         tuned = tuned_from_result(result, params, labels)
-        if not store:
-            body = unstored_report(labels, tuned, report_keys)
-            if not progress.jobs.succeed(
-                progress.job_id, result=body, progress=progress.snapshot()
-            ):
-                raise JobCancelled(progress.job_id)
-            return
-        store_tuned(
-            service,
-            tuned,
-            params,
-            data_sha256="unknown",
+        finish(
+            service, progress, tuned, params, labels, report_keys,
+            store=store, activate=activate, data_sha256="unknown",
             n_samples=int(result.n_samples),
-            activate=activate,
-            progress=progress,
-        )
+        )  # fmt: skip
 
     return work
 

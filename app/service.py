@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -350,6 +351,24 @@ class Service:
         if not store.health.reachable:  # known lost: answer 503 before the work, not after
             raise StoreUnavailable(store.health.error or "The threshold store is unreachable.")
         tuned = tune_data(model, data, params, device=self.settings.device)
+        stored = self.store_tuned(
+            tuned, params, data_sha256=data_sha256, n_samples=data.n_samples, activate=activate
+        )
+        return stored, tuned.report
+
+    def store_tuned(
+        self,
+        tuned: TunedSet,
+        params: TuneParams,
+        *,
+        data_sha256: str,
+        n_samples: int,
+        activate: bool,
+        within: Callable[[Any, int], None] | None = None,
+    ) -> ThresholdSet:
+        """Store a tuned set for the served model (and activate it). ``within``: a step run
+        in the same transaction (a job marks itself succeeded there)."""
+        model = self.loaded_model
         new = NewThresholdSet(
             model_name=model.name,
             model_sha256=model.sha256,
@@ -357,22 +376,23 @@ class Service:
             objective=params.objective,
             params=tuned.params,
             data_sha256=data_sha256,
-            n_samples=data.n_samples,
+            n_samples=n_samples,
             thresholds=tuned.thresholds,
             result=tuned.result,
         )
-        report = tuned.report
-        stored = store.save(new, activate=activate, curves=tuned.curves)
+        stored = self.require_store().save(
+            new, activate=activate, curves=tuned.curves, within=within
+        )
         if activate:
             self._refresh_after_write()
         log.info(
             "Stored threshold set %d (objective %s, %d rows)%s",
             stored.id,
             params.objective,
-            data.n_samples,
+            n_samples,
             ", activated" if activate else "",
         )
-        return stored, report
+        return stored
 
 
 def model_scores(model: LoadedModel, data: ValidationData, progress: Any = None) -> np.ndarray:
