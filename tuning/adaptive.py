@@ -38,6 +38,9 @@ selection part, but it lost micro-F1 to 0.5 in more unseen cases (one more knob 
 Cost: O(n L) reads plus batched two-parameter Newton fits on at most :data:`MAX_BINS`
 units per label; validation sets above :data:`MAX_ROWS` rows are read through a fixed
 random subset of that many rows (seeded by ``n``), which bounds the cost at large ``n``.
+Steps 1 and 2 (:func:`plugin_optima`) read only the inputs and the folds, so the tune runs
+them beside its first sorted pass; steps 3 and 4 (:func:`choose`) count the out-of-fold
+decisions by binary search in each label's sorted fold scores.
 
 Macro and micro weigh 1 each (the two figures a default is judged on); ``tau``, ``w`` and
 ``rho`` are chosen by the data.
@@ -45,6 +48,7 @@ Macro and micro weigh 1 each (the two figures a default is judged on); ``tau``, 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +72,10 @@ MAX_BINS = 1024
 #: Scores are clipped this far inside (0, 1) before the calibration's logit.
 SCORE_EPS = 1e-6
 NEWTON_STEPS = 30
+#: Step halvings at most per Newton step (a step that still raises the loss is 2^-20 long).
+_HALVINGS = 20
 #: Validation sets above this many rows are read through a fixed random subset of it.
-MAX_ROWS = 1 << 17
+MAX_ROWS = 1 << 16
 _LOGIT_EPS = 1e-9
 _ROWS_PER_CHUNK = 1 << 15
 
@@ -110,64 +116,80 @@ class AdaptiveChoice:
     scores: np.ndarray
 
 
-def _platt(
+def _softplus_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log(1 + e^z), sigmoid(z)), both from one exp of -|z| (no overflow at any z)."""
+    e = np.exp(-np.abs(z))
+    softplus = np.maximum(z, 0.0) + np.log1p(e)
+    return softplus, np.where(z >= 0, 1.0, e) / (1.0 + e)
+
+
+def _platt_rows(
     x: np.ndarray,
     rows: np.ndarray,
     positives: np.ndarray,
-    prior: np.ndarray | None = None,
-    tau: float = 0.0,
+    prior: np.ndarray,
+    tau: float,
+    start: np.ndarray | None = None,
 ) -> np.ndarray:
-    """MAP ``(a, b)`` of ``P(y = 1) = sigmoid(a x + b)`` from per-value counts (Newton)."""
-    weights = np.zeros(2) if prior is None else prior.copy()
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    for _ in range(NEWTON_STEPS):
-        p = _sigmoid(design @ weights)
-        gradient = design.T @ (rows * p - positives)
-        hessian = (design * (rows * p * (1.0 - p))[:, None]).T @ design + 1e-9 * np.eye(2)
-        if prior is not None:
-            gradient += tau * (weights - prior)
-            hessian += tau * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        weights -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return weights
+    """(R, 2) MAP ``(a, b)`` of ``P(y = 1) = sigmoid(a x + b)`` for each row of per-unit
+    counts ``x``, ``rows``, ``positives`` (R, U) (padding weighs 0), with a Gaussian prior of
+    precision ``tau`` around ``prior`` (R, 2) (``tau = 0``: maximum likelihood).
 
+    Newton steps from ``start`` (default: the prior), the 2 x 2 systems solved in closed
+    form, each step halved until the penalised log-loss does not rise (a plain Newton step
+    overshoots where the scores saturate: the curvature vanishes and the step explodes);
+    each row stops when its own step is below 1e-9. The objective is strictly convex (for
+    ``tau > 0``), so where it starts changes only how many steps it takes.
+    """
+    weights = np.array(prior if start is None else start, dtype=np.float64, copy=True)
 
-def _platt_labels(
-    x: np.ndarray, rows: np.ndarray, positives: np.ndarray, prior: np.ndarray, tau: float
-) -> np.ndarray:
-    """:func:`_platt` for every label at once: ``x``, ``rows``, ``positives`` (L, U), a
-    label's units in its row (padding weighs 0). The same Newton steps, each label stopping
-    when its own step is below 1e-9, with the 2 x 2 systems solved in closed form."""
-    n_labels = len(x)
-    weights = np.tile(prior, (n_labels, 1))
-    active = np.ones(n_labels, dtype=bool)
+    def loss_and_p(w: np.ndarray, on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = w[:, :1] * x[on] + w[:, 1:]
+        softplus, p = _softplus_and_sigmoid(z)
+        # -log-likelihood: rows * log(1 + e^z) - positives * z, plus the prior's penalty.
+        loss = (rows[on] * softplus - positives[on] * z).sum(1)
+        return loss + 0.5 * tau * ((w - prior[on]) ** 2).sum(1), p
+
+    on = np.arange(len(x))
+    loss, p = loss_and_p(weights, on)
     for _ in range(NEWTON_STEPS):
-        on = np.flatnonzero(active)
         if not len(on):
             break
-        a, b = weights[on, :1], weights[on, 1:]
-        xs, r, hits = x[on], rows[on], positives[on]
-        p = _sigmoid(a * xs + b)
-        residual = r * p - hits
+        xs, r = x[on], rows[on]
+        residual = r * p - positives[on]
         curvature = r * p * (1.0 - p)
-        g_a = (residual * xs).sum(1) + tau * (weights[on, 0] - prior[0])
-        g_b = residual.sum(1) + tau * (weights[on, 1] - prior[1])
-        h_aa = (curvature * xs * xs).sum(1) + 1e-9 + tau
-        h_ab = (curvature * xs).sum(1)
+        g_a = (residual * xs).sum(1) + tau * (weights[on, 0] - prior[on, 0])
+        g_b = residual.sum(1) + tau * (weights[on, 1] - prior[on, 1])
+        weighted = curvature * xs
+        h_aa = (weighted * xs).sum(1) + 1e-9 + tau
+        h_ab = weighted.sum(1)
         h_bb = curvature.sum(1) + 1e-9 + tau
         det = h_aa * h_bb - h_ab * h_ab
         step = np.stack([(h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det], 1)
-        weights[on] -= step
-        active[on] = np.abs(step).max(1) >= 1e-9
+        trial = weights[on] - step
+        trial_loss, trial_p = loss_and_p(trial, on)
+        for _ in range(_HALVINGS):
+            rising = trial_loss > loss + 1e-12 * np.abs(loss)
+            if not rising.any():
+                break
+            step[rising] *= 0.5
+            trial[rising] = weights[on[rising]] - step[rising]
+            trial_loss[rising], trial_p[rising] = loss_and_p(trial[rising], on[rising])
+        weights[on] = trial
+        moving = np.abs(step).max(1) >= 1e-9
+        on, loss, p = on[moving], trial_loss[moving], trial_p[moving]
     return weights
 
 
 def _as_float64(part: Any) -> np.ndarray:
     """A numpy or torch (any device, any dtype) slice as a float64 numpy array."""
     if isinstance(part, torch.Tensor):
-        return part.detach().to("cpu", torch.float64).numpy()
+        part = part.detach().cpu()
+        if part.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            part = part.to(torch.float32)
+        # numpy's single-threaded copy: torch's threaded one of a strided column is slower,
+        # far slower when another process holds a core.
+        part = part.numpy()
     return np.asarray(part, dtype=np.float64)
 
 
@@ -176,29 +198,40 @@ def _column(array: Any, label: int) -> np.ndarray:
     return _as_float64(array[:, label])
 
 
+def _padded(parts: list[np.ndarray], width: int) -> np.ndarray:
+    """(L, ..., width) from per-label arrays whose last axis is at most ``width``; zeros pad."""
+    out = np.zeros((len(parts), *parts[0].shape[:-1], width))
+    for j, part in enumerate(parts):
+        out[j, ..., : part.shape[-1]] = part
+    return out
+
+
 class _Calibration:
     """Each label's score units and, per row weighting, its rows and positives per unit.
 
     Units ascending: a label's distinct scores when it has at most :data:`MAX_BINS` rows,
-    else equal-width bins of its clipped logit (no sort). Per label: ``x`` (U,) each unit's
-    logit (a bin's rows' mean); ``rows``, ``positives`` (W, U), weighting 0 all rows and
-    weighting ``f + 1`` all rows but fold ``f``'s; ``low``, ``high`` (U,) the unit's score
-    range (a bin's edges; 0 and 1 close the outer bins); ``top`` the highest score.
+    else equal-width bins of its clipped logit (no sort). Padded to the widest label
+    (padding weighs 0): ``x`` (L, U) each unit's logit (a bin's rows' mean); ``rows``,
+    ``positives`` (W, L, U), weighting 0 all rows and weighting ``f + 1`` all rows but fold
+    ``f``'s; per label ``low``, ``high`` (U_j,) the unit's score range (a bin's edges; 0 and
+    1 close the outer bins); ``top`` the highest score. For the out-of-fold scoring, per
+    label and fold, its scores and its positives' scores, sorted (``held_out``).
     """
 
     def __init__(self, scores: Any, targets: Any, folds: np.ndarray, n_folds: int) -> None:
-        self.x: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []
-        self.positives: list[np.ndarray] = []
+        x, rows, positives = [], [], []
         self.low: list[np.ndarray] = []
         self.high: list[np.ndarray] = []
         self.top: list[float] = []
+        self.held_out: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        fold_order = np.argsort(folds, kind="stable")
+        fold_bounds = np.searchsorted(folds[fold_order], np.arange(n_folds + 1))
         for j in range(scores.shape[1]):
             column = _column(scores, j)
             truth = _column(targets, j)
             if len(column) <= MAX_BINS:
                 values, index = np.unique(column, return_inverse=True)
-                x, low, high = _logit(values, SCORE_EPS), values, values
+                units, low, high = _logit(values, SCORE_EPS), values, values
             else:
                 logits = _logit(column, SCORE_EPS)
                 start, stop = float(logits.min()), float(logits.max())
@@ -206,7 +239,7 @@ class _Calibration:
                 index = np.minimum(((logits - start) / width).astype(np.int64), MAX_BINS - 1)
                 counts = np.bincount(index, minlength=MAX_BINS)
                 used = np.flatnonzero(counts)
-                x = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
+                units = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
                 low = _sigmoid(start + width * used)
                 high = _sigmoid(start + width * (used + 1))
                 low[0], high[-1] = 0.0, 1.0
@@ -214,70 +247,93 @@ class _Calibration:
                 rank = np.zeros(MAX_BINS, dtype=np.int64)
                 rank[used] = np.arange(len(used))
                 index = rank[index]
-            size = len(x)
+            size = len(units)
             # One bincount per fold and unit: the training rows are all rows minus the fold's.
             keyed = folds * size + index
             by_fold = np.bincount(keyed, minlength=n_folds * size).reshape(n_folds, size)
             hits = np.bincount(keyed, truth, n_folds * size).reshape(n_folds, size)
             total, total_hits = by_fold.sum(0), hits.sum(0)
-            self.x.append(x)
-            self.rows.append(np.vstack([total, total - by_fold]).astype(np.float64))
-            self.positives.append(np.vstack([total_hits, total_hits - hits]))
+            x.append(units)
+            rows.append(np.vstack([total, total - by_fold]).astype(np.float64))
+            positives.append(np.vstack([total_hits, total_hits - hits]))
             self.low.append(np.asarray(low, dtype=np.float64))
             self.high.append(np.asarray(high, dtype=np.float64))
             self.top.append(float(column.max()))
+            self.held_out.append(_held_out_sorted(column, truth, fold_order, fold_bounds))
+        width = max(len(units) for units in x)
+        self.sizes = [len(units) for units in x]
+        self.x = _padded(x, width)
+        self.rows = _padded(rows, width).transpose(1, 0, 2)  # (W, L, U)
+        self.positives = _padded(positives, width).transpose(1, 0, 2)
+        self.n_positives = self.positives[0].sum(1)
+        self._pooled: dict[int, np.ndarray] = {}
 
-    def fit(self, weighting: int, tau: float) -> np.ndarray:
-        """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``."""
-        pooled = _platt(
-            np.concatenate(self.x),
-            np.concatenate([r[weighting] for r in self.rows]),
-            np.concatenate([p[weighting] for p in self.positives]),
+    def fit(self, weighting: int, tau: float, start: np.ndarray | None = None) -> np.ndarray:
+        """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``
+        around the map of all labels pooled (fitted once per weighting)."""
+        pooled = self._pooled.get(weighting)
+        if pooled is None:
+            pooled = _platt_rows(
+                self.x.reshape(1, -1),
+                self.rows[weighting].reshape(1, -1),
+                self.positives[weighting].reshape(1, -1),
+                np.zeros((1, 2)),
+                0.0,
+            )[0]
+            self._pooled[weighting] = pooled
+        prior = np.tile(pooled, (len(self.x), 1))
+        return _platt_rows(
+            self.x, self.rows[weighting], self.positives[weighting], prior, tau, start
         )
-        x, rows, positives = self._padded(weighting)
-        return _platt_labels(x, rows, positives, pooled, tau)
-
-    def _padded(self, weighting: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(L, U_max) units, rows and positives under ``weighting``; padding weighs 0."""
-        width = max(len(x) for x in self.x)
-        x = np.zeros((len(self.x), width))
-        rows, positives = np.zeros_like(x), np.zeros_like(x)
-        for j, (units, r, p) in enumerate(zip(self.x, self.rows, self.positives, strict=True)):
-            x[j, : len(units)] = units
-            rows[j, : len(units)] = r[weighting]
-            positives[j, : len(units)] = p[weighting]
-        return x, rows, positives
 
     def held_out_loss(self, fold: int, maps: np.ndarray) -> float:
         """Log-loss of fold ``fold``'s rows (all rows minus its training rows) under ``maps``."""
-        total = 0.0
-        for j, (x, r, p) in enumerate(zip(self.x, self.rows, self.positives, strict=True)):
-            rows, positives = r[0] - r[fold + 1], p[0] - p[fold + 1]
-            z = maps[j, 0] * x + maps[j, 1]
-            # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
-            total += float(
-                positives @ np.logaddexp(0.0, -z) + (rows - positives) @ np.logaddexp(0.0, z)
-            )
-        return total
+        rows = self.rows[0] - self.rows[fold + 1]
+        positives = self.positives[0] - self.positives[fold + 1]
+        z = maps[:, :1] * self.x + maps[:, 1:]
+        # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
+        return float(
+            (positives * np.logaddexp(0.0, -z) + (rows - positives) * np.logaddexp(0.0, z)).sum()
+        )
+
+
+def _held_out_sorted(
+    column: np.ndarray, truth: np.ndarray, fold_order: np.ndarray, fold_bounds: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fold: (its rows' scores, its positive rows' scores), each sorted ascending."""
+    by_fold = column[fold_order]
+    hit = truth[fold_order] != 0
+    parts = []
+    for low, high in itertools.pairwise(fold_bounds.tolist()):
+        values = by_fold[low:high]
+        parts.append((np.sort(values), np.sort(values[hit[low:high]])))
+    return parts
 
 
 class _Curves:
     """Every label's expected true positives and predicted positives at its cuts, per
-    weighting: ``etp[j]``, ``pp[j]`` (W, U_j + 1); column 0 "predict nothing", column
-    c >= 1 "the top c units" (units of :class:`_Calibration`, descending)."""
+    weighting, padded to the widest label: ``etp``, ``pp`` (W, L, U + 1); column 0 "predict
+    nothing", column c >= 1 "the top c units" (units of :class:`_Calibration`,
+    descending). A label's padding repeats its last column ("predict every row"), which the
+    searches below never prefer (ties go to the smaller column)."""
 
     def __init__(self, calibration: _Calibration, maps: np.ndarray) -> None:
-        self.etp: list[np.ndarray] = []
-        self.pp: list[np.ndarray] = []
         self.low = [low[::-1] for low in calibration.low]
         self.high = [high[::-1] for high in calibration.high]
         self.top = calibration.top
-        for j, (x, rows) in enumerate(zip(calibration.x, calibration.rows, strict=True)):
+        width = calibration.x.shape[1]
+        n_weightings, n_labels = maps.shape[:2]
+        self.etp = np.zeros((n_weightings, n_labels, width + 1))
+        self.pp = np.zeros_like(self.etp)
+        for j, size in enumerate(calibration.sizes):
+            x = calibration.x[j, size - 1 :: -1] if size else calibration.x[j, :0]
+            rows = calibration.rows[:, j, size - 1 :: -1] if size else calibration.rows[:, j, :0]
             # Each weighting's own calibration map (maps[w, j]) gives its expected positives.
-            q = _sigmoid(maps[:, j, :1] * x[::-1] + maps[:, j, 1:])
-            zero = np.zeros((len(rows), 1))
-            self.etp.append(np.hstack([zero, np.cumsum(q * rows[:, ::-1], axis=1)]))
-            self.pp.append(np.hstack([zero, np.cumsum(rows[:, ::-1], axis=1)]))
+            q = _sigmoid(maps[:, j, :1] * x + maps[:, j, 1:])
+            self.etp[:, j, 1 : size + 1] = np.cumsum(q * rows, axis=1)
+            self.pp[:, j, 1 : size + 1] = np.cumsum(rows, axis=1)
+            self.etp[:, j, size + 1 :] = self.etp[:, j, size : size + 1]
+            self.pp[:, j, size + 1 :] = self.pp[:, j, size : size + 1]
 
     def threshold(self, label: int, row: int, column: int) -> float:
         """The threshold of ``column`` under weighting ``row``: the midpoint between the
@@ -286,7 +342,8 @@ class _Curves:
         if column == 0:
             top = self.top[label]
             return float(np.nextafter(top, np.inf)) if top < 1.0 else 1.0
-        pp, low, high = self.pp[label][row], self.low[label], self.high[label]
+        low, high = self.low[label], self.high[label]
+        pp = self.pp[row, label, : len(low) + 1]
         # The run of columns whose added units all weigh 0 ends where the count next grows.
         end = column + int(np.searchsorted(pp[column:], pp[column], side="right")) - 1
         below = float(high[end]) if end < len(high) else 0.0
@@ -295,54 +352,127 @@ class _Curves:
 
 def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
     """Step 2 under weighting ``row``: (L,) thresholds."""
-    n_labels = len(curves.etp)
-    tps = [tp[row] for tp in curves.etp]
-    pps = [pp[row] for pp in curves.pp]
-    positives = np.array([tp[-1] for tp in tps])
+    tp, pp = curves.etp[row], curves.pp[row]  # (L, U + 1)
+    n_labels = len(tp)
+    positives = tp[:, -1]
     total_positives = float(positives.sum())
-    f1s = [_f1(tp, pp, p) for tp, pp, p in zip(tps, pps, positives, strict=True)]
+    f1 = _f1(tp, pp, positives[:, None])
+    labels = np.arange(n_labels)
     # Ties go to the higher threshold (the smaller column), as in the core search.
-    picks = [int(np.argmax(f[1:])) + 1 for f in f1s]
+    picks = np.argmax(f1[:, 1:], axis=1) + 1
     for _ in range(JOINT_ITERATIONS):
-        tp_total = sum(tp[i] for tp, i in zip(tps, picks, strict=True))
-        pp_total = sum(pp[i] for pp, i in zip(pps, picks, strict=True))
-        denominator = max(pp_total + total_positives, 1e-12)
-        micro = 2.0 * tp_total / denominator
-        new = [
-            int(np.argmax(f / n_labels + MICRO_WEIGHT * (2.0 * tp - micro * pp) / denominator))
-            for f, tp, pp in zip(f1s, tps, pps, strict=True)
-        ]
-        if new == picks:
+        denominator = max(float(pp[labels, picks].sum()) + total_positives, 1e-12)
+        micro = 2.0 * float(tp[labels, picks].sum()) / denominator
+        gain = f1 / n_labels + MICRO_WEIGHT * (2.0 * tp - micro * pp) / denominator
+        new = np.argmax(gain, axis=1)
+        if np.array_equal(new, picks):
             break
         picks = new
-    return np.array([curves.threshold(j, row, i) for j, i in enumerate(picks)])
+    return np.array([curves.threshold(j, row, int(i)) for j, i in enumerate(picks)])
 
 
 def _blend(plugin: np.ndarray, shrunk: np.ndarray, weight: float) -> np.ndarray:
     return _sigmoid(weight * _logit(plugin) + (1.0 - weight) * _logit(shrunk))
 
 
-def _out_of_fold_scores(
-    scores: Any, targets: Any, folds: np.ndarray, candidates: np.ndarray
-) -> np.ndarray:
+def _out_of_fold_scores(calibration: _Calibration, candidates: np.ndarray) -> np.ndarray:
     """(C,) macro-F1 + micro-F1 of the pooled decisions of each candidate (C, K, L): every
-    row at its own fold's thresholds. One pass over row chunks for all candidates."""
+    row at its own fold's thresholds (``score >= threshold`` is positive), counted by binary
+    search in each label's sorted fold scores."""
     n_candidates, _, n_labels = candidates.shape
     tp = np.zeros((n_candidates, n_labels))
     pp = np.zeros((n_candidates, n_labels))
-    positives = np.zeros(n_labels)
-    for start in range(0, len(scores), _ROWS_PER_CHUNK):
-        rows = slice(start, start + _ROWS_PER_CHUNK)
-        chunk = _as_float64(scores[rows])
-        truth = _as_float64(targets[rows]) != 0
-        positives += truth.sum(0)
-        for c in range(n_candidates):
-            decided = chunk >= candidates[c][folds[rows]]
-            tp[c] += (decided & truth).sum(0)
-            pp[c] += decided.sum(0)
+    for j, parts in enumerate(calibration.held_out):
+        for fold, (values, hits) in enumerate(parts):
+            cut = candidates[:, fold, j]
+            pp[:, j] += len(values) - np.searchsorted(values, cut, side="left")
+            tp[:, j] += len(hits) - np.searchsorted(hits, cut, side="left")
+    positives = calibration.n_positives
     macro = _f1(tp, pp, positives[None, :]).mean(1)
     micro = _f1(tp.sum(1), pp.sum(1), np.full(n_candidates, positives.sum()))
     return macro + micro
+
+
+@dataclass(frozen=True)
+class PlugIn:
+    """Steps 1 and 2 of the rule, which read only the scores, targets and folds (so they
+    can run beside the tune's sorted pass): ``tau`` the calibration prior kept, ``plugin``
+    (L,) the plug-in optimum on all rows, ``fold_plugin`` (K, L) the same without each
+    fold, and the rows' sorted fold scores the out-of-fold scoring counts in."""
+
+    tau: float
+    plugin: np.ndarray
+    fold_plugin: np.ndarray
+    calibration: _Calibration
+
+
+def plugin_optima(scores: Any, targets: Any, folds: np.ndarray, n_folds: int) -> PlugIn:
+    """Steps 1 and 2 (see the module docstring) on ``scores``, ``targets`` (n, L) (numpy or
+    torch, any dtype and device; read a label column at a time) and ``folds`` (n,) in
+    ``0..n_folds-1``."""
+    folds = np.asarray(folds, dtype=np.int64)
+    if len(folds) > MAX_ROWS:
+        # Two calibration parameters and one pull per label need far fewer rows than a
+        # large validation set holds: a fixed random subset (seeded by n) bounds the cost.
+        keep = np.sort(np.random.default_rng(len(folds)).choice(len(folds), MAX_ROWS, False))
+        index = torch.from_numpy(keep) if isinstance(scores, torch.Tensor) else keep
+        scores, targets, folds = scores[index], targets[index], folds[keep]
+    calibration = _Calibration(scores, targets, folds, n_folds)
+    # Every tau's maps: all rows, then each fold's training rows starting from the all-rows
+    # fit (the same optimum in fewer Newton steps). tau minimises the folds' held-out loss.
+    fitted, losses = [], []
+    for tau in TAUS:
+        everything = calibration.fit(0, tau)
+        by_fold = [calibration.fit(f + 1, tau, everything) for f in range(n_folds)]
+        fitted.append(np.stack([everything, *by_fold]))  # (W, L, 2)
+        losses.append(sum(calibration.held_out_loss(f, m) for f, m in enumerate(by_fold)))
+    best = int(np.argmin(losses))
+    curves = _Curves(calibration, fitted[best])
+    return PlugIn(
+        tau=TAUS[best],
+        plugin=_plugin_optima(curves, 0),
+        fold_plugin=np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)]),
+        calibration=calibration,
+    )
+
+
+def choose(
+    plugin: PlugIn,
+    shrunk: np.ndarray,
+    fold_shrunk: np.ndarray,
+    weights: tuple[float, ...] = WEIGHTS,
+) -> AdaptiveChoice:
+    """Steps 3 and 4: blend ``plugin`` with ``shrunk`` (L,) (and its fold versions
+    ``fold_shrunk`` (K, L)) and pull toward 0.5 as far as the out-of-fold rows say."""
+    shrunk = np.asarray(shrunk, dtype=np.float64)
+    fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
+    candidates = np.stack(
+        [
+            _sigmoid(rho * _logit(_blend(plugin.fold_plugin, fold_shrunk, weight)))
+            for weight in weights
+            for rho in RHOS
+        ]
+    )
+    found = _out_of_fold_scores(plugin.calibration, candidates)
+    found = found.reshape(len(weights), len(RHOS))
+    # The best pair; ties to the smaller rho, then to the weight nearer 1/2.
+    order = sorted(
+        ((w, r) for w in range(len(weights)) for r in range(len(RHOS))),
+        key=lambda pair: (RHOS[pair[1]], abs(weights[pair[0]] - 0.5)),
+    )
+    w_index, r_index = max(order, key=lambda pair: found[pair])  # max keeps the first
+    weight, rho = weights[w_index], RHOS[r_index]
+    mixed = _blend(plugin.plugin, shrunk, weight)
+    return AdaptiveChoice(
+        thresholds=_sigmoid(rho * _logit(mixed)),
+        rho=rho,
+        weight=weight,
+        tau=plugin.tau,
+        plugin=plugin.plugin,
+        mixed=mixed,
+        fold_thresholds=_sigmoid(rho * _logit(_blend(plugin.fold_plugin, fold_shrunk, weight))),
+        scores=found,
+    )
 
 
 def adaptive_thresholds(
@@ -353,60 +483,16 @@ def adaptive_thresholds(
     fold_shrunk: np.ndarray,
     weights: tuple[float, ...] = WEIGHTS,
 ) -> AdaptiveChoice:
-    """The "adaptive" thresholds (see the module docstring for the rule).
+    """The "adaptive" thresholds (see the module docstring for the rule):
+    :func:`plugin_optima` then :func:`choose`.
 
     ``scores`` (n, L) float probabilities and ``targets`` (n, L) 0/1, numpy arrays or torch
-    tensors of any dtype and device (read a label column or a row chunk at a time, never
-    copied whole); ``folds``
-    (n,) int, each row's fold in ``0..K-1`` (the tune's :class:`tuning.estimate.FoldPlan`);
-    ``shrunk`` (L,) the "shrunk" strategy's thresholds on all rows and ``fold_shrunk``
-    (K, L) the same tuned without each fold; ``weights`` the candidate blend weights ``w``.
-    Deterministic: no randomness beyond the fold plan's.
+    tensors of any dtype and device (read a label column at a time, never copied whole);
+    ``folds`` (n,) int, each row's fold in ``0..K-1`` (the tune's
+    :class:`tuning.estimate.FoldPlan`); ``shrunk`` (L,) the "shrunk" strategy's thresholds
+    on all rows and ``fold_shrunk`` (K, L) the same tuned without each fold; ``weights``
+    the candidate blend weights ``w``. Deterministic: no randomness beyond the fold plan's.
     """
-    folds = np.asarray(folds, dtype=np.int64)
     fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
-    if len(folds) > MAX_ROWS:
-        # Two calibration parameters and one pull per label need far fewer rows than a
-        # large validation set holds: a fixed random subset (seeded by n) bounds the cost.
-        keep = np.sort(np.random.default_rng(len(folds)).choice(len(folds), MAX_ROWS, False))
-        index = torch.from_numpy(keep) if isinstance(scores, torch.Tensor) else keep
-        scores, targets, folds = scores[index], targets[index], folds[keep]
-    n_folds = len(fold_shrunk)
-    calibration = _Calibration(scores, targets, folds, n_folds)
-    losses = [
-        sum(calibration.held_out_loss(f, calibration.fit(f + 1, tau)) for f in range(n_folds))
-        for tau in TAUS
-    ]
-    tau = TAUS[int(np.argmin(losses))]
-    maps = np.stack([calibration.fit(w, tau) for w in range(n_folds + 1)])  # (W, L, 2)
-    curves = _Curves(calibration, maps)
-    plugin = _plugin_optima(curves, 0)
-    fold_plugin = np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)])
-    shrunk = np.asarray(shrunk, dtype=np.float64)
-    candidates = np.stack(
-        [
-            _sigmoid(rho * _logit(_blend(fold_plugin, fold_shrunk, weight)))
-            for weight in weights
-            for rho in RHOS
-        ]
-    )
-    found = _out_of_fold_scores(scores, targets, folds, candidates)
-    found = found.reshape(len(weights), len(RHOS))
-    # The best pair; ties to the smaller rho, then to the weight nearer 1/2.
-    order = sorted(
-        ((w, r) for w in range(len(weights)) for r in range(len(RHOS))),
-        key=lambda pair: (RHOS[pair[1]], abs(weights[pair[0]] - 0.5)),
-    )
-    w_index, r_index = max(order, key=lambda pair: found[pair])  # max keeps the first
-    weight, rho = weights[w_index], RHOS[r_index]
-    mixed = _blend(plugin, shrunk, weight)
-    return AdaptiveChoice(
-        thresholds=_sigmoid(rho * _logit(mixed)),
-        rho=rho,
-        weight=weight,
-        tau=tau,
-        plugin=plugin,
-        mixed=mixed,
-        fold_thresholds=_sigmoid(rho * _logit(_blend(fold_plugin, fold_shrunk, weight))),
-        scores=found,
-    )
+    found = plugin_optima(scores, targets, folds, len(fold_shrunk))
+    return choose(found, shrunk, fold_shrunk, weights)

@@ -259,6 +259,14 @@ class _Tuning:
                 self.sorted.float_dtype,
                 self.pooled_counts,
             )
+        # "adaptive"'s calibration and plug-in optima read only the inputs and the folds:
+        # they run beside the first sorted pass (its choice waits for "shrunk", after it).
+        self._plugin = None
+        if self.adaptive and self.folds is not None:
+            plan = self.folds.plan
+            self._plugin = self._beside.submit(
+                adaptive.plugin_optima, scores, targets, plan.folds, plan.n_folds
+            )
 
     def run(self) -> TuningResult:
         """Steps 2 to 5, in order (step 6, the estimate, beside steps 3 to 5)."""
@@ -379,14 +387,10 @@ class _Tuning:
             statuses=own.statuses,
             constrained=spec.constrained,
         )
-        if self.adaptive and self.folds is not None:
+        if self._plugin is not None:
             # combine() gave the "shrunk" thresholds; the folds' own come from the pass.
-            self.choice = adaptive.adaptive_thresholds(
-                self.scores,
-                self.targets,
-                self.folds.plan.folds,
-                thresholds,
-                self.folds.thresholds(),
+            self.choice = adaptive.choose(
+                self._plugin.result(), thresholds, self.folds.thresholds()
             )
             thresholds = self.choice.thresholds
             sources = ["adaptive"] * len(thresholds)

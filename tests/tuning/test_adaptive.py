@@ -8,6 +8,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+import labelcut.tuning.adaptive as module
 from labelcut.tuning import tune_thresholds
 from labelcut.tuning.adaptive import RHOS, TAUS, WEIGHTS, AdaptiveChoice, adaptive_thresholds
 from labelcut.tuning.estimate import FoldPlan
@@ -178,7 +179,6 @@ def test_a_weight_grid_keeps_the_best_held_out_pair_and_zero_is_shrunk_alone() -
 
 
 def test_large_sets_are_read_through_a_fixed_subset(monkeypatch) -> None:
-    import labelcut.tuning.adaptive as module
 
     scores, targets = calibrated(3000, 3, seed=11)
     plan = FoldPlan.build(torch.from_numpy(targets), 0)
@@ -198,3 +198,48 @@ def test_large_sets_are_read_through_a_fixed_subset(monkeypatch) -> None:
     np.testing.assert_array_equal(capped.thresholds, subset.thresholds)
     np.testing.assert_array_equal(capped.thresholds, again.thresholds)
     assert whole.thresholds.shape == capped.thresholds.shape
+
+
+def _penalised_loss(x, rows, positives, weights, prior, tau) -> np.ndarray:
+    z = weights[:, :1] * x + weights[:, 1:]
+    loss = positives * np.logaddexp(0, -z) + (rows - positives) * np.logaddexp(0, z)
+    return loss.sum(1) + 0.5 * tau * ((weights - prior) ** 2).sum(1)
+
+
+def _saturating(n: int, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores like an over-confident model's: logits scaled by 1 to 6, so many saturate."""
+    rng = np.random.default_rng(seed)
+    scores = np.empty((n, n_labels))
+    targets = np.empty((n, n_labels), dtype=np.int64)
+    prevalence = np.exp(rng.uniform(np.log(0.005), np.log(0.4), n_labels))
+    separation = rng.uniform(0.5, 4.0, n_labels)
+    for j in range(n_labels):
+        positive = rng.random(n) < prevalence[j]
+        logits = rng.standard_normal(n, dtype=np.float32) * np.float32(1.5)
+        logits += np.where(positive, separation[j], 0.0).astype(np.float32)
+        logits += np.float32(np.log(prevalence[j]) - separation[j] / 2)
+        logits *= np.float32(rng.uniform(1.0, 6.0))
+        scores[:, j] = 1.0 / (1.0 + np.exp(-logits))
+        targets[:, j] = positive
+    return scores, targets
+
+
+@pytest.mark.parametrize("tau", TAUS)
+def test_platt_fits_reach_the_optimum_where_scores_saturate(tau: float) -> None:
+    # On these scores a plain Newton step meets a vanishing curvature and explodes (label 4
+    # once ended at a slope of 6,000 and a loss 40,000 times the optimum's); the halved
+    # steps must end at the penalised optimum, for every label.
+    scores, targets = _saturating(1500, 8, seed=6)
+    folds = FoldPlan.build(torch.from_numpy(targets), 0).folds.astype(np.int64)
+    calibration = module._Calibration(scores, targets, folds, 5)
+    x, rows, positives = calibration.x, calibration.rows[0], calibration.positives[0]
+    pooled = module._platt_rows(
+        x.reshape(1, -1), rows.reshape(1, -1), positives.reshape(1, -1), np.zeros((1, 2)), 0.0
+    )[0]
+    prior = np.tile(pooled, (len(x), 1))
+    fitted = calibration.fit(0, tau)
+    best = _penalised_loss(x, rows, positives, fitted, prior, tau)
+    assert np.all(np.abs(fitted) < 100)
+    for direction in ([1e-4, 0], [0, 1e-4], [-1e-4, 0], [0, -1e-4]):
+        moved = _penalised_loss(x, rows, positives, fitted + np.array(direction), prior, tau)
+        assert np.all(best <= moved + 1e-9 * np.abs(moved))
