@@ -12,7 +12,7 @@ The stages, in order:
   worker waits for the batch to fill: until it is full, or the oldest request
   has waited ``max_wait``; past that, it keeps waiting only while requests are
   still arriving (the newest, or the end of the last pass, less than the larger
-  of ``max_wait`` and a tenth of the recent pass time ago) and for at most half
+  of ``max_wait`` and a quarter of the recent pass time ago) and for at most half
   the recent pass time after it became free (see ``fill_deadline``). That
   extension is what fills a heavy model's passes: the requests that queued
   during a long pass have waited past ``max_wait``, and sending them at once,
@@ -69,8 +69,10 @@ BatchObserver = Callable[[int, int, float], None]
 #: ``max_wait`` each request is promised): the wait costs at most half a pass.
 FILL_FRACTION = 0.5
 #: ... and keeps waiting while the newest request arrived less than this fraction of the
-#: pass time ago (or ``max_wait``, if longer): the answered clients take a few ms to return.
-GAP_FRACTION = 0.1
+#: pass time ago (or ``max_wait``, if longer): the answered clients take a few ms to return,
+#: more while the event loop shares a core with other work (at a tenth, a loaded 2-core
+#: machine let a 30 M-parameter MLP's passes split into two groups again).
+GAP_FRACTION = 0.25
 #: Weight of the newest pass in the running mean of the forward-pass time.
 _PASS_TIME_WEIGHT = 0.2
 

@@ -293,19 +293,22 @@ def test_http_max_batch_size_one_runs_every_request_alone(tmp_path, rows):
 
 
 def test_fill_deadline_keeps_the_promise_then_waits_only_while_requests_arrive():
-    from labelcut.app.batching import FILL_FRACTION, fill_deadline
+    from labelcut.app.batching import FILL_FRACTION, GAP_FRACTION, fill_deadline
 
-    wait = 0.002
+    wait, pass_time = 0.002, 0.060
+    gap, cap = GAP_FRACTION * pass_time, FILL_FRACTION * pass_time
+    assert wait < gap < cap
     # A fast model (0.4 ms passes): no later than the promise to the oldest request.
     assert fill_deadline(10.0, 10.0, 10.0, wait, 0.0004) == pytest.approx(10.0 + wait)
     # A slow model (60 ms passes), the queue filled during the pass: the promise has
     # passed, but the clients just answered are about to come back, so the worker waits
-    # a gap (a tenth of the pass) after becoming free ...
-    assert fill_deadline(9.90, 9.95, 10.0, wait, 0.060) == pytest.approx(10.006)
+    # a gap (a fraction of the pass) after becoming free ...
+    assert fill_deadline(9.90, 9.95, 10.0, wait, pass_time) == pytest.approx(10.0 + gap)
     # ... extended by each arrival, up to half a pass after it became free.
-    assert fill_deadline(9.90, 10.020, 10.0, wait, 0.060) == pytest.approx(10.026)
-    assert fill_deadline(9.90, 10.029, 10.0, wait, 0.060) == pytest.approx(
-        10.0 + FILL_FRACTION * 0.060
+    early = 10.0 + (cap - gap) / 2
+    assert fill_deadline(9.90, early, 10.0, wait, pass_time) == pytest.approx(early + gap)
+    assert fill_deadline(9.90, 10.0 + cap - 0.001, 10.0, wait, pass_time) == pytest.approx(
+        10.0 + cap
     )
     # Never earlier than the promise, whatever the pass time.
     assert fill_deadline(10.0, 10.0, 10.0, 0.05, 0.0) == pytest.approx(10.05)
