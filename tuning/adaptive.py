@@ -1,6 +1,6 @@
-"""The "adaptive" strategy (issue 20): a calibrated plug-in optimum and the "shrunk"
-thresholds, averaged in logit space and pulled toward 0.5 as far as out-of-fold evidence
-says.
+"""The "adaptive" strategy (issue 20): a calibrated plug-in optimum, the "shrunk"
+thresholds and each label's observed optimum as base sets, pulled toward 0.5 as far as
+out-of-fold evidence holds beyond its standard error.
 
 The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds):
 
@@ -19,31 +19,39 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
    and the micro term stops a rare label from buying a little F1 with many false positives.
    Cuts are a label's distinct scores up to :data:`MAX_BINS` rows, else the edges of as
    many logit bins (the same units the calibration is fitted on: no sort of the scores).
-3. **Blend**: ``mixed = sigmoid(w * logit(plugin) + (1 - w) * logit(shrunk))`` with
-   ``w = 1/2`` (:data:`WEIGHTS`), ``shrunk`` the "shrunk" strategy's thresholds (the
-   observed curve's own optimum pulled toward the shared threshold, ``k = 6``). One leans
-   on the calibration map, the other on the observed curve; their logit mean hedges the
-   failure of either.
-4. **Pull toward 0.5**: ``threshold = sigmoid(rho * logit(mixed))``, one ``rho`` per call
-   from :data:`RHOS`, scored on the same held-out rows (paired): every row is decided by
-   the thresholds built (steps 1-3) without its fold, and ``rho`` maximises the pooled
-   out-of-fold macro-F1 + micro-F1; ties go to the smaller ``rho``. ``rho = 0`` is plain
-   0.5: where tuning does not pay on held-out rows, it is undone.
-
-``weights`` (a grid of ``w``) chooses ``w`` with ``rho`` on the same out-of-fold rows (ties
-to ``w`` nearer 1/2). The grid (0, 1/4, 1/2, 3/4, 1) was measured: better on the grid's
-selection part, but it lost micro-F1 to 0.5 in more unseen cases (one more knob chosen on
-~100-row folds), so the default keeps ``w = 1/2``.
+3. **Base sets**, each (L,) on all rows and (K, L) without each fold (:data:`BASES`):
+   ``blend = sigmoid(w * logit(plugin) + (1 - w) * logit(shrunk))`` with ``w = 1/2``
+   (:data:`BLEND_WEIGHT`; ``shrunk`` the "shrunk" strategy's thresholds, the observed
+   curve's own optimum pulled toward the shared threshold, ``k = 6``): one leans on the
+   calibration map, the other on the observed curve, and their logit mean hedges the
+   failure of either; ``macro_blend``, the same with the plug-in of each label's own
+   expected F1 (no micro term: rare labels keep their macro-F1 where the micro term would
+   silence them); ``observed``, each label's own optimum of its observed F1 curve (what
+   "per_label" finds; for scores whose calibration map is poor, such as tree ensembles'
+   tied, bunched scores; a label without positives keeps ``blend``'s threshold).
+4. **Pull toward 0.5 and choose on held-out rows**: the candidates are plain 0.5 and each
+   base pulled by ``rho`` in :data:`RHOS` (``threshold = sigmoid(rho * logit(base))``).
+   Every held-out row is decided by the candidate built without its fold, the same rows
+   for every candidate (a paired comparison), and each candidate's gain is its pooled
+   out-of-fold macro-F1 + micro-F1 less plain 0.5's. The kept candidate has the largest
+   gain less :data:`STANDARD_ERRORS` (one) standard error of that paired gain (delta
+   method, :func:`_scores_and_errors`); where no candidate's gain survives its own
+   uncertainty, plain 0.5 is kept. Ties go to plain 0.5, then in :data:`BASES` and
+   :data:`RHOS` order. The standard error does two jobs: on small validation sets a
+   gain that is noise (naive Bayes' piled scores on 117 rows) no longer undoes 0.5, and
+   the more candidates there are, the less the largest noisy gain wins by its noise.
 
 Cost: O(n L) reads plus batched two-parameter Newton fits on at most :data:`MAX_BINS`
 units per label; validation sets above :data:`MAX_ROWS` rows are read through a fixed
 random subset of that many rows (seeded by ``n``), which bounds the cost at large ``n``.
 Steps 1 and 2 (:func:`plugin_optima`) read only the inputs and the folds, so the tune runs
 them beside its first sorted pass; steps 3 and 4 (:func:`choose`) count the out-of-fold
-decisions by binary search in each label's sorted fold scores.
+decisions by binary search in each label's sorted fold scores (13 candidates; the standard
+errors come from the same counts, no further pass over the rows).
 
-Macro and micro weigh 1 each (the two figures a default is judged on); ``tau``, ``w`` and
-``rho`` are chosen by the data.
+Macro and micro weigh 1 each (the two figures a default is judged on), the two estimates of
+a blend 1/2 each, and a gain must clear one standard error (a convention, not fitted);
+``tau``, the base and ``rho`` are chosen by the data.
 """
 
 from __future__ import annotations
@@ -55,10 +63,14 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the blend as it is).
+#: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the base thresholds as they are).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Weights of the plug-in optimum in the blend (0: "shrunk" alone; 1: the plug-in alone).
-WEIGHTS: tuple[float, ...] = (0.5,)
+#: The base threshold sets (step 3), in the order ties are broken.
+BASES: tuple[str, ...] = ("blend", "macro_blend", "observed")
+#: Weight of the plug-in optimum in the blends (0: "shrunk" alone; 1: the plug-in alone).
+BLEND_WEIGHT = 0.5
+#: Standard errors of the paired out-of-fold gain a candidate's gain is discounted by (step 4).
+STANDARD_ERRORS = 1.0
 #: Candidate prior precisions of a label's Platt map around the pooled one (step 1).
 TAUS: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
 #: Weight of the micro-F1 term against the label's share of macro-F1 (step 2).
@@ -98,22 +110,26 @@ def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
 class AdaptiveChoice:
     """What :func:`adaptive_thresholds` chose.
 
-    ``thresholds`` (L,) the final thresholds; ``rho`` the pull, ``weight`` the plug-in's
-    weight ``w`` and ``tau`` the calibration prior kept; ``plugin`` (L,) step 2 on all rows;
-    ``mixed`` (L,) step 3 at the chosen ``w``; ``fold_thresholds`` (K, L) the final rule
-    built without each fold (at the chosen ``w`` and ``rho``, for the cross-fitted
-    estimate); ``scores`` (len(weights), len(RHOS)) the out-of-fold macro-F1 + micro-F1 of
-    each pair.
+    ``thresholds`` (L,) the final thresholds; ``base`` the base set kept (one of
+    :data:`BASES`; ``"0.5"`` when no candidate's gain held) and ``rho`` its pull; ``tau``
+    the calibration prior kept; ``plugin`` (L,) step 2 on all rows; ``mixed`` (L,) the base
+    set kept on all rows, before the pull (0.5 for ``"0.5"``); ``fold_thresholds`` (K, L)
+    the final rule built without each fold (for the cross-fitted estimate); ``candidates``
+    the (base, rho) pairs scored, plain 0.5 first; ``scores`` (C,) their out-of-fold
+    macro-F1 + micro-F1 and ``lower_bounds`` (C,) their gain over plain 0.5 less
+    :data:`STANDARD_ERRORS` standard errors (0 for plain 0.5 itself).
     """
 
     thresholds: np.ndarray
+    base: str
     rho: float
-    weight: float
     tau: float
     plugin: np.ndarray
     mixed: np.ndarray
     fold_thresholds: np.ndarray
+    candidates: tuple[tuple[str, float], ...]
     scores: np.ndarray
+    lower_bounds: np.ndarray
 
 
 def _softplus_and_sigmoid(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -325,15 +341,18 @@ class _Curves:
         n_weightings, n_labels = maps.shape[:2]
         self.etp = np.zeros((n_weightings, n_labels, width + 1))
         self.pp = np.zeros_like(self.etp)
+        self.otp = np.zeros_like(self.etp)  # observed true positives
         for j, size in enumerate(calibration.sizes):
             x = calibration.x[j, size - 1 :: -1] if size else calibration.x[j, :0]
             rows = calibration.rows[:, j, size - 1 :: -1] if size else calibration.rows[:, j, :0]
             # Each weighting's own calibration map (maps[w, j]) gives its expected positives.
             q = _sigmoid(maps[:, j, :1] * x + maps[:, j, 1:])
+            hits = calibration.positives[:, j, size - 1 :: -1] if size else rows
             self.etp[:, j, 1 : size + 1] = np.cumsum(q * rows, axis=1)
             self.pp[:, j, 1 : size + 1] = np.cumsum(rows, axis=1)
-            self.etp[:, j, size + 1 :] = self.etp[:, j, size : size + 1]
-            self.pp[:, j, size + 1 :] = self.pp[:, j, size : size + 1]
+            self.otp[:, j, 1 : size + 1] = np.cumsum(hits, axis=1)
+            for counts in (self.etp, self.pp, self.otp):
+                counts[:, j, size + 1 :] = counts[:, j, size : size + 1]
 
     def threshold(self, label: int, row: int, column: int) -> float:
         """The threshold of ``column`` under weighting ``row``: the midpoint between the
@@ -350,8 +369,9 @@ class _Curves:
         return 0.5 * (float(low[column - 1]) + below)
 
 
-def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
-    """Step 2 under weighting ``row``: (L,) thresholds."""
+def _plugin_optima(curves: _Curves, row: int, micro_weight: float = MICRO_WEIGHT) -> np.ndarray:
+    """Step 2 under weighting ``row``: (L,) thresholds (``micro_weight`` 0: each label's own
+    expected F1 alone)."""
     tp, pp = curves.etp[row], curves.pp[row]  # (L, U + 1)
     n_labels = len(tp)
     positives = tp[:, -1]
@@ -363,7 +383,7 @@ def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
     for _ in range(JOINT_ITERATIONS):
         denominator = max(float(pp[labels, picks].sum()) + total_positives, 1e-12)
         micro = 2.0 * float(tp[labels, picks].sum()) / denominator
-        gain = f1 / n_labels + MICRO_WEIGHT * (2.0 * tp - micro * pp) / denominator
+        gain = f1 / n_labels + micro_weight * (2.0 * tp - micro * pp) / denominator
         new = np.argmax(gain, axis=1)
         if np.array_equal(new, picks):
             break
@@ -371,26 +391,79 @@ def _plugin_optima(curves: _Curves, row: int) -> np.ndarray:
     return np.array([curves.threshold(j, row, int(i)) for j, i in enumerate(picks)])
 
 
+def _observed_optima(curves: _Curves, row: int) -> np.ndarray:
+    """(L,) each label's own optimum of its observed F1 curve under weighting ``row`` (what
+    "per_label" finds, on the calibration's units; ties to the higher threshold); NaN for a
+    label with no positives under it."""
+    tp, pp = curves.otp[row], curves.pp[row]
+    positives = tp[:, -1]
+    picks = np.argmax(_f1(tp, pp, positives[:, None])[:, 1:], axis=1) + 1
+    found = [curves.threshold(j, row, int(i)) for j, i in enumerate(picks)]
+    return np.where(positives > 0, found, np.nan)
+
+
 def _blend(plugin: np.ndarray, shrunk: np.ndarray, weight: float) -> np.ndarray:
     return _sigmoid(weight * _logit(plugin) + (1.0 - weight) * _logit(shrunk))
 
 
-def _out_of_fold_scores(calibration: _Calibration, candidates: np.ndarray) -> np.ndarray:
-    """(C,) macro-F1 + micro-F1 of the pooled decisions of each candidate (C, K, L): every
-    row at its own fold's thresholds (``score >= threshold`` is positive), counted by binary
-    search in each label's sorted fold scores."""
-    n_candidates, _, n_labels = candidates.shape
-    tp = np.zeros((n_candidates, n_labels))
-    pp = np.zeros((n_candidates, n_labels))
+def _out_of_fold_counts(
+    calibration: _Calibration, candidates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C, K, L) true and predicted positives of each candidate (C, K, L) on each fold's
+    held-out rows at that fold's thresholds (``score >= threshold`` is positive), counted
+    by binary search in each label's sorted fold scores."""
+    tp = np.zeros(candidates.shape)
+    pp = np.zeros(candidates.shape)
     for j, parts in enumerate(calibration.held_out):
         for fold, (values, hits) in enumerate(parts):
             cut = candidates[:, fold, j]
-            pp[:, j] += len(values) - np.searchsorted(values, cut, side="left")
-            tp[:, j] += len(hits) - np.searchsorted(hits, cut, side="left")
-    positives = calibration.n_positives
-    macro = _f1(tp, pp, positives[None, :]).mean(1)
-    micro = _f1(tp.sum(1), pp.sum(1), np.full(n_candidates, positives.sum()))
-    return macro + micro
+            pp[:, fold, j] = len(values) - np.searchsorted(values, cut, side="left")
+            tp[:, fold, j] = len(hits) - np.searchsorted(hits, cut, side="left")
+    return tp, pp
+
+
+def _scores_and_errors(
+    calibration: _Calibration, tp: np.ndarray, pp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) pooled out-of-fold macro-F1 + micro-F1 of each candidate and (C,) the standard
+    error of its gain over candidate 0 (plain 0.5), from the counts (C, K, L).
+
+    Delta method: to first order a row changes macro-F1 + micro-F1 by
+    ``g = sum_j d_j (2 A_j y_j - B_j) - y_j B_j`` (``d_j``, ``y_j`` its decision and target
+    for label ``j``; ``A_j = 1 / (L D_j) + 1 / M``, ``B_j = F1_j / (L D_j) + m / M``, ``D_j``
+    and ``M`` label ``j``'s and the pooled predicted positives plus positives, ``m`` the
+    micro-F1), and the gain's variance is the sum of the rows' squared paired differences.
+    Summed per label (the covariance of one row's labels is left out), the rows fall into
+    eight cells per fold and label (decided by the candidate, by 0.5, target), whose sizes
+    the counts give: the decided sets are nested (both are "score >= cut").
+    """
+    hits = np.array([[len(h) for _, h in parts] for parts in calibration.held_out]).T
+    positives = hits.sum(0).astype(np.float64)  # (L,)
+    n_labels = len(positives)
+    total_tp, total_pp = tp.sum(1), pp.sum(1)  # (C, L)
+    f1 = _f1(total_tp, total_pp, positives[None, :])
+    micro_denominator = total_pp.sum(1) + positives.sum()  # (C,)
+    micro = _f1(total_tp.sum(1), total_pp.sum(1), np.full(len(tp), positives.sum()))
+    scores = f1.mean(1) + micro
+    denominator = total_pp + positives[None, :]
+    inverse = np.where(denominator > 0, 1.0 / np.where(denominator > 0, denominator, 1.0), 0.0)
+    per_micro = np.where(micro_denominator > 0, 1.0 / np.maximum(micro_denominator, 1e-12), 0.0)
+    a = (inverse / n_labels + per_micro[:, None])[:, None, :]  # (C, 1, L)
+    b = (f1 * inverse / n_labels + (micro * per_micro)[:, None])[:, None, :]
+    # Cells: (candidate decides, 0.5 decides) among positives (value with y = 1) and
+    # among negatives (y = 0); both decide = the smaller nested set.
+    both_tp, both_fp = np.minimum(tp, tp[:1]), np.minimum(pp - tp, pp[:1] - tp[:1])
+    cells = (
+        (both_tp, 2 * a - b - (2 * a[:1] - b[:1]) - (b - b[:1])),
+        (tp - both_tp, 2 * a - b - (b - b[:1])),
+        (tp[:1] - both_tp, -(2 * a[:1] - b[:1]) - (b - b[:1])),
+        (hits[None] - tp - tp[:1] + both_tp, -(b - b[:1])),
+        (both_fp, -b + b[:1]),
+        (pp - tp - both_fp, -b),
+        (pp[:1] - tp[:1] - both_fp, b[:1]),
+    )  # the eighth cell, negatives neither decides, differs by 0
+    variance = sum((count * value**2).sum((1, 2)) for count, value in cells)
+    return scores, np.sqrt(np.maximum(variance, 0.0))
 
 
 @dataclass(frozen=True)
@@ -398,12 +471,18 @@ class PlugIn:
     """Steps 1 and 2 of the rule, which read only the scores, targets and folds (so they
     can run beside the tune's sorted pass): ``tau`` the calibration prior kept, ``plugin``
     (L,) the plug-in optimum on all rows, ``fold_plugin`` (K, L) the same without each
-    fold, and the rows' sorted fold scores the out-of-fold scoring counts in."""
+    fold, the rows' sorted fold scores the out-of-fold scoring counts in, ``macro_plugin``
+    the plug-in without the micro term and ``observed`` each label's observed optimum
+    (NaN: no positives), each with its (K, L) fold versions."""
 
     tau: float
     plugin: np.ndarray
     fold_plugin: np.ndarray
     calibration: _Calibration
+    macro_plugin: np.ndarray
+    fold_macro_plugin: np.ndarray
+    observed: np.ndarray
+    fold_observed: np.ndarray
 
 
 def plugin_optima(scores: Any, targets: Any, folds: np.ndarray, n_folds: int) -> PlugIn:
@@ -428,50 +507,74 @@ def plugin_optima(scores: Any, targets: Any, folds: np.ndarray, n_folds: int) ->
         losses.append(sum(calibration.held_out_loss(f, m) for f, m in enumerate(by_fold)))
     best = int(np.argmin(losses))
     curves = _Curves(calibration, fitted[best])
+    weightings = range(n_folds + 1)
+    plugin = np.stack([_plugin_optima(curves, w) for w in weightings])
+    macro_plugin = np.stack([_plugin_optima(curves, w, 0.0) for w in weightings])
+    observed = np.stack([_observed_optima(curves, w) for w in weightings])
     return PlugIn(
         tau=TAUS[best],
-        plugin=_plugin_optima(curves, 0),
-        fold_plugin=np.stack([_plugin_optima(curves, f + 1) for f in range(n_folds)]),
+        plugin=plugin[0],
+        fold_plugin=plugin[1:],
         calibration=calibration,
+        macro_plugin=macro_plugin[0],
+        fold_macro_plugin=macro_plugin[1:],
+        observed=observed[0],
+        fold_observed=observed[1:],
     )
 
 
-def choose(
-    plugin: PlugIn,
-    shrunk: np.ndarray,
-    fold_shrunk: np.ndarray,
-    weights: tuple[float, ...] = WEIGHTS,
-) -> AdaptiveChoice:
-    """Steps 3 and 4: blend ``plugin`` with ``shrunk`` (L,) (and its fold versions
-    ``fold_shrunk`` (K, L)) and pull toward 0.5 as far as the out-of-fold rows say."""
+def _bases(
+    plugin: PlugIn, shrunk: np.ndarray, fold_shrunk: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Step 3: each base set of :data:`BASES` as (L,) on all rows and (K, L) by fold."""
+    blend = _blend(plugin.plugin, shrunk, BLEND_WEIGHT)
+    fold_blend = _blend(plugin.fold_plugin, fold_shrunk, BLEND_WEIGHT)
+    return {
+        "blend": (blend, fold_blend),
+        "macro_blend": (
+            _blend(plugin.macro_plugin, shrunk, BLEND_WEIGHT),
+            _blend(plugin.fold_macro_plugin, fold_shrunk, BLEND_WEIGHT),
+        ),
+        # A label with no positives has no observed optimum: it keeps the blend's threshold.
+        "observed": (
+            np.where(np.isnan(plugin.observed), blend, plugin.observed),
+            np.where(np.isnan(plugin.fold_observed), fold_blend, plugin.fold_observed),
+        ),
+    }
+
+
+def choose(plugin: PlugIn, shrunk: np.ndarray, fold_shrunk: np.ndarray) -> AdaptiveChoice:
+    """Steps 3 and 4: the base sets from ``plugin`` and ``shrunk`` (L,) (with its fold
+    versions ``fold_shrunk`` (K, L)), each pulled toward 0.5, and the candidate whose
+    out-of-fold gain over 0.5 holds best."""
     shrunk = np.asarray(shrunk, dtype=np.float64)
     fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
+    bases = _bases(plugin, shrunk, fold_shrunk)
+    keys: list[tuple[str, float]] = [("0.5", 0.0)]
+    keys += [(base, rho) for base in BASES for rho in RHOS if rho > 0]
+    n_folds, n_labels = fold_shrunk.shape
     candidates = np.stack(
-        [
-            _sigmoid(rho * _logit(_blend(plugin.fold_plugin, fold_shrunk, weight)))
-            for weight in weights
-            for rho in RHOS
-        ]
+        [np.full((n_folds, n_labels), 0.5)]
+        + [_sigmoid(rho * _logit(bases[base][1])) for base, rho in keys[1:]]
     )
-    found = _out_of_fold_scores(plugin.calibration, candidates)
-    found = found.reshape(len(weights), len(RHOS))
-    # The best pair; ties to the smaller rho, then to the weight nearer 1/2.
-    order = sorted(
-        ((w, r) for w in range(len(weights)) for r in range(len(RHOS))),
-        key=lambda pair: (RHOS[pair[1]], abs(weights[pair[0]] - 0.5)),
-    )
-    w_index, r_index = max(order, key=lambda pair: found[pair])  # max keeps the first
-    weight, rho = weights[w_index], RHOS[r_index]
-    mixed = _blend(plugin.plugin, shrunk, weight)
+    tp, pp = _out_of_fold_counts(plugin.calibration, candidates)
+    scores, errors = _scores_and_errors(plugin.calibration, tp, pp)
+    lower = scores - scores[0] - STANDARD_ERRORS * errors
+    lower[0] = 0.0
+    best = int(np.argmax(lower))  # the first of equals: plain 0.5, then BASES and RHOS order
+    base, rho = keys[best]
+    mixed = bases[base][0] if best else np.full(n_labels, 0.5)
     return AdaptiveChoice(
         thresholds=_sigmoid(rho * _logit(mixed)),
+        base=base,
         rho=rho,
-        weight=weight,
         tau=plugin.tau,
         plugin=plugin.plugin,
         mixed=mixed,
-        fold_thresholds=_sigmoid(rho * _logit(_blend(plugin.fold_plugin, fold_shrunk, weight))),
-        scores=found,
+        fold_thresholds=candidates[best],
+        candidates=tuple(keys),
+        scores=scores,
+        lower_bounds=lower,
     )
 
 
@@ -481,7 +584,6 @@ def adaptive_thresholds(
     folds: np.ndarray,
     shrunk: np.ndarray,
     fold_shrunk: np.ndarray,
-    weights: tuple[float, ...] = WEIGHTS,
 ) -> AdaptiveChoice:
     """The "adaptive" thresholds (see the module docstring for the rule):
     :func:`plugin_optima` then :func:`choose`.
@@ -490,9 +592,9 @@ def adaptive_thresholds(
     tensors of any dtype and device (read a label column at a time, never copied whole);
     ``folds`` (n,) int, each row's fold in ``0..K-1`` (the tune's
     :class:`tuning.estimate.FoldPlan`); ``shrunk`` (L,) the "shrunk" strategy's thresholds
-    on all rows and ``fold_shrunk`` (K, L) the same tuned without each fold; ``weights``
-    the candidate blend weights ``w``. Deterministic: no randomness beyond the fold plan's.
+    on all rows and ``fold_shrunk`` (K, L) the same tuned without each fold.
+    Deterministic: no randomness beyond the fold plan's.
     """
     fold_shrunk = np.asarray(fold_shrunk, dtype=np.float64)
     found = plugin_optima(scores, targets, folds, len(fold_shrunk))
-    return choose(found, shrunk, fold_shrunk, weights)
+    return choose(found, shrunk, fold_shrunk)

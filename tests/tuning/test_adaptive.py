@@ -10,13 +10,11 @@ from sklearn.metrics import f1_score
 
 import labelcut.tuning.adaptive as module
 from labelcut.tuning import tune_thresholds
-from labelcut.tuning.adaptive import RHOS, TAUS, WEIGHTS, AdaptiveChoice, adaptive_thresholds
+from labelcut.tuning.adaptive import BASES, RHOS, TAUS, AdaptiveChoice, adaptive_thresholds
 from labelcut.tuning.estimate import FoldPlan
 
 
-def adaptive(
-    scores: np.ndarray, targets: np.ndarray, seed: int = 0, weights: tuple[float, ...] = WEIGHTS
-) -> AdaptiveChoice:
+def adaptive(scores: np.ndarray, targets: np.ndarray, seed: int = 0) -> AdaptiveChoice:
     """The strategy with its inputs from the public tune: the fold plan and "shrunk"."""
     plan = FoldPlan.build(torch.from_numpy(targets), seed)
     folds = plan.folds.astype(np.int64)
@@ -34,7 +32,6 @@ def adaptive(
         folds,
         shrunk(np.arange(len(scores))),
         np.stack(per_fold),
-        weights,
     )
 
 
@@ -48,15 +45,85 @@ def calibrated(n: int, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray
 def test_the_rule_is_what_the_docstring_states() -> None:
     scores, targets = calibrated(400, 4, seed=1)
     choice = adaptive(scores, targets)
-    assert choice.rho in RHOS and choice.weight in WEIGHTS
-    assert choice.scores.shape == (len(WEIGHTS), len(RHOS))
-    kept = choice.scores[WEIGHTS.index(choice.weight), RHOS.index(choice.rho)]
-    assert kept == choice.scores.max()
+    assert choice.candidates[0] == ("0.5", 0.0)
+    assert choice.candidates[1:] == tuple((b, r) for b in BASES for r in RHOS if r > 0)
+    assert choice.scores.shape == choice.lower_bounds.shape == (len(choice.candidates),)
+    # The kept candidate has the largest lower bound (gain less one standard error).
+    kept = choice.candidates.index((choice.base, choice.rho))
+    assert choice.lower_bounds[kept] == choice.lower_bounds.max()
+    assert choice.lower_bounds[0] == 0.0
+    assert np.all(choice.lower_bounds[1:] <= choice.scores[1:] - choice.scores[0] + 1e-12)
+    assert choice.base in BASES and choice.rho in RHOS  # calibrated scores: tuning pays
     assert choice.tau in TAUS
     logit = np.log(choice.mixed) - np.log1p(-choice.mixed)
     np.testing.assert_allclose(choice.thresholds, 1 / (1 + np.exp(-choice.rho * logit)))
     assert choice.fold_thresholds.shape == (5, 4)
     assert np.all((choice.thresholds > 0) & (choice.thresholds < 1))
+
+
+def _piled(n: int, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores piled near 0 and 1 like naive Bayes', with noise: thresholds barely matter."""
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, n_labels)) < 0.4).astype(np.int64)
+    sign = np.where(targets == 1, 1.0, -1.0)
+    logits = sign * rng.uniform(0, 12, (n, n_labels)) + rng.normal(0, 4, (n, n_labels))
+    return 1 / (1 + np.exp(-logits)), targets
+
+
+def test_a_gain_within_its_standard_error_keeps_plain_half(monkeypatch) -> None:
+    # 100 rows of piled scores: some tuned candidate beats 0.5 out of fold by 0.0176
+    # (macro + micro), but by less than one standard error of the paired gain, so the rule
+    # keeps 0.5 (the fold thresholds too). Without the discount it would tune.
+    scores, targets = _piled(100, 3, seed=26)
+    choice = adaptive(scores, targets)
+    assert choice.scores.max() > choice.scores[0] + 0.01
+    assert choice.base == "0.5" and choice.rho == 0.0
+    np.testing.assert_array_equal(choice.thresholds, 0.5)
+    np.testing.assert_array_equal(choice.fold_thresholds, 0.5)
+    monkeypatch.setattr(module, "STANDARD_ERRORS", 0.0)
+    assert adaptive(scores, targets).base != "0.5"
+
+
+def test_standard_errors_match_the_rows_brute_force() -> None:
+    # The counted (cell) variance equals the sum over rows and labels of the squared
+    # paired differences of the first-order terms, computed here row by row.
+    rng = np.random.default_rng(12)
+    n, n_labels, n_folds = 300, 5, 5
+    scores = rng.random((n, n_labels))
+    targets = (rng.random((n, n_labels)) < scores**2).astype(np.int64)
+    folds = rng.integers(0, n_folds, n)
+    calibration = module._Calibration(scores, targets, folds, n_folds)
+    candidates = np.concatenate(
+        [np.full((1, n_folds, n_labels), 0.5), rng.uniform(0.05, 0.95, (6, n_folds, n_labels))]
+    )
+    found, errors = module._scores_and_errors(
+        calibration, *module._out_of_fold_counts(calibration, candidates)
+    )
+    y = targets == 1
+    terms, expected = [], []
+    for cut in candidates:
+        decided = scores >= cut[folds]
+        tp, pp, positives = (decided & y).sum(0), decided.sum(0), y.sum(0)
+        f1 = 2 * tp / (pp + positives)
+        pooled = pp.sum() + positives.sum()
+        micro = 2 * tp.sum() / pooled
+        expected.append(f1.mean() + micro)
+        a = 1 / (n_labels * (pp + positives)) + 1 / pooled
+        b = f1 / (n_labels * (pp + positives)) + micro / pooled
+        terms.append(decided * (2 * a * y - b) - y * b)
+    np.testing.assert_allclose(found, expected)
+    np.testing.assert_allclose(errors, [np.sqrt(((t - terms[0]) ** 2).sum()) for t in terms])
+
+
+def test_the_observed_base_decides_as_per_label_does() -> None:
+    scores, targets = calibrated(300, 5, seed=13)
+    folds = FoldPlan.build(torch.from_numpy(targets), 0).folds.astype(np.int64)
+    found = module.plugin_optima(scores, targets, folds, 5)
+    per_label = tune_thresholds(
+        scores, targets, strategy="per_label", n_bootstrap=0, estimate=False
+    ).thresholds
+    np.testing.assert_array_equal(scores >= found.observed, scores >= per_label)
+    assert found.fold_observed.shape == (5, 5) and np.isfinite(found.fold_observed).all()
 
 
 @pytest.mark.parametrize("n", [200, 3000])
@@ -65,10 +132,10 @@ def test_perfectly_separable_labels_are_separated_and_ties_go_to_half(n: int) ->
     targets = (rng.random((n, 3)) < 0.4).astype(np.int64)
     scores = np.where(targets == 1, rng.uniform(0.7, 1.0, (n, 3)), rng.uniform(0, 0.3, (n, 3)))
     choice = adaptive(scores, targets)
-    # Every blend and pull leaves each threshold in the gap, so every pair scores 2.0 out of
-    # fold (macro 1 + micro 1) and the tie goes to the smallest rho: plain 0.5.
+    # Every base and pull leaves each threshold in the gap, so every candidate scores 2.0
+    # out of fold (macro 1 + micro 1), no gain, and the tie goes to plain 0.5.
     np.testing.assert_allclose(choice.scores, 2.0)
-    assert choice.rho == 0.0
+    assert choice.base == "0.5" and choice.rho == 0.0
     np.testing.assert_array_equal(choice.thresholds, 0.5)
     assert np.all((choice.plugin > 0.3) & (choice.plugin < 0.7))
 
@@ -161,21 +228,16 @@ def test_torch_input_gives_the_numpy_answer() -> None:
     )
     np.testing.assert_array_equal(from_numpy.thresholds, from_torch.thresholds)
     assert from_numpy.rho == from_torch.rho and from_numpy.tau == from_torch.tau
-    assert from_numpy.weight == from_torch.weight
+    assert from_numpy.base == from_torch.base
 
 
-def test_a_weight_grid_keeps_the_best_held_out_pair_and_zero_is_shrunk_alone() -> None:
-    scores, targets = calibrated(400, 4, seed=10)
-    grid = (0.0, 0.25, 0.5, 0.75, 1.0)
-    choice = adaptive(scores, targets, weights=grid)
-    assert choice.scores.shape == (len(grid), len(RHOS))
-    assert choice.scores[grid.index(choice.weight), RHOS.index(choice.rho)] == choice.scores.max()
-    default = adaptive(scores, targets)
-    # The default's one row is the grid's w = 1/2 row: the same folds, the same candidates.
-    np.testing.assert_array_equal(default.scores[0], choice.scores[grid.index(0.5)])
-    alone = adaptive(scores, targets, weights=(0.0,))
-    shrunk = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0, estimate=False)
-    np.testing.assert_allclose(alone.mixed, shrunk.thresholds, rtol=1e-9)
+def test_no_positives_anywhere_is_plain_half_or_predicts_nothing() -> None:
+    scores, targets = calibrated(200, 2, seed=14)
+    targets[:] = 0
+    choice = adaptive(scores, targets)
+    # No positive: every F1 is 0 at any threshold, no candidate gains, 0.5 is kept.
+    assert choice.base == "0.5"
+    np.testing.assert_array_equal(choice.thresholds, 0.5)
 
 
 def test_large_sets_are_read_through_a_fixed_subset(monkeypatch) -> None:
