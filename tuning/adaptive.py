@@ -114,7 +114,9 @@ class AdaptiveChoice:
     :data:`BASES`; ``"0.5"`` when no candidate's gain held) and ``rho`` its pull; ``tau``
     the calibration prior kept; ``plugin`` (L,) step 2 on all rows; ``mixed`` (L,) the base
     set kept on all rows, before the pull (0.5 for ``"0.5"``); ``fold_thresholds`` (K, L)
-    the final rule built without each fold (for the cross-fitted estimate); ``candidates``
+    the kept candidate built without each fold (for the cross-fitted estimate; choosing
+    each fold's candidate on the other folds instead was measured: a more pessimistic
+    estimate, mean |expected - test| 0.0202 against 0.0163); ``candidates``
     the (base, rho) pairs scored, plain 0.5 first; ``scores`` (C,) their out-of-fold
     macro-F1 + micro-F1 and ``lower_bounds`` (C,) their gain over plain 0.5 less
     :data:`STANDARD_ERRORS` standard errors (0 for plain 0.5 itself).
@@ -422,11 +424,17 @@ def _out_of_fold_counts(
     return tp, pp
 
 
+def _fold_positives(calibration: _Calibration) -> np.ndarray:
+    """(K, L) each fold's held-out positives per label."""
+    return np.array([[len(hits) for _, hits in parts] for parts in calibration.held_out]).T
+
+
 def _scores_and_errors(
-    calibration: _Calibration, tp: np.ndarray, pp: np.ndarray
+    hits: np.ndarray, tp: np.ndarray, pp: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(C,) pooled out-of-fold macro-F1 + micro-F1 of each candidate and (C,) the standard
-    error of its gain over candidate 0 (plain 0.5), from the counts (C, K, L).
+    error of its gain over candidate 0 (plain 0.5), from the counts (C, K, L) and the
+    folds' positives ``hits`` (K, L).
 
     Delta method: to first order a row changes macro-F1 + micro-F1 by
     ``g = sum_j d_j (2 A_j y_j - B_j) - y_j B_j`` (``d_j``, ``y_j`` its decision and target
@@ -437,7 +445,6 @@ def _scores_and_errors(
     eight cells per fold and label (decided by the candidate, by 0.5, target), whose sizes
     the counts give: the decided sets are nested (both are "score >= cut").
     """
-    hits = np.array([[len(h) for _, h in parts] for parts in calibration.held_out]).T
     positives = hits.sum(0).astype(np.float64)  # (L,)
     n_labels = len(positives)
     total_tp, total_pp = tp.sum(1), pp.sum(1)  # (C, L)
@@ -523,6 +530,18 @@ def plugin_optima(scores: Any, targets: Any, folds: np.ndarray, n_folds: int) ->
     )
 
 
+def _lower_bounds(
+    hits: np.ndarray, tp: np.ndarray, pp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) out-of-fold scores and (C,) gains over plain 0.5 (candidate 0) less
+    :data:`STANDARD_ERRORS` standard errors (0 for plain 0.5), from the counts of the folds
+    given (:func:`_scores_and_errors`)."""
+    scores, errors = _scores_and_errors(hits, tp, pp)
+    lower = scores - scores[0] - STANDARD_ERRORS * errors
+    lower[0] = 0.0
+    return scores, lower
+
+
 def _bases(
     plugin: PlugIn, shrunk: np.ndarray, fold_shrunk: np.ndarray
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -558,9 +577,8 @@ def choose(plugin: PlugIn, shrunk: np.ndarray, fold_shrunk: np.ndarray) -> Adapt
         + [_sigmoid(rho * _logit(bases[base][1])) for base, rho in keys[1:]]
     )
     tp, pp = _out_of_fold_counts(plugin.calibration, candidates)
-    scores, errors = _scores_and_errors(plugin.calibration, tp, pp)
-    lower = scores - scores[0] - STANDARD_ERRORS * errors
-    lower[0] = 0.0
+    hits = _fold_positives(plugin.calibration)
+    scores, lower = _lower_bounds(hits, tp, pp)
     best = int(np.argmax(lower))  # the first of equals: plain 0.5, then BASES and RHOS order
     base, rho = keys[best]
     mixed = bases[base][0] if best else np.full(n_labels, 0.5)

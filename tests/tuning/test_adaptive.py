@@ -61,6 +61,18 @@ def test_the_rule_is_what_the_docstring_states() -> None:
     assert np.all((choice.thresholds > 0) & (choice.thresholds < 1))
 
 
+def test_the_estimates_fold_thresholds_are_the_kept_candidate_without_each_fold() -> None:
+    scores, targets = calibrated(400, 4, seed=1)
+    folds = FoldPlan.build(torch.from_numpy(targets), 0).folds.astype(np.int64)
+    shrunk, fold_shrunk = np.full(4, 0.4), np.full((5, 4), 0.4)
+    found = module.plugin_optima(scores, targets, folds, 5)
+    choice = module.choose(found, shrunk, fold_shrunk)
+    assert choice.base in BASES
+    by_fold = module._bases(found, shrunk, fold_shrunk)[choice.base][1]
+    expected = module._sigmoid(choice.rho * module._logit(by_fold))
+    np.testing.assert_array_equal(choice.fold_thresholds, expected)
+
+
 def _piled(n: int, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores piled near 0 and 1 like naive Bayes', with noise: thresholds barely matter."""
     rng = np.random.default_rng(seed)
@@ -79,7 +91,6 @@ def test_a_gain_within_its_standard_error_keeps_plain_half(monkeypatch) -> None:
     assert choice.scores.max() > choice.scores[0] + 0.01
     assert choice.base == "0.5" and choice.rho == 0.0
     np.testing.assert_array_equal(choice.thresholds, 0.5)
-    np.testing.assert_array_equal(choice.fold_thresholds, 0.5)
     monkeypatch.setattr(module, "STANDARD_ERRORS", 0.0)
     assert adaptive(scores, targets).base != "0.5"
 
@@ -97,7 +108,8 @@ def test_standard_errors_match_the_rows_brute_force() -> None:
         [np.full((1, n_folds, n_labels), 0.5), rng.uniform(0.05, 0.95, (6, n_folds, n_labels))]
     )
     found, errors = module._scores_and_errors(
-        calibration, *module._out_of_fold_counts(calibration, candidates)
+        module._fold_positives(calibration),
+        *module._out_of_fold_counts(calibration, candidates),
     )
     y = targets == 1
     terms, expected = [], []
