@@ -1,8 +1,10 @@
 """Robustness check of issue 20's goals on models the protocol grid never saw.
 
-Not part of the protocol (nothing was chosen here): five other model families x two
-other split seeds (3, 4) x the same six sets = 60 cases, scored like bench/quality.py
-(thresholds tuned on the validation part, judged on the test split). Families:
+Not part of the protocol, but no longer untouched: the variants of issue 20's rule were
+compared here too (README, "Decision quality"); bench/quality_holdout.py is the grid that
+chose nothing. Five other model families x two other split seeds (3, 4) x the same six sets
+= 60 cases, scored like bench/quality.py (thresholds tuned on the validation part, judged on
+the test split; "adaptive" as ``tune_thresholds`` runs it). Families:
 ``gbdt`` histogram gradient boosting per label (50 rounds); ``mlp_deep`` a two-layer
 network (256, 128) with weak weight decay (over-confident); ``logit_strong`` logistic
 regression with strong regularisation (C = 0.05: scores squashed toward the base rate);
