@@ -246,8 +246,10 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         "strategy",
         "str",
         DEFAULT_STRATEGY,
-        "adaptive: a calibrated plug-in optimum averaged with shrunk, pulled toward 0.5 as "
-        "far as held-out folds say (objective f1; shrunk otherwise); shrunk: per-label "
+        "adaptive: three base sets (a calibrated plug-in blended with shrunk, the same "
+        "without the micro term, each label's observed optimum), each pulled toward 0.5, and "
+        "the one whose held-out gain over 0.5 holds beyond one standard error (objective f1; "
+        "shrunk otherwise); shrunk: per-label "
         "thresholds pulled toward one shared threshold as a label's positives get fewer; "
         "per_label: each label's own optimum; global: one shared threshold.",
         choices=STRATEGIES,
