@@ -44,10 +44,11 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
 Cost: O(n L) reads plus batched two-parameter Newton fits on at most :data:`MAX_BINS`
 units per label; validation sets above :data:`MAX_ROWS` rows are read through a fixed
 random subset of that many rows (seeded by ``n``), which bounds the cost at large ``n``.
-Steps 1 and 2 (:func:`plugin_optima`) read only the inputs and the folds, so the tune runs
-them beside its first sorted pass; steps 3 and 4 (:func:`choose`) count the out-of-fold
-decisions by binary search in each label's sorted fold scores (13 candidates; the standard
-errors come from the same counts, no further pass over the rows).
+Steps 1 and 2 (:func:`plugin_optima`) read only the inputs and the folds; above
+:data:`MAX_BINS` rows their Platt fits merge :data:`FIT_GROUP` adjacent bins (the cuts keep
+every bin). Steps 3 and 4 (:func:`choose`) count the out-of-fold decisions by binary search
+in each label's sorted fold scores (13 candidates; the standard errors come from the same
+counts, no further pass over the rows).
 
 Macro and micro weigh 1 each (the two figures a default is judged on), the two estimates of
 a blend 1/2 each, and a gain must clear one standard error (a convention, not fitted);
@@ -84,6 +85,8 @@ MAX_BINS = 1024
 #: Scores are clipped this far inside (0, 1) before the calibration's logit.
 SCORE_EPS = 1e-6
 NEWTON_STEPS = 30
+#: Above MAX_BINS rows, the Platt fits merge this many adjacent bins (1024 -> 256 units).
+FIT_GROUP = 4
 #: Step halvings at most per Newton step (a step that still raises the loss is 2^-20 long).
 _HALVINGS = 20
 #: Validation sets above this many rows are read through a fixed random subset of it.
@@ -211,9 +214,32 @@ def _as_float64(part: Any) -> np.ndarray:
     return np.asarray(part, dtype=np.float64)
 
 
-def _column(array: Any, label: int) -> np.ndarray:
-    """One label's column as float64 (a copy of n values: the input is never copied whole)."""
-    return _as_float64(array[:, label])
+def _column(array: Any, label: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """One label's column as float64, only ``rows`` (sorted indices) when given: a copy of
+    that many values (the input is never copied whole, nor a subset of all its labels)."""
+    part = array[:, label]
+    if torch.is_tensor(part) and part.device.type == "cpu" and part.dtype != torch.bfloat16:
+        part = part.numpy()  # a view: numpy's gather is single-threaded and cheaper
+    if rows is not None:
+        part = part[torch.from_numpy(rows).to(part.device)] if torch.is_tensor(part) else part[rows]
+    return _as_float64(part)
+
+
+def _held_out_dtype(array: Any) -> type[np.floating]:
+    """The dtype the sorted fold scores are kept in: float32 holds every float32, float16 and
+    bfloat16 score exactly (half the memory of float64); wider scores stay float64."""
+    return np.float32 if array.dtype.itemsize <= 4 else np.float64
+
+
+def _at_least(cuts: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
+    """``cuts`` (float64) as the smallest ``dtype`` values at or above them: for a score
+    ``s`` of that dtype, ``s >= cut`` exactly when ``s >= _at_least(cut)``."""
+    if dtype == np.float64:
+        return cuts
+    rounded = cuts.astype(dtype)
+    low = rounded.astype(np.float64) < cuts
+    rounded[low] = np.nextafter(rounded[low], dtype(np.inf))
+    return rounded
 
 
 def _padded(parts: list[np.ndarray], width: int) -> np.ndarray:
@@ -236,8 +262,18 @@ class _Calibration:
     label and fold, its scores and its positives' scores, sorted (``held_out``).
     """
 
-    def __init__(self, scores: Any, targets: Any, folds: np.ndarray, n_folds: int) -> None:
+    def __init__(
+        self,
+        scores: Any,
+        targets: Any,
+        folds: np.ndarray,
+        n_folds: int,
+        subset: np.ndarray | None = None,
+    ) -> None:
+        """``subset`` (sorted row indices, optional): read only those rows (``folds`` is
+        then theirs)."""
         x, rows, positives = [], [], []
+        held_dtype = _held_out_dtype(scores)
         self.low: list[np.ndarray] = []
         self.high: list[np.ndarray] = []
         self.top: list[float] = []
@@ -245,8 +281,8 @@ class _Calibration:
         fold_order = np.argsort(folds, kind="stable")
         fold_bounds = np.searchsorted(folds[fold_order], np.arange(n_folds + 1))
         for j in range(scores.shape[1]):
-            column = _column(scores, j)
-            truth = _column(targets, j)
+            column = _column(scores, j, subset)
+            truth = _column(targets, j, subset)
             if len(column) <= MAX_BINS:
                 values, index = np.unique(column, return_inverse=True)
                 units, low, high = _logit(values, SCORE_EPS), values, values
@@ -277,42 +313,70 @@ class _Calibration:
             self.low.append(np.asarray(low, dtype=np.float64))
             self.high.append(np.asarray(high, dtype=np.float64))
             self.top.append(float(column.max()))
-            self.held_out.append(_held_out_sorted(column, truth, fold_order, fold_bounds))
+            held = column.astype(held_dtype)  # exact: the scores' own precision
+            self.held_out.append(_held_out_sorted(held, truth, fold_order, fold_bounds))
         width = max(len(units) for units in x)
         self.sizes = [len(units) for units in x]
         self.x = _padded(x, width)
         self.rows = _padded(rows, width).transpose(1, 0, 2)  # (W, L, U)
         self.positives = _padded(positives, width).transpose(1, 0, 2)
         self.n_positives = self.positives[0].sum(1)
+        # The Platt fits (and the held-out loss that picks tau) read the units' counts only:
+        # binned labels are fitted on every FIT_GROUP adjacent bins merged (a 4x cheaper
+        # Newton step, the same two parameters to well within their noise), while the
+        # plug-in's cuts keep every bin. Distinct-score units (small sets) are fitted as is.
+        if len(folds) > MAX_BINS and width > FIT_GROUP:
+            self.fit_x, self.fit_rows, self.fit_positives = _merged(
+                self.x, self.rows, self.positives, FIT_GROUP
+            )
+        else:
+            self.fit_x, self.fit_rows, self.fit_positives = self.x, self.rows, self.positives
         self._pooled: dict[int, np.ndarray] = {}
 
     def fit(self, weighting: int, tau: float, start: np.ndarray | None = None) -> np.ndarray:
         """(L, 2) Platt maps of every label under ``weighting`` with prior precision ``tau``
         around the map of all labels pooled (fitted once per weighting)."""
+        x, rows, positives = self.fit_x, self.fit_rows[weighting], self.fit_positives[weighting]
         pooled = self._pooled.get(weighting)
         if pooled is None:
             pooled = _platt_rows(
-                self.x.reshape(1, -1),
-                self.rows[weighting].reshape(1, -1),
-                self.positives[weighting].reshape(1, -1),
+                x.reshape(1, -1),
+                rows.reshape(1, -1),
+                positives.reshape(1, -1),
                 np.zeros((1, 2)),
                 0.0,
             )[0]
             self._pooled[weighting] = pooled
-        prior = np.tile(pooled, (len(self.x), 1))
-        return _platt_rows(
-            self.x, self.rows[weighting], self.positives[weighting], prior, tau, start
-        )
+        prior = np.tile(pooled, (len(x), 1))
+        return _platt_rows(x, rows, positives, prior, tau, start)
 
     def held_out_loss(self, fold: int, maps: np.ndarray) -> float:
         """Log-loss of fold ``fold``'s rows (all rows minus its training rows) under ``maps``."""
-        rows = self.rows[0] - self.rows[fold + 1]
-        positives = self.positives[0] - self.positives[fold + 1]
-        z = maps[:, :1] * self.x + maps[:, 1:]
+        rows = self.fit_rows[0] - self.fit_rows[fold + 1]
+        positives = self.fit_positives[0] - self.fit_positives[fold + 1]
+        z = maps[:, :1] * self.fit_x + maps[:, 1:]
         # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z)
         return float(
             (positives * np.logaddexp(0.0, -z) + (rows - positives) * np.logaddexp(0.0, z)).sum()
         )
+
+
+def _merged(
+    x: np.ndarray, rows: np.ndarray, positives: np.ndarray, group: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``group`` adjacent units merged: ``x`` (L, U) -> (L, U / group), each merged
+    unit at its rows' mean logit (all-rows weighting); ``rows``, ``positives`` (W, L, U)
+    summed. Padding (rows 0) stays weightless."""
+    n_labels, width = x.shape
+    wide = -(-width // group) * group
+    pad = ((0, 0), (0, wide - width))
+    x, rows = np.pad(x, pad), np.pad(rows, ((0, 0), *pad))
+    positives = np.pad(positives, ((0, 0), *pad))
+    weight = rows[0].reshape(n_labels, -1, group)
+    total = weight.sum(-1)
+    merged_x = (x.reshape(n_labels, -1, group) * weight).sum(-1) / np.where(total > 0, total, 1)
+    shape = (len(rows), n_labels, -1, group)
+    return merged_x, rows.reshape(shape).sum(-1), positives.reshape(shape).sum(-1)
 
 
 def _held_out_sorted(
@@ -418,7 +482,7 @@ def _out_of_fold_counts(
     pp = np.zeros(candidates.shape)
     for j, parts in enumerate(calibration.held_out):
         for fold, (values, hits) in enumerate(parts):
-            cut = candidates[:, fold, j]
+            cut = _at_least(candidates[:, fold, j], values.dtype.type)
             pp[:, fold, j] = len(values) - np.searchsorted(values, cut, side="left")
             tp[:, fold, j] = len(hits) - np.searchsorted(hits, cut, side="left")
     return tp, pp
@@ -475,8 +539,8 @@ def _scores_and_errors(
 
 @dataclass(frozen=True)
 class PlugIn:
-    """Steps 1 and 2 of the rule, which read only the scores, targets and folds (so they
-    can run beside the tune's sorted pass): ``tau`` the calibration prior kept, ``plugin``
+    """Steps 1 and 2 of the rule, which read only the scores, targets and folds (not the
+    "shrunk" thresholds): ``tau`` the calibration prior kept, ``plugin``
     (L,) the plug-in optimum on all rows, ``fold_plugin`` (K, L) the same without each
     fold, the rows' sorted fold scores the out-of-fold scoring counts in, ``macro_plugin``
     the plug-in without the micro term and ``observed`` each label's observed optimum
@@ -500,10 +564,13 @@ def plugin_optima(scores: Any, targets: Any, folds: np.ndarray, n_folds: int) ->
     if len(folds) > MAX_ROWS:
         # Two calibration parameters and one pull per label need far fewer rows than a
         # large validation set holds: a fixed random subset (seeded by n) bounds the cost.
-        keep = np.sort(np.random.default_rng(len(folds)).choice(len(folds), MAX_ROWS, False))
-        index = torch.from_numpy(keep) if isinstance(scores, torch.Tensor) else keep
-        scores, targets, folds = scores[index], targets[index], folds[keep]
-    calibration = _Calibration(scores, targets, folds, n_folds)
+        # Read column by column: the tune runs this while its sorted keys are kept (most of
+        # its memory), so no copy of all labels' subset rows is made.
+        subset = np.sort(np.random.default_rng(len(folds)).choice(len(folds), MAX_ROWS, False))
+        folds = folds[subset]
+    else:
+        subset = None
+    calibration = _Calibration(scores, targets, folds, n_folds, subset)
     # Every tau's maps: all rows, then each fold's training rows starting from the all-rows
     # fit (the same optimum in fewer Newton steps). tau minimises the folds' held-out loss.
     fitted, losses = [], []

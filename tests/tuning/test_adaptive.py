@@ -306,7 +306,8 @@ def test_platt_fits_reach_the_optimum_where_scores_saturate(tau: float) -> None:
     scores, targets = _saturating(1500, 8, seed=6)
     folds = FoldPlan.build(torch.from_numpy(targets), 0).folds.astype(np.int64)
     calibration = module._Calibration(scores, targets, folds, 5)
-    x, rows, positives = calibration.x, calibration.rows[0], calibration.positives[0]
+    # The units the fits read (above MAX_BINS rows, adjacent bins merged).
+    x, rows, positives = calibration.fit_x, calibration.fit_rows[0], calibration.fit_positives[0]
     pooled = module._platt_rows(
         x.reshape(1, -1), rows.reshape(1, -1), positives.reshape(1, -1), np.zeros((1, 2)), 0.0
     )[0]
@@ -317,3 +318,30 @@ def test_platt_fits_reach_the_optimum_where_scores_saturate(tau: float) -> None:
     for direction in ([1e-4, 0], [0, 1e-4], [-1e-4, 0], [0, -1e-4]):
         moved = _penalised_loss(x, rows, positives, fitted + np.array(direction), prior, tau)
         assert np.all(best <= moved + 1e-9 * np.abs(moved))
+
+
+def test_merged_fit_units_keep_the_counts_and_the_rows_mean_logit() -> None:
+    scores, targets = _saturating(3000, 5, seed=8)
+    folds = FoldPlan.build(torch.from_numpy(targets), 0).folds.astype(np.int64)
+    calibration = module._Calibration(scores, targets, folds, 5)
+    fine_rows, fit_rows = calibration.rows, calibration.fit_rows
+    assert fit_rows.shape[-1] * module.FIT_GROUP >= fine_rows.shape[-1] > fit_rows.shape[-1]
+    # Every weighting's rows and positives per label are kept, only grouped.
+    np.testing.assert_allclose(fit_rows.sum(-1), fine_rows.sum(-1))
+    np.testing.assert_allclose(calibration.fit_positives.sum(-1), calibration.positives.sum(-1))
+    # Each merged unit sits at the mean logit of its rows: the rows-weighted logit is kept.
+    np.testing.assert_allclose(
+        (calibration.fit_x * fit_rows[0]).sum(-1), (calibration.x * fine_rows[0]).sum(-1)
+    )
+
+
+def test_float32_fold_scores_count_exactly_as_float64_comparisons() -> None:
+    rng = np.random.default_rng(9)
+    values = np.sort(rng.random(2000).astype(np.float32))
+    cuts = np.concatenate(
+        [values[::97].astype(np.float64), values[::89].astype(np.float64) + 1e-12, [0.0, 1.0]]
+    )
+    up = module._at_least(cuts, np.float32)
+    expected = (values.astype(np.float64)[None, :] >= cuts[:, None]).sum(1)
+    found = len(values) - np.searchsorted(values, up, side="left")
+    np.testing.assert_array_equal(found, expected)
