@@ -59,25 +59,46 @@ def _interval(pair: list[float] | None) -> str:
 
 
 def _format_table(report: dict[str, Any]) -> str:
+    """The per-label table and the summary lines: in-sample figures, marked as such, and
+    (when the tune reports them) what to expect on new data (issue 20)."""
+    summary = report["summary"]
+    expected = "expected" in summary["macro_f1"]
     header = f"{'label':<20} {'threshold':>9} {'interval':>11} {'prec':>6} {'recall':>6} "
-    header += f"{'f1':>6} {'f1@0.5':>6} {'support':>7}  {'strategy':<9} status"
+    header += f"{'f1':>6} {'f1@0.5':>6} "
+    header += f"{'new f1':>6} " if expected else ""
+    header += f"{'support':>7}  {'strategy':<9} status"
     lines = [header, "-" * len(header)]
     for row in report["per_label"]:
         flag = " (unstable)" if row.get("unstable") else ""
-        lines.append(
+        line = (
             f"{row['label'][:20]:<20} {row['threshold']:>9.4f} "
             f"{_interval(row.get('threshold_interval')):>11} {row['precision']:>6.3f} "
             f"{row['recall']:>6.3f} {row['f1']:>6.3f} {row['at_default']['f1']:>6.3f} "
-            f"{row['support']:>7d}  {row.get('strategy') or '-':<9} {row['status']}{flag}"
         )
-    summary = report["summary"]
+        if expected:
+            found = row.get("expected_f1")
+            line += f"{found:>6.3f} " if found is not None else f"{'-':>6} "
+        line += f"{row['support']:>7d}  {row.get('strategy') or '-':<9} {row['status']}{flag}"
+        lines.append(line)
     lines.append("")
+    if expected:
+        lines.append(
+            "prec, recall, f1, f1@0.5: in sample (the validation rows tuned on); new f1: "
+            "expected on new data (cross-fitted; '-': too few positives for folds)"
+        )
     for message in (report.get("diagnosis") or {}).get("messages", []):
         lines.append(f"diagnosis: {message}")
     for name in ("macro_f1", "micro_f1"):
-        lines.append(
-            f"{name}: tuned {summary[name]['tuned']:.4f} vs 0.5 {summary[name]['default']:.4f}"
-        )
+        pair = summary[name]
+        line = f"{name}: tuned {pair['tuned']:.4f} vs 0.5 {pair['default']:.4f} in sample"
+        if expected and pair.get("expected") is not None:
+            low, high = pair["expected_interval"]
+            line += f"; expected on new data {pair['expected']:.4f} (90%: {low:.4f}-{high:.4f})"
+        elif expected:
+            line += f"; expected on new data: none ({pair.get('expected_reason') or 'no estimate'})"
+        lines.append(line)
+    if summary.get("adaptive"):
+        lines.append(f"adaptive kept: {summary['adaptive']['why']}")
     return "\n".join(lines)
 
 

@@ -363,16 +363,21 @@ def add_tune_flags(parser: Any) -> None:
             kwargs.update(type=_parse_bool)
         else:
             kwargs.update(type=p.python_type)
+        # argparse formats help with %: a literal one ("90% interval") must be doubled.
+        kwargs["help"] = kwargs["help"].replace("%", "%%")
         parser.add_argument(flag, **kwargs)
     parser.add_argument(
-        "--calibration", default=None, choices=CALIBRATION_METHODS, help=CALIBRATION_HELP
+        "--calibration",
+        default=None,
+        choices=CALIBRATION_METHODS,
+        help=CALIBRATION_HELP.replace("%", "%%"),
     )
     parser.add_argument(
         "--calibration-tuning",
         dest="calibration_tuning",
         default=None,
         choices=CALIBRATION_TUNING,
-        help=CALIBRATION_TUNING_HELP,
+        help=CALIBRATION_TUNING_HELP.replace("%", "%%"),
     )
 
 

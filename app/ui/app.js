@@ -296,6 +296,8 @@ function summaryFigures(summary = {}) {
     `${name} ${fmt(pair.tuned)} in sample (${fmt(pair.default)} at 0.5)${expectedText(pair)}. `;
   if (summary.macro_f1) sentences.push(f1("Macro-F1", summary.macro_f1));
   if (summary.micro_f1) sentences.push(f1("Micro-F1", summary.micro_f1));
+  // What the default "adaptive" strategy kept, and why (its held-out gain over 0.5).
+  if (summary.adaptive?.why) sentences.push(`Adaptive kept ${summary.adaptive.why}. `);
   const micro = summary.micro_fbeta;
   if (micro && isNumber(micro.tuned)) {
     const start = isNumber(micro.start) ? `, ${fmt(micro.start)} at the shared start` : "";

@@ -442,6 +442,10 @@ def test_the_estimate_reaches_the_answer_and_the_stored_report(tmp_path):
         assert 0.0 <= lo <= macro["expected"] <= hi <= 1.0
         stored = client.get(f"/thresholds/{answer.json()['threshold_set']['id']}").json()
         assert stored["summary"]["macro_f1"]["expected"] == macro["expected"]
+        # What the default "adaptive" kept, and why, in the answer and the stored report.
+        kept = answer.json()["summary"]["adaptive"]
+        assert kept["base"] in ("0.5", "blend", "macro_blend", "observed") and kept["why"]
+        assert stored["summary"]["adaptive"] == kept
         with YEAST_TEST.open("rb") as fh:
             off = client.post(
                 "/tune-thresholds",

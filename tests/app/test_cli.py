@@ -31,6 +31,29 @@ def test_tune_prints_a_table_and_writes_json(tmp_path, capsys):
     np.testing.assert_allclose(got, expected.thresholds)
 
 
+def test_tune_table_marks_in_sample_figures_and_shows_what_to_expect(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    args = ["tune", str(YEAST_TEST), "--device", "cpu", "--n-bootstrap", "0", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    macro = report["summary"]["macro_f1"]
+    low, high = macro["expected_interval"]
+    assert "new f1" in printed.splitlines()[0] and "in sample" in printed
+    assert (
+        f"macro_f1: tuned {macro['tuned']:.4f} vs 0.5 {macro['default']:.4f} in sample; "
+        f"expected on new data {macro['expected']:.4f} (90%: {low:.4f}-{high:.4f})"
+    ) in printed
+    first = report["per_label"][0]
+    row = next(line for line in printed.splitlines() if line.startswith(first["label"] + " "))
+    assert f"{first['expected_f1']:.3f}" in row.split()
+    assert f"adaptive kept: {report['summary']['adaptive']['why']}" in printed
+    # Without the estimate the table has no such column or figures.
+    assert main([*args[:-2], "--estimate", "false"]) == 0
+    bare = capsys.readouterr().out
+    assert "new f1" not in bare and "expected on new data" not in bare
+
+
 def test_tune_reports_bad_arguments_without_a_traceback(tmp_path, capsys):
     code = main(["tune", str(YEAST_TEST), "--objective", "recall_at_precision"])
     assert code == 2
@@ -82,6 +105,20 @@ def test_tune_strategy_flag(tmp_path, capsys):
         main(["tune", str(YEAST_TEST), "--strategy", "mean"])
     assert info.value.code == 2
     assert "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["tune", "serve", "push", "train", "export", None])
+def test_every_help_page_prints(command, capsys):
+    # A literal % in a help text ("90% interval") once made `labelcut tune --help` crash.
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"] if command else ["--help"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    assert "usage:" in printed
+    if command == "tune":
+        for p in tuning.TUNE_PARAMETERS:
+            assert "--" + p.name.replace("_", "-") in printed
+        assert "90% interval" in printed
 
 
 def test_version(capsys):

@@ -345,3 +345,21 @@ def test_float32_fold_scores_count_exactly_as_float64_comparisons() -> None:
     expected = (values.astype(np.float64)[None, :] >= cuts[:, None]).sum(1)
     found = len(values) - np.searchsorted(values, up, side="left")
     np.testing.assert_array_equal(found, expected)
+
+
+def test_the_result_says_what_adaptive_kept_and_why() -> None:
+    scores, targets = calibrated(2000, 5, seed=12)
+    found = tune_thresholds(scores, targets, n_bootstrap=0)
+    kept = found.to_dict()["summary"]["adaptive"]
+    assert kept["base"] in module.BASES and kept["rho"] in RHOS[1:] and kept["tau"] in TAUS
+    # The kept candidate's gain cleared its standard error; the text states both figures.
+    assert kept["held_out_gain"] > kept["lower_bound"] > 0
+    assert f"{kept['held_out_gain']:+.4f}" in kept["why"] and kept["base"] in kept["why"]
+    rng = np.random.default_rng(2)
+    separable = (rng.random((600, 3)) < 0.4).astype(np.int64)
+    clean = np.where(separable == 1, rng.uniform(0.7, 1, (600, 3)), rng.uniform(0, 0.3, (600, 3)))
+    plain = tune_thresholds(clean, separable, n_bootstrap=0).to_dict()["summary"]["adaptive"]
+    assert plain["base"] == "0.5" and plain["rho"] == 0.0 and plain["held_out_gain"] == 0.0
+    assert plain["why"].startswith("plain 0.5")
+    others = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0).to_dict()
+    assert "adaptive" not in others["summary"]

@@ -467,6 +467,10 @@ def test_in_sample_and_expected_figures(watched, server):
         f"expected on new data {macro['expected']:.3f} (90%: {low:.3f}–{high:.3f})"
     )
     assert "F1 (in sample)" in page.locator("#labels-head th").all_text_contents()
+    # The default strategy says what it kept, and why.
+    expect(page.locator("#set-summary")).to_contain_text(
+        f"Adaptive kept {report['summary']['adaptive']['why']}."
+    )
     shown = _cells(page, "Expected F1 on new data (90%)")
     for row, text in zip(report["per_label"], shown, strict=True):
         if row["expected_f1"] is None:
