@@ -3,12 +3,13 @@ before the request, and how long `/healthz` takes meanwhile."""
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
-import threading
+import subprocess
+import sys
 import time
 from pathlib import Path
-
-import httpx
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -31,40 +32,59 @@ class PeakMemory:
         return (_status_kb(self.pid, "VmHWM") - self.base_kb) / 1024
 
 
+_PROBE = """
+import json, signal, sys, time
+import httpx
+
+url, interval, timeout = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+latencies = []
+print("ready", flush=True)
+with httpx.Client(timeout=timeout) as client:
+    # At least two samples, however quick the work was.
+    while not stopping or len(latencies) < 2:
+        start = time.perf_counter()
+        try:
+            ok = client.get(url).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        took = time.perf_counter() - start
+        latencies.append(took if ok else timeout)
+        time.sleep(interval)
+print(json.dumps(latencies), flush=True)
+"""
+
+
 class HealthProbe:
-    """Polls GET `path` (/healthz) from a thread every `interval` s; `worst` is the slowest
-    answer (a request that fails or times out counts as its timeout)."""
+    """Polls GET `path` (/healthz) every `interval` s; `worst` is the slowest answer (a
+    request that fails or times out counts as its timeout).
+
+    It polls from a process of its own: in the test's process the probe's thread waits for
+    the GIL behind the test's other client threads (45 concurrent uploads), which would add
+    their scheduling to the server's latency."""
 
     def __init__(
         self, url: str, interval: float = 0.05, timeout: float = 5.0, path: str = "/healthz"
     ) -> None:
         self.url, self.interval, self.timeout, self.path = url, interval, timeout, path
         self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=self.timeout) as client:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                try:
-                    ok = client.get(self.url + self.path).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                took = time.perf_counter() - start
-                self.latencies.append(took if ok else self.timeout)
-                time.sleep(self.interval)
+        self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        args = [self.url + self.path, str(self.interval), str(self.timeout)]
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _PROBE, *args], stdout=subprocess.PIPE, text=True
+        )
+        assert self._process.stdout is not None
+        assert self._process.stdout.readline().strip() == "ready", "the probe did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        deadline = time.monotonic() + 10
-        while len(self.latencies) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # at least two samples, however quick the work was
-        self._stop.set()
-        self._thread.join(timeout=10)
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        out, _ = self._process.communicate(timeout=30)
+        self.latencies = json.loads(out.strip().splitlines()[-1])
 
     @property
     def worst(self) -> float:
