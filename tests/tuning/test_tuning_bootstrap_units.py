@@ -125,3 +125,19 @@ def test_units_grow_away_from_the_optimum():
     assert np.all(sizes[near & (units >= center)] == 1)
     assert sizes.max() <= bootstrap.SPAN
     assert len(units) < 513 / 3  # far fewer draws than groups
+
+
+def test_multinomial_splits_in_chunks_give_the_one_call_draws(monkeypatch):
+    # Generator.multinomial holds the GIL for a whole call; the bootstrap draws its splits
+    # in chunks of rows so a server's event loop is not stalled, with the same draws.
+    import labelcut.tuning.bootstrap as module
+
+    monkeypatch.setattr(module, "_MULTINOMIAL_ROWS", 100)
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 40, 1050)
+    shares = rng.random((1050, 7))
+    shares /= shares.sum(1, keepdims=True)
+    whole = np.random.default_rng(11).multinomial(counts, shares)
+    chunked = module._multinomial(np.random.default_rng(11), counts, shares)
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_array_equal(chunked.sum(1), counts)
