@@ -214,36 +214,6 @@ def _refit_estimate(
     return estimate.estimate_from_thresholds(scores, targets, plan, thresholds, spec.seed)
 
 
-def adaptive_report(choice: adaptive.AdaptiveChoice) -> dict[str, Any]:
-    """What "adaptive" kept and why, for ``to_dict()["summary"]["adaptive"]``: the base set
-    and its pull ``rho`` (``"0.5"`` and 0.0: plain 0.5), the calibration prior ``tau``, and
-    the kept candidate's pooled out-of-fold macro-F1 + micro-F1 gain over plain 0.5, before
-    and after :data:`adaptive.STANDARD_ERRORS` standard errors are taken off (both 0 for
-    plain 0.5)."""
-    best = choice.candidates.index((choice.base, choice.rho))
-    gain = float(choice.scores[best] - choice.scores[0])
-    bound = float(choice.lower_bounds[best])
-    if best == 0:
-        why = (
-            "plain 0.5: no candidate's held-out gain over 0.5 (macro-F1 + micro-F1) held "
-            f"beyond {adaptive.STANDARD_ERRORS:g} standard error(s)"
-        )
-    else:
-        why = (
-            f"{choice.base} pulled toward 0.5 by rho={choice.rho:g}: held-out macro-F1 + "
-            f"micro-F1 {gain:+.4f} over 0.5 ({bound:+.4f} after "
-            f"{adaptive.STANDARD_ERRORS:g} standard error(s))"
-        )
-    return {
-        "base": choice.base,
-        "rho": float(choice.rho),
-        "tau": float(choice.tau),
-        "held_out_gain": gain if best else 0.0,
-        "lower_bound": bound,
-        "why": why,
-    }
-
-
 class _Tuning:
     """One call's state, walked through once: own optima, shared threshold, final figures."""
 
@@ -330,7 +300,7 @@ class _Tuning:
             estimate=expected.result(),
             objective_report=None
             if self.choice is None
-            else {"summary": {"adaptive": adaptive_report(self.choice)}},
+            else {"summary": {"adaptive": self.choice.report()}},
         )
 
     def _estimate(self) -> dict[str, Any] | None:
