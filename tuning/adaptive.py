@@ -64,6 +64,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from labelcut.tuning.result import f1_of_counts
+
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the base thresholds as they are).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: The base threshold sets (step 3), in the order ties are broken.
@@ -102,11 +104,6 @@ def _logit(values: np.ndarray, eps: float = _LOGIT_EPS) -> np.ndarray:
 
 def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * values))
-
-
-def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    denominator = pp + positives
-    return np.where(denominator > 0, 2.0 * tp / np.where(denominator > 0, denominator, 1.0), 0.0)
 
 
 @dataclass(frozen=True)
@@ -471,7 +468,7 @@ def _plugin_optima(curves: _Curves, row: int, micro_weight: float = MICRO_WEIGHT
     n_labels = len(tp)
     positives = tp[:, -1]
     total_positives = float(positives.sum())
-    f1 = _f1(tp, pp, positives[:, None])
+    f1 = f1_of_counts(tp, pp, positives[:, None])
     labels = np.arange(n_labels)
     # Ties go to the higher threshold (the smaller column), as in the core search.
     picks = np.argmax(f1[:, 1:], axis=1) + 1
@@ -492,7 +489,7 @@ def _observed_optima(curves: _Curves, row: int) -> np.ndarray:
     label with no positives under it."""
     tp, pp = curves.otp[row], curves.pp[row]
     positives = tp[:, -1]
-    picks = np.argmax(_f1(tp, pp, positives[:, None])[:, 1:], axis=1) + 1
+    picks = np.argmax(f1_of_counts(tp, pp, positives[:, None])[:, 1:], axis=1) + 1
     found = [curves.threshold(j, row, int(i)) for j, i in enumerate(picks)]
     return np.where(positives > 0, found, np.nan)
 
@@ -541,9 +538,9 @@ def _scores_and_errors(
     positives = hits.sum(0).astype(np.float64)  # (L,)
     n_labels = len(positives)
     total_tp, total_pp = tp.sum(1), pp.sum(1)  # (C, L)
-    f1 = _f1(total_tp, total_pp, positives[None, :])
+    f1 = f1_of_counts(total_tp, total_pp, positives[None, :])
     micro_denominator = total_pp.sum(1) + positives.sum()  # (C,)
-    micro = _f1(total_tp.sum(1), total_pp.sum(1), np.full(len(tp), positives.sum()))
+    micro = f1_of_counts(total_tp.sum(1), total_pp.sum(1), np.full(len(tp), positives.sum()))
     scores = f1.mean(1) + micro
     denominator = total_pp + positives[None, :]
     inverse = np.where(denominator > 0, 1.0 / np.where(denominator > 0, denominator, 1.0), 0.0)

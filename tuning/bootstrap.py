@@ -70,6 +70,7 @@ from labelcut.tuning._search import (
 )
 from labelcut.tuning._shared import PooledHistogram, blend, shrinkage_weight
 from labelcut.tuning._sorted import Candidates
+from labelcut.tuning.result import f1_of_counts
 
 MAX_GROUPS = 512
 #: An interval wider than this (threshold in score units, or F1) marks the label unstable.
@@ -121,11 +122,6 @@ def replicate_chunks(n_boot: int, width: int) -> Iterator[slice]:
 def _suffix_sums(draws: np.ndarray) -> np.ndarray:
     """``out[:, g] = draws[:, g:].sum(1)`` (counts at ``score >= edge g``)."""
     return np.cumsum(draws[:, ::-1], axis=1, dtype=np.float64)[:, ::-1]
-
-
-def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    denominator = pp + positives
-    return np.where(denominator > 0, 2.0 * tp / np.maximum(denominator, 1.0), 0.0)
 
 
 def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -423,9 +419,9 @@ def label_intervals(
         tp, pp, positive_draws, negative_draws = replicates.draw(size)
         positives = tp[:, 0]
         if cut_group < len(starts):
-            replicate_f1[rows] = _f1(tp[:, cut_unit], pp[:, cut_unit], positives)
+            replicate_f1[rows] = f1_of_counts(tp[:, cut_unit], pp[:, cut_unit], positives)
         else:  # nothing predicted at the threshold
-            replicate_f1[rows] = _f1(np.zeros(size), np.zeros(size), positives)
+            replicate_f1[rows] = f1_of_counts(np.zeros(size), np.zeros(size), positives)
         if not retune:
             continue
         best, ok = replicates.optima(tp, pp, positive_draws, negative_draws, spec)

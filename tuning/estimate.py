@@ -55,6 +55,7 @@ from labelcut.tuning._sorted import (
     work_dtypes,
     worker_threads,
 )
+from labelcut.tuning.result import f1_of_counts
 
 T = TypeVar("T")
 
@@ -397,11 +398,6 @@ def _group_counts(
     return out[0], out[1], out[2]
 
 
-def _f1(tp: np.ndarray, pp: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    denominator = pp + positives
-    return np.where(denominator > 0, 2.0 * tp / np.where(denominator > 0, denominator, 1.0), 0.0)
-
-
 def _interval(expected: float, replicates: np.ndarray) -> list[float]:
     half = Z_90 * float(np.sqrt(2.0)) * float(np.std(replicates))
     return [float(max(0.0, expected - half)), float(min(1.0, expected + half))]
@@ -421,14 +417,14 @@ def estimate_from_thresholds(
     ``method`` (how it was built), ``folds``.
     """
     tp, pp, positives = _group_counts(scores, targets, plan, thresholds, seed)
-    per_label = _f1(tp.sum(0), pp.sum(0), positives.sum(0))
+    per_label = f1_of_counts(tp.sum(0), pp.sum(0), positives.sum(0))
     macro = float(per_label.mean())
-    micro = float(_f1(tp.sum(), pp.sum(), positives.sum()))
+    micro = float(f1_of_counts(tp.sum(), pp.sum(), positives.sum()))
     weights = np.random.default_rng([seed, 21]).poisson(1.0, (BOOTSTRAP, tp.shape[0]))
     weights = weights.astype(np.float64)
     boot_tp, boot_pp, boot_pos = weights @ tp, weights @ pp, weights @ positives
-    boot_macro = _f1(boot_tp, boot_pp, boot_pos).mean(1)
-    boot_micro = _f1(boot_tp.sum(1), boot_pp.sum(1), boot_pos.sum(1))
+    boot_macro = f1_of_counts(boot_tp, boot_pp, boot_pos).mean(1)
+    boot_micro = f1_of_counts(boot_tp.sum(1), boot_pp.sum(1), boot_pos.sum(1))
     support = positives.sum(0)
     minimum = 2 * plan.n_folds
     expected_f1: list[float | None] = []

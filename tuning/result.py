@@ -60,6 +60,12 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.n
     return np.where(denominator == 0, empty, numerator / safe)
 
 
+def f1_of_counts(tp: Any, pp: Any, positives: Any) -> np.ndarray:
+    """F1 = 2 TP / (predicted positives + positives) from (broadcastable) counts, float64,
+    0 where nothing is predicted or positive. The one F1 of counts the package uses."""
+    return _ratio(2.0 * np.asarray(tp, dtype=np.float64), np.add(pp, positives), 0.0)
+
+
 def label_metrics(
     true_positives: np.ndarray, predicted_positives: np.ndarray, positives: np.ndarray, beta: float
 ) -> dict[str, np.ndarray]:
@@ -72,7 +78,7 @@ def label_metrics(
     return {
         "precision": _ratio(true_positives, predicted_positives, 1.0),
         "recall": _ratio(true_positives, positives, 0.0),
-        "f1": _ratio(2.0 * true_positives, predicted_positives + positives, 0.0),
+        "f1": f1_of_counts(true_positives, predicted_positives, positives),
         "fbeta": _ratio(
             (1.0 + beta2) * true_positives, beta2 * positives + predicted_positives, 0.0
         ),
