@@ -21,6 +21,7 @@ no two distinct scores are ever merged.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import os
 import sys
@@ -34,9 +35,10 @@ import torch
 
 T = TypeVar("T")
 
-# About this many scores per block: large enough to amortise Python overhead,
-# small enough that a block's working arrays stay far below the input's size.
-_BLOCK_ELEMENTS = 1 << 24
+# At most this many scores per block of labels packed together: few blocks read the
+# row-major inputs few times, and a block's keys (4 or 8 bytes per score, the most a
+# walk that keeps nothing holds) stay well below the inputs' size.
+_BLOCK_ELEMENTS = 1 << 26
 
 _WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]] = {
     torch.float16: (np.float32, np.int32),
@@ -83,34 +85,92 @@ def label_block(
     return values, labels
 
 
-def packed_block(scores: torch.Tensor, targets: torch.Tensor, start: int, stop: int) -> np.ndarray:
-    """The unsorted sort keys ``(C, n)`` of labels ``start:stop`` of ``(n, L)`` inputs.
+def pack_rows(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    start: int,
+    stop: int,
+    keys: np.ndarray,
+    first: int,
+    last: int,
+    rows: np.ndarray | None = None,
+) -> None:
+    """Write key columns ``first:last`` of labels ``start:stop`` into ``keys`` ``(C, n)``.
 
-    :func:`label_block` and :func:`pack_keys` in one pass: each tile of rows is
-    transposed straight into the keys, shifted (as unsigned, so -0.0 and 0.0 give one
-    key) and OR-ed with its targets, so no float or target copy of the block is made.
+    :func:`label_block` and :func:`pack_keys` in one pass, a tile of rows at a
+    time: the tile's scores are read row by row (whole cache lines of the row-major
+    input), shifted (as unsigned, so -0.0 and 0.0 give one key) and OR-ed with
+    its targets in a small buffer, which is then transposed into ``keys`` from
+    cache. ``rows`` (a permutation of the rows, optional) puts key column ``i``
+    at input row ``rows[i]``. Threads may fill disjoint column ranges at once.
     """
     float_dtype, key_dtype = work_dtypes(scores.dtype)
-    block = scores[:, start:stop].cpu()
-    if block.dtype == torch.bfloat16:
-        block = block.to(torch.float32)
-    source = block.numpy()
-    if source.dtype != float_dtype:  # float16: widened (exactly) first
-        source = source.astype(float_dtype)
     unsigned = np.uint32 if key_dtype == np.int32 else np.uint64
-    bits = source.view(unsigned)
-    labels = targets[:, start:stop].cpu().numpy()
-    if labels.dtype not in (np.bool_, np.uint8):
-        labels = labels != 0
-    n_samples, n_labels = bits.shape
-    keys = np.empty((n_labels, n_samples), dtype=key_dtype)
     written = keys.view(unsigned)
-    for row in range(0, n_samples, _TILE_ROWS):
-        tile = slice(row, row + _TILE_ROWS)
-        out = written[:, tile]
-        out[...] = bits[tile].T
-        out <<= 1
-        np.bitwise_or(out, labels[tile].T, out=out)
+    buffer = np.empty((_TILE_ROWS, stop - start), dtype=unsigned)
+    # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
+    # bfloat16) are copied over in chunks of tiles, converted by torch.
+    native = scores.device.type == "cpu" and scores.dtype != torch.bfloat16
+    chunk_rows = _TILE_ROWS if native else _TILE_ROWS * 16
+    for low in range(first, last, chunk_rows):
+        high = min(low + chunk_rows, last)
+        picked = None if rows is None else rows[low:high]
+        source, labels = _row_chunk(scores, targets, start, stop, low, high, picked)
+        if source.dtype != float_dtype:  # float16: widened (exactly) first
+            source = source.astype(float_dtype)
+        if labels.dtype not in (np.bool_, np.uint8):
+            labels = labels != 0
+        for row in range(0, high - low, _TILE_ROWS):
+            tile = slice(row, row + _TILE_ROWS)
+            out = buffer[: len(source[tile])]
+            np.left_shift(source[tile].view(unsigned), 1, out=out)
+            np.bitwise_or(out, labels[tile], out=out, casting="unsafe")
+            written[:, low + row : low + row + len(out)] = out.T
+
+
+def _row_chunk(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    start: int,
+    stop: int,
+    low: int,
+    high: int,
+    picked: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``low:high`` (or rows ``picked``) of labels ``start:stop`` as numpy arrays."""
+    if picked is None:
+        chunk_scores = scores[low:high, start:stop].cpu()
+        chunk_targets = targets[low:high, start:stop].cpu()
+    elif scores.device.type == "cpu" and targets.device.type == "cpu":
+        index = torch.from_numpy(np.ascontiguousarray(picked, dtype=np.int64))
+        if scores.dtype != torch.bfloat16:  # numpy's take: no torch threads inside ours
+            return (
+                scores[:, start:stop].numpy()[index.numpy()],
+                targets[:, start:stop].numpy()[index.numpy()],
+            )
+        chunk_scores = scores[:, start:stop].index_select(0, index)
+        chunk_targets = targets[:, start:stop].index_select(0, index)
+    else:
+        index = torch.from_numpy(np.ascontiguousarray(picked, dtype=np.int64))
+        chunk_scores = scores[:, start:stop].index_select(0, index.to(scores.device)).cpu()
+        chunk_targets = targets[:, start:stop].index_select(0, index.to(targets.device)).cpu()
+    if chunk_scores.dtype == torch.bfloat16:
+        chunk_scores = chunk_scores.to(torch.float32)
+    return chunk_scores.numpy(), chunk_targets.numpy()
+
+
+def packed_block(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    start: int,
+    stop: int,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """The unsorted sort keys ``(C, n)`` of labels ``start:stop`` of ``(n, L)`` inputs
+    (:func:`pack_rows` over every row, on this thread)."""
+    _, key_dtype = work_dtypes(scores.dtype)
+    keys = np.empty((stop - start, scores.shape[0]), dtype=key_dtype)
+    pack_rows(scores, targets, start, stop, keys, 0, scores.shape[0], rows)
     return keys
 
 
@@ -442,32 +502,21 @@ def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
     """(labels per block, worker threads) for an ``(n_samples, n_labels)`` input.
 
     Threads follow ``torch.get_num_threads()`` (capped by the CPUs this
-    process may use), so ``torch.set_num_threads`` also limits tuning.
+    process may use), so ``torch.set_num_threads`` also limits tuning. Blocks
+    hold at most :data:`_BLOCK_ELEMENTS` scores (one label at least) and are as
+    even as that allows: the fewer the blocks, the fewer times each cache line of
+    the row-major inputs is read (16 float32 scores share one).
     """
     threads = worker_threads()
-    # No block above _BLOCK_ELEMENTS scores, and as many blocks of equal size per thread
-    # (rounds): the threads finish together. Wide blocks read whole cache lines of the
-    # row-major inputs (16 float32 scores share one), so the copy costs less per label.
     largest = max(1, _BLOCK_ELEMENTS // max(n_samples, 1))
-    rounds = -(-n_labels // (threads * largest))
-    block_labels = max(1, min(largest, -(-n_labels // (threads * rounds))))
-    n_blocks = -(-n_labels // block_labels)
-    return block_labels, min(threads, n_blocks)
+    n_blocks = -(-n_labels // largest)
+    return -(-n_labels // max(n_blocks, 1)), threads
 
 
 def block_bounds(n_samples: int, n_labels: int) -> list[int]:
-    """Label indices where the blocks of :func:`block_plan` start, and ``n_labels``.
-
-    With more than one round of blocks, the last round is cut in halves: the threads
-    take blocks as they finish, so the smaller last blocks even out how long each works.
-    """
-    size, workers = block_plan(n_samples, n_labels)
-    bounds = [*range(0, n_labels, size), n_labels]
-    if workers > 1 and len(bounds) - 1 > workers:
-        tail = bounds[-(workers + 1)]  # where the last round starts
-        halves = np.linspace(tail, n_labels, 2 * workers + 1).round().astype(int).tolist()
-        bounds = bounds[: -(workers + 1)] + halves
-    return sorted(set(bounds))
+    """Label indices where the blocks of :func:`block_plan` start, and ``n_labels``."""
+    size, _ = block_plan(n_samples, n_labels)
+    return [*range(0, n_labels, max(size, 1)), n_labels]
 
 
 def worker_threads() -> int:
@@ -494,30 +543,10 @@ class SortedLabels:
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
         self.block_labels, self.workers = block_plan(self.n_samples, self.n_labels)
         self._bounds = block_bounds(self.n_samples, self.n_labels)
-        self._stops = dict(itertools.pairwise(self._bounds))  # block start -> stop
         self._kept: dict[int, np.ndarray] = {}
         # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
         # each) spare the second walk every pass over the keys.
         self._kept_candidates: dict[int, Candidates] = {}
-
-    def _blocks(self, run: Callable[[int], list[T]]) -> list[T]:
-        starts = self._bounds[:-1]
-        if self.workers <= 1 or len(starts) <= 1:
-            blocks = [run(start) for start in starts]
-        else:
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                blocks = list(pool.map(run, starts))
-        return [result for block in blocks for result in block]
-
-    def _each_row(self, start: int, keys: np.ndarray, handle, keep: bool = False) -> list:
-        scratch = Scratch(keys.shape[1], keys.dtype)
-        results = []
-        for row in range(keys.shape[0]):
-            candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
-            results.append(handle(start + row, candidates))
-            if keep:
-                self._kept_candidates[start + row] = candidates.rebind(None)
-        return results
 
     def walk(
         self,
@@ -529,54 +558,82 @@ class SortedLabels:
     ) -> list[T]:
         """``handle(label, candidates)`` for every label, sorting each; results in label order.
 
-        Each block is copied out, packed into keys and sorted (numpy releases
-        the GIL while sorting, so the threads use separate cores). Only one
-        label's candidates per thread are alive at a time.
+        Block by block (:func:`block_plan`): the worker threads pack the block's
+        keys together, each a range of rows (:func:`pack_rows`), then take its
+        labels one at a time, sort each (numpy releases the GIL while sorting, so
+        the threads use separate cores) and call ``handle``. Only one label's
+        candidates per thread are alive at a time.
 
-        ``segments = (order, bounds)`` (row subsets, e.g. folds): the block is
-        copied in the row ``order``, a copy of its keys is sorted segment by
-        segment (``bounds``: where each starts in ``order``), and
-        ``segment_handle(label, candidates, [sorted keys of each segment])`` is
-        called before ``handle``. The whole label's keys are the same as without.
+        ``segments = (order, bounds)`` (row subsets, e.g. folds): the keys are
+        packed in the row ``order``, so each segment (``bounds``: where each
+        starts in ``order``) is a run of columns; a copy of a label's keys is
+        sorted segment by segment and ``segment_handle(label, candidates,
+        [sorted keys of each segment])`` is called before ``handle``. The whole
+        label's sorted keys are the same as without.
         """
+        order = None if segments is None or segment_handle is None else segments[0]
+        spans = [] if order is None else list(itertools.pairwise(segments[1].tolist()))
+        local = threading.local()
 
-        def run(start: int) -> list[T]:
-            stop = self._stops[start]
-            keys = packed_block(self.scores, self.targets, start, stop)
-            if segments is not None and segment_handle is not None:
-                return self._with_segments(start, keys, segments, keep, handle, segment_handle)
-            keys.sort(axis=1)
+        def each(keys: np.ndarray, start: int, label: int) -> T:
+            row = keys[label - start]
+            scratch = getattr(local, "scratch", None)
+            if scratch is None:
+                scratch = local.scratch = Scratch(self.n_samples, self.key_dtype)
+            if order is not None:
+                part = getattr(local, "part", None)
+                if part is None:
+                    part = local.part = np.empty(self.n_samples, dtype=self.key_dtype)
+                np.copyto(part, row)  # the rows are already in segment order
+                for low, high in spans:
+                    part[low:high].sort()
+            row.sort()
+            candidates = candidates_from_sorted(row, self.float_dtype, scratch)
+            if order is not None and segment_handle is not None:
+                segment_handle(label, candidates, [part[low:high] for low, high in spans])
+            result = handle(label, candidates)  # the candidates' caches stay valid
             if keep:
-                self._kept[start] = keys
-            return self._each_row(start, keys, handle, keep)
+                self._kept_candidates[label] = candidates.rebind(None)
+            return result
 
-        return self._blocks(run)
-
-    def _with_segments(self, start, keys, segments, keep, handle, segment_handle) -> list:
-        """:meth:`walk`'s block with each label's rows also cut into sorted segments.
-
-        Label by label (one (n,) work array per thread): the unsorted keys are
-        taken in the segments' row ``order`` and each segment is sorted; then the
-        label's own keys are sorted as in :meth:`walk`.
-        """
-        order, bounds = segments
-        spans = list(itertools.pairwise(bounds.tolist()))
-        part = np.empty(keys.shape[1], dtype=keys.dtype)
-        scratch = Scratch(keys.shape[1], keys.dtype)
-        results = []
-        for row in range(keys.shape[0]):
-            np.take(keys[row], order, out=part, mode="clip")  # "raise" with out= is slower
-            for low, high in spans:
-                part[low:high].sort()
-            keys[row].sort()
-            candidates = candidates_from_sorted(keys[row], self.float_dtype, scratch)
-            segment_handle(start + row, candidates, [part[a:b] for a, b in spans])
-            results.append(handle(start + row, candidates))  # its caches stay valid
-            if keep:
-                self._kept_candidates[start + row] = candidates.rebind(None)
-        if keep:
-            self._kept[start] = keys
+        results: list[T] = []
+        pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+        try:
+            for start, stop in itertools.pairwise(self._bounds):
+                keys = self._pack(pool, start, stop, order)
+                labels = range(start, stop)
+                if pool is None or len(labels) <= 1:
+                    results.extend(each(keys, start, label) for label in labels)
+                else:
+                    results.extend(pool.map(functools.partial(each, keys, start), labels))
+                if keep:
+                    self._kept[start] = keys
+                del keys  # not kept: freed before the next block is packed
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return results
+
+    def _pack(
+        self, pool: ThreadPoolExecutor | None, start: int, stop: int, order: np.ndarray | None
+    ) -> np.ndarray:
+        """The unsorted keys ``(C, n)`` of labels ``start:stop``, each thread a range of rows."""
+        keys = np.empty((stop - start, self.n_samples), dtype=self.key_dtype)
+        tiles = -(-self.n_samples // _TILE_ROWS)
+        parts = min(self.workers, tiles)
+        if pool is None or parts <= 1:
+            pack_rows(self.scores, self.targets, start, stop, keys, 0, self.n_samples, order)
+            return keys
+        edges = [min(self.n_samples, -(-tiles * i // parts) * _TILE_ROWS) for i in range(parts + 1)]
+        list(
+            pool.map(
+                lambda i: pack_rows(
+                    self.scores, self.targets, start, stop, keys, edges[i], edges[i + 1], order
+                ),
+                range(parts),
+            )
+        )
+        return keys
 
     def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:
         """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them.

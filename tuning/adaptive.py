@@ -57,13 +57,16 @@ a blend 1/2 each, and a gain must clear one standard error (a convention, not fi
 
 from __future__ import annotations
 
+import functools
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from labelcut.tuning._sorted import worker_threads
 from labelcut.tuning.result import f1_of_counts
 
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the base thresholds as they are).
@@ -228,33 +231,30 @@ def _platt_rows(
     return weights
 
 
-def _as_float64(part: Any) -> np.ndarray:
-    """A numpy or torch (any device, any dtype) slice as a float64 numpy array."""
-    if isinstance(part, torch.Tensor):
+#: Scores read per block of labels by :class:`_Calibration` (its rows of them).
+_READ_ELEMENTS = 1 << 22
+
+
+def _rows(array: Any, rows: np.ndarray | None, first: int, last: int) -> np.ndarray:
+    """Labels ``first:last`` of ``rows`` (sorted indices; all rows when None) of a numpy or
+    torch (any device, any dtype) array, as numpy: float32 for bfloat16 (exact), else
+    its own dtype."""
+    part = array[:, first:last]
+    if torch.is_tensor(part):
+        if rows is not None:
+            part = part[torch.from_numpy(rows).to(part.device)]
         part = part.detach().cpu()
-        if part.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+        if part.dtype == torch.bfloat16:
             part = part.to(torch.float32)
-        # numpy's single-threaded copy: torch's threaded one of a strided column is slower,
-        # far slower when another process holds a core.
-        part = part.numpy()
-    return np.asarray(part, dtype=np.float64)
+        return part.numpy()
+    part = np.asarray(part)
+    return part if rows is None else part[rows]
 
 
-def _column(array: Any, label: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """One label's column as float64, only ``rows`` (sorted indices) when given: a copy of
-    that many values (the input is never copied whole, nor a subset of all its labels)."""
-    part = array[:, label]
-    if torch.is_tensor(part) and part.device.type == "cpu" and part.dtype != torch.bfloat16:
-        part = part.numpy()  # a view: numpy's gather is single-threaded and cheaper
-    if rows is not None:
-        part = part[torch.from_numpy(rows).to(part.device)] if torch.is_tensor(part) else part[rows]
-    return _as_float64(part)
-
-
-def _held_out_dtype(array: Any) -> type[np.floating]:
+def _held_out_dtype(dtype: np.dtype) -> type[np.floating]:
     """The dtype the sorted fold scores are kept in: float32 holds every float32, float16 and
     bfloat16 score exactly (half the memory of float64); wider scores stay float64."""
-    return np.float32 if array.dtype.itemsize <= 4 else np.float64
+    return np.float32 if dtype.itemsize <= 4 else np.float64
 
 
 def _at_least(cuts: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
@@ -274,6 +274,68 @@ def _padded(parts: list[np.ndarray], width: int) -> np.ndarray:
     for j, part in enumerate(parts):
         out[j, ..., : part.shape[-1]] = part
     return out
+
+
+@dataclass(frozen=True)
+class _LabelUnits:
+    """One label's part of :class:`_Calibration` (see there)."""
+
+    units: np.ndarray
+    rows: np.ndarray
+    positives: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    top: float
+    held_out: list[tuple[np.ndarray, np.ndarray]]
+
+
+def _label_units(
+    scores: Any,
+    targets: Any,
+    folds: np.ndarray,
+    n_folds: int,
+    fold_order: np.ndarray,
+    fold_bounds: np.ndarray,
+    j: int,
+) -> _LabelUnits:
+    """Column ``j``'s units, its rows and positives per weighting and unit, and its sorted
+    held-out scores (:class:`_Calibration`), from numpy ``scores``, ``targets`` (n, C)."""
+    column = np.asarray(scores[:, j], dtype=np.float64)
+    truth = np.asarray(targets[:, j], dtype=np.float64)
+    if len(column) <= MAX_BINS:
+        values, index = np.unique(column, return_inverse=True)
+        units, low, high = _logit(values, SCORE_EPS), values, values
+    else:
+        logits = _logit(column, SCORE_EPS)
+        start, stop = float(logits.min()), float(logits.max())
+        width = max(stop - start, 1e-12) / MAX_BINS
+        index = np.minimum(((logits - start) / width).astype(np.int64), MAX_BINS - 1)
+        counts = np.bincount(index, minlength=MAX_BINS)
+        used = np.flatnonzero(counts)
+        units = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
+        low = _sigmoid(start + width * used)
+        high = _sigmoid(start + width * (used + 1))
+        low[0], high[-1] = 0.0, 1.0
+        # Bin number -> rank among the used bins: a gather, not a search per row.
+        rank = np.zeros(MAX_BINS, dtype=np.int64)
+        rank[used] = np.arange(len(used))
+        index = rank[index]
+    size = len(units)
+    # One bincount per fold and unit: the training rows are all rows minus the fold's.
+    keyed = folds * size + index
+    by_fold = np.bincount(keyed, minlength=n_folds * size).reshape(n_folds, size)
+    hits = np.bincount(keyed, truth, n_folds * size).reshape(n_folds, size)
+    total, total_hits = by_fold.sum(0), hits.sum(0)
+    held = column.astype(_held_out_dtype(scores.dtype))  # exact: the scores' own precision
+    return _LabelUnits(
+        units=units,
+        rows=np.vstack([total, total - by_fold]).astype(np.float64),
+        positives=np.vstack([total_hits, total_hits - hits]),
+        low=np.asarray(low, dtype=np.float64),
+        high=np.asarray(high, dtype=np.float64),
+        top=float(column.max()),
+        held_out=_held_out_sorted(held, truth, fold_order, fold_bounds),
+    )
 
 
 class _Calibration:
@@ -298,49 +360,42 @@ class _Calibration:
     ) -> None:
         """``subset`` (sorted row indices, optional): read only those rows (``folds`` is
         then theirs)."""
-        x, rows, positives = [], [], []
-        held_dtype = _held_out_dtype(scores)
-        self.low: list[np.ndarray] = []
-        self.high: list[np.ndarray] = []
-        self.top: list[float] = []
-        self.held_out: list[list[tuple[np.ndarray, np.ndarray]]] = []
         fold_order = np.argsort(folds, kind="stable")
         fold_bounds = np.searchsorted(folds[fold_order], np.arange(n_folds + 1))
-        for j in range(scores.shape[1]):
-            column = _column(scores, j, subset)
-            truth = _column(targets, j, subset)
-            if len(column) <= MAX_BINS:
-                values, index = np.unique(column, return_inverse=True)
-                units, low, high = _logit(values, SCORE_EPS), values, values
-            else:
-                logits = _logit(column, SCORE_EPS)
-                start, stop = float(logits.min()), float(logits.max())
-                width = max(stop - start, 1e-12) / MAX_BINS
-                index = np.minimum(((logits - start) / width).astype(np.int64), MAX_BINS - 1)
-                counts = np.bincount(index, minlength=MAX_BINS)
-                used = np.flatnonzero(counts)
-                units = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
-                low = _sigmoid(start + width * used)
-                high = _sigmoid(start + width * (used + 1))
-                low[0], high[-1] = 0.0, 1.0
-                # Bin number -> rank among the used bins: a gather, not a search per row.
-                rank = np.zeros(MAX_BINS, dtype=np.int64)
-                rank[used] = np.arange(len(used))
-                index = rank[index]
-            size = len(units)
-            # One bincount per fold and unit: the training rows are all rows minus the fold's.
-            keyed = folds * size + index
-            by_fold = np.bincount(keyed, minlength=n_folds * size).reshape(n_folds, size)
-            hits = np.bincount(keyed, truth, n_folds * size).reshape(n_folds, size)
-            total, total_hits = by_fold.sum(0), hits.sum(0)
-            x.append(units)
-            rows.append(np.vstack([total, total - by_fold]).astype(np.float64))
-            positives.append(np.vstack([total_hits, total_hits - hits]))
-            self.low.append(np.asarray(low, dtype=np.float64))
-            self.high.append(np.asarray(high, dtype=np.float64))
-            self.top.append(float(column.max()))
-            held = column.astype(held_dtype)  # exact: the scores' own precision
-            self.held_out.append(_held_out_sorted(held, truth, fold_order, fold_bounds))
+        # Labels a block at a time: the block's rows (the subset's, when given) are read
+        # once, whole rows of it (a strided read per label would miss the cache on every
+        # row), then each label's units are made on the worker threads (numpy releases the
+        # GIL in their sorts and gathers). This runs after the sorted pass with no other work.
+        n_labels = scores.shape[1]
+        n_rows = len(folds)
+        width = max(1, min(n_labels, _READ_ELEMENTS // max(n_rows, 1)))
+        threads = min(worker_threads(), n_labels)
+        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        per_label: list[_LabelUnits] = []
+        try:
+            for first in range(0, n_labels, width):
+                last = min(first + width, n_labels)
+                read = functools.partial(
+                    _label_units,
+                    _rows(scores, subset, first, last),
+                    _rows(targets, subset, first, last),
+                    folds,
+                    n_folds,
+                    fold_order,
+                    fold_bounds,
+                )
+                labels = range(last - first)
+                per_label.extend(map(read, labels) if pool is None else pool.map(read, labels))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        x = [part.units for part in per_label]
+        rows = [part.rows for part in per_label]
+        positives = [part.positives for part in per_label]
+        self.low = [part.low for part in per_label]
+        self.high = [part.high for part in per_label]
+        self.top = [part.top for part in per_label]
+        self.held_out = [part.held_out for part in per_label]
         width = max(len(units) for units in x)
         self.sizes = [len(units) for units in x]
         self.x = _padded(x, width)
