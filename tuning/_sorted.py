@@ -598,9 +598,10 @@ class SortedLabels:
 
         results: list[T] = []
         pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+        spare: np.ndarray | None = None  # a block's keys, not kept: the next block's memory
         try:
             for start, stop in itertools.pairwise(self._bounds):
-                keys = self._pack(pool, start, stop, order)
+                keys = self._pack(pool, start, stop, order, None if keep else spare)
                 labels = range(start, stop)
                 if pool is None or len(labels) <= 1:
                     results.extend(each(keys, start, label) for label in labels)
@@ -608,17 +609,29 @@ class SortedLabels:
                     results.extend(pool.map(functools.partial(each, keys, start), labels))
                 if keep:
                     self._kept[start] = keys
-                del keys  # not kept: freed before the next block is packed
+                elif spare is None:
+                    # Reused (no results hold views of keys): no fresh pages, no page faults.
+                    spare = keys
+                del keys
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
         return results
 
     def _pack(
-        self, pool: ThreadPoolExecutor | None, start: int, stop: int, order: np.ndarray | None
+        self,
+        pool: ThreadPoolExecutor | None,
+        start: int,
+        stop: int,
+        order: np.ndarray | None,
+        into: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The unsorted keys ``(C, n)`` of labels ``start:stop``, each thread a range of rows."""
-        keys = np.empty((stop - start, self.n_samples), dtype=self.key_dtype)
+        """The unsorted keys ``(C, n)`` of labels ``start:stop``, each thread a range of rows
+        (written into the first C rows of ``into`` when it has that many)."""
+        if into is not None and len(into) >= stop - start:
+            keys = into[: stop - start]
+        else:
+            keys = np.empty((stop - start, self.n_samples), dtype=self.key_dtype)
         tiles = -(-self.n_samples // _TILE_ROWS)
         parts = min(self.workers, tiles)
         if pool is None or parts <= 1:
