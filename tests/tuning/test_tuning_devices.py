@@ -94,13 +94,23 @@ def test_lists_are_accepted():
 def test_many_labels_span_several_blocks(monkeypatch):
     from labelcut import tuning
 
-    monkeypatch.setattr(tuning._sorted, "_BLOCK_ELEMENTS", 600)  # 2 labels per block, threads
     scores, targets = make_problem(4, n=300, n_labels=7)
-    blocked = tune_thresholds(scores, targets, device="cpu")
-    monkeypatch.undo()
-    whole = tune_thresholds(scores, targets, device="cpu")
-    assert np.array_equal(blocked.thresholds, whole.thresholds)
-    assert blocked.status == whole.status
+    # "per_label" keeps no keys (later blocks reuse the first one's memory); the default
+    # keeps them all for the second walk.
+    for strategy in ("per_label", "adaptive"):
+        monkeypatch.setattr(tuning._sorted, "_BLOCK_ELEMENTS", 600)  # 2 labels per block
+        blocked = tune_thresholds(
+            scores, targets, device="cpu", strategy=strategy, return_curves=True
+        )
+        monkeypatch.undo()
+        whole = tune_thresholds(
+            scores, targets, device="cpu", strategy=strategy, return_curves=True
+        )
+        assert np.array_equal(blocked.thresholds, whole.thresholds)
+        assert blocked.status == whole.status
+        for mine, theirs in zip(blocked.curves, whole.curves, strict=True):
+            for field in ("precision", "recall", "thresholds"):
+                np.testing.assert_array_equal(getattr(mine, field), getattr(theirs, field))
 
 
 @pytest.mark.gpu
