@@ -136,6 +136,10 @@ def check_targets(targets: Any, shape: tuple[int, ...]) -> torch.Tensor:
             block = flat[start : start + _CHECK_BLOCK]
             if not bool(((block == 0) | (block == 1)).all()):
                 raise ValueError("targets must hold only 0 and 1, but it holds other values.")
+        if values.dtype == torch.bfloat16:
+            # numpy has no bfloat16, and every step reads targets through numpy: as bool
+            # (half the bytes, the same 0/1).
+            return values != 0
         return values
     low, high = (int(v) for v in torch.aminmax(values))
     if low < 0 or high > 1:

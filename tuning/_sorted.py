@@ -110,7 +110,7 @@ def pack_rows(
     buffer = np.empty((_TILE_ROWS, stop - start), dtype=unsigned)
     # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
     # bfloat16) are copied over in chunks of tiles, converted by torch.
-    native = scores.device.type == "cpu" and scores.dtype != torch.bfloat16
+    native = scores.device.type == "cpu" and torch.bfloat16 not in (scores.dtype, targets.dtype)
     chunk_rows = _TILE_ROWS if native else _TILE_ROWS * 16
     for low in range(first, last, chunk_rows):
         high = min(low + chunk_rows, last)
@@ -143,7 +143,8 @@ def _row_chunk(
         chunk_targets = targets[low:high, start:stop].cpu()
     elif scores.device.type == "cpu" and targets.device.type == "cpu":
         index = torch.from_numpy(np.ascontiguousarray(picked, dtype=np.int64))
-        if scores.dtype != torch.bfloat16:  # numpy's take: no torch threads inside ours
+        if torch.bfloat16 not in (scores.dtype, targets.dtype):
+            # numpy's gather: no torch threads inside the walk's own
             return (
                 scores[:, start:stop].numpy()[index.numpy()],
                 targets[:, start:stop].numpy()[index.numpy()],
@@ -156,6 +157,8 @@ def _row_chunk(
         chunk_targets = targets[:, start:stop].index_select(0, index.to(targets.device)).cpu()
     if chunk_scores.dtype == torch.bfloat16:
         chunk_scores = chunk_scores.to(torch.float32)
+    if chunk_targets.dtype == torch.bfloat16:  # numpy has no bfloat16
+        chunk_targets = chunk_targets != 0
     return chunk_scores.numpy(), chunk_targets.numpy()
 
 
