@@ -35,10 +35,13 @@ import torch
 
 T = TypeVar("T")
 
-# At most this many scores per block of labels packed together: few blocks read the
-# row-major inputs few times, and a block's keys (4 or 8 bytes per score, the most a
-# walk that keeps nothing holds) stay well below the inputs' size.
-_BLOCK_ELEMENTS = 1 << 26
+# At most this many scores per block of labels packed together by a walk that keeps
+# nothing: its blocks reuse one block's memory, so this bounds what it holds (4 or 8
+# bytes per score) and the fresh pages it faults in. A walk that keeps every key takes
+# blocks _KEPT_BLOCKS times as large: it holds them all anyway, and fewer blocks read
+# each cache line of the row-major inputs fewer times.
+_BLOCK_ELEMENTS = 1 << 25
+_KEPT_BLOCKS = 4
 
 _WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]] = {
     torch.float16: (np.float32, np.int32),
@@ -501,24 +504,24 @@ def candidates_from_sorted(
     return Candidates(keys, float_dtype, scratch)
 
 
-def block_plan(n_samples: int, n_labels: int) -> tuple[int, int]:
+def block_plan(n_samples: int, n_labels: int, keep: bool = False) -> tuple[int, int]:
     """(labels per block, worker threads) for an ``(n_samples, n_labels)`` input.
 
     Threads follow ``torch.get_num_threads()`` (capped by the CPUs this
     process may use), so ``torch.set_num_threads`` also limits tuning. Blocks
-    hold at most :data:`_BLOCK_ELEMENTS` scores (one label at least) and are as
-    even as that allows: the fewer the blocks, the fewer times each cache line of
-    the row-major inputs is read (16 float32 scores share one).
+    hold at most :data:`_BLOCK_ELEMENTS` scores (``_KEPT_BLOCKS`` times that for
+    a walk that keeps its keys; one label at least) and are as even as that allows.
     """
     threads = worker_threads()
-    largest = max(1, _BLOCK_ELEMENTS // max(n_samples, 1))
+    budget = _BLOCK_ELEMENTS * (_KEPT_BLOCKS if keep else 1)
+    largest = max(1, budget // max(n_samples, 1))
     n_blocks = -(-n_labels // largest)
     return -(-n_labels // max(n_blocks, 1)), threads
 
 
-def block_bounds(n_samples: int, n_labels: int) -> list[int]:
+def block_bounds(n_samples: int, n_labels: int, keep: bool = False) -> list[int]:
     """Label indices where the blocks of :func:`block_plan` start, and ``n_labels``."""
-    size, _ = block_plan(n_samples, n_labels)
+    size, _ = block_plan(n_samples, n_labels, keep)
     return [*range(0, n_labels, max(size, 1)), n_labels]
 
 
@@ -544,8 +547,8 @@ class SortedLabels:
         self.scores, self.targets = scores, targets
         self.n_samples, self.n_labels = scores.shape
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
-        self.block_labels, self.workers = block_plan(self.n_samples, self.n_labels)
-        self._bounds = block_bounds(self.n_samples, self.n_labels)
+        _, self.workers = block_plan(self.n_samples, self.n_labels)
+        self._bounds = block_bounds(self.n_samples, self.n_labels, keep=True)  # of the kept keys
         self._kept: dict[int, np.ndarray] = {}
         # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
         # each) spare the second walk every pass over the keys.
@@ -603,7 +606,9 @@ class SortedLabels:
         pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
         spare: np.ndarray | None = None  # a block's keys, not kept: the next block's memory
         try:
-            for start, stop in itertools.pairwise(self._bounds):
+            for start, stop in itertools.pairwise(
+                block_bounds(self.n_samples, self.n_labels, keep)
+            ):
                 keys = self._pack(pool, start, stop, order, None if keep else spare)
                 labels = range(start, stop)
                 if pool is None or len(labels) <= 1:

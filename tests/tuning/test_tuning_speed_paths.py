@@ -58,13 +58,17 @@ def test_packing_treats_negative_zero_as_zero_in_both_widths():
 
 
 @pytest.mark.parametrize(("n", "n_labels"), [(1_000_000, 100), (1_000_000, 20), (300, 7), (10, 1)])
-def test_block_plan_gives_blocks_of_about_one_size_within_the_budget(monkeypatch, n, n_labels):
+@pytest.mark.parametrize("keep", [False, True])
+def test_block_plan_gives_blocks_of_about_one_size_within_the_budget(
+    monkeypatch, n, n_labels, keep
+):
     monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
-    labels, workers = block_plan(n, n_labels)
-    assert labels * n <= max(_sorted._BLOCK_ELEMENTS, n)
+    labels, workers = block_plan(n, n_labels, keep)
+    budget = _sorted._BLOCK_ELEMENTS * (_sorted._KEPT_BLOCKS if keep else 1)
+    assert labels * n <= max(budget, n)
     assert workers == 2  # every block is packed and sorted by all threads
     blocks = -(-n_labels // labels)
-    assert blocks == -(-n_labels // max(1, _sorted._BLOCK_ELEMENTS // n))  # as few as fit
+    assert blocks == -(-n_labels // max(1, budget // n))  # as few as fit
     sizes = [min(labels, n_labels - start) for start in range(0, n_labels, labels)]
     assert max(sizes) - min(sizes) <= max(sizes) // 2  # and blocks of about one size
 
@@ -132,10 +136,11 @@ def test_out_of_fold_group_counts_match_a_dense_count(monkeypatch, score_dtype):
 @pytest.mark.parametrize(("n", "n_labels"), [(1_000_000, 100), (1_000_000, 33), (300, 7), (10, 1)])
 def test_block_bounds_cover_every_label_once(monkeypatch, n, n_labels):
     monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
-    bounds = _sorted.block_bounds(n, n_labels)
-    size, _ = block_plan(n, n_labels)
-    assert bounds[0] == 0 and bounds[-1] == n_labels and bounds == sorted(set(bounds))
-    assert np.diff(bounds).max() <= size
+    for keep in (False, True):
+        bounds = _sorted.block_bounds(n, n_labels, keep)
+        size, _ = block_plan(n, n_labels, keep)
+        assert bounds[0] == 0 and bounds[-1] == n_labels and bounds == sorted(set(bounds))
+        assert np.diff(bounds).max() <= size
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
