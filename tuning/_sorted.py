@@ -50,6 +50,7 @@ _WORK_DTYPES: dict[torch.dtype, tuple[type[np.floating], type[np.signedinteger]]
     torch.float64: (np.float64, np.int64),
 }
 _TILE_ROWS = 1 << 11  # a (C, 2048) tile stays in cache while it is transposed
+_TILE_LABELS = 256  # and C is at most this many labels
 
 
 def work_dtypes(score_dtype: torch.dtype) -> tuple[type[np.floating], type[np.signedinteger]]:
@@ -110,25 +111,29 @@ def pack_rows(
     float_dtype, key_dtype = work_dtypes(scores.dtype)
     unsigned = np.uint32 if key_dtype == np.int32 else np.uint64
     written = keys.view(unsigned)
-    buffer = np.empty((_TILE_ROWS, stop - start), dtype=unsigned)
+    buffer = np.empty((_TILE_ROWS, min(stop - start, _TILE_LABELS)), dtype=unsigned)
     # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
     # bfloat16) are copied over in chunks of tiles, converted by torch.
     native = scores.device.type == "cpu" and torch.bfloat16 not in (scores.dtype, targets.dtype)
-    chunk_rows = _TILE_ROWS if native else _TILE_ROWS * 16
-    for low in range(first, last, chunk_rows):
-        high = min(low + chunk_rows, last)
-        picked = None if rows is None else rows[low:high]
-        source, labels = _row_chunk(scores, targets, start, stop, low, high, picked)
-        if source.dtype != float_dtype:  # float16: widened (exactly) first
-            source = source.astype(float_dtype)
-        if labels.dtype not in (np.bool_, np.uint8):
-            labels = labels != 0
-        for row in range(0, high - low, _TILE_ROWS):
-            tile = slice(row, row + _TILE_ROWS)
-            out = buffer[: len(source[tile])]
-            np.left_shift(source[tile].view(unsigned), 1, out=out)
-            np.bitwise_or(out, labels[tile], out=out, casting="unsafe")
-            written[:, low + row : low + row + len(out)] = out.T
+    chunk_rows = _TILE_ROWS if native else _TILE_ROWS * 8
+    # At most _TILE_LABELS labels at a time: the buffers stay small however wide the input.
+    for group in range(start, stop, _TILE_LABELS):
+        group_stop = min(group + _TILE_LABELS, stop)
+        out_rows = written[group - start : group_stop - start]
+        for low in range(first, last, chunk_rows):
+            high = min(low + chunk_rows, last)
+            picked = None if rows is None else rows[low:high]
+            source, labels = _row_chunk(scores, targets, group, group_stop, low, high, picked)
+            if source.dtype != float_dtype:  # float16: widened (exactly) first
+                source = source.astype(float_dtype)
+            if labels.dtype not in (np.bool_, np.uint8):
+                labels = labels != 0
+            for row in range(0, high - low, _TILE_ROWS):
+                tile = slice(row, row + _TILE_ROWS)
+                out = buffer[: len(source[tile]), : group_stop - group]
+                np.left_shift(source[tile].view(unsigned), 1, out=out)
+                np.bitwise_or(out, labels[tile], out=out, casting="unsafe")
+                out_rows[:, low + row : low + row + len(out)] = out.T
 
 
 def _row_chunk(

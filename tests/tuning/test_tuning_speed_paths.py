@@ -174,7 +174,11 @@ SCORE_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 @pytest.mark.parametrize("score_dtype", SCORE_DTYPES)
 @pytest.mark.parametrize("target_dtype", [torch.bool, torch.uint8, torch.int64, torch.float32])
-def test_packed_block_equals_the_copy_then_pack(score_dtype, target_dtype):
+@pytest.mark.parametrize("tile_labels", [256, 2])  # 2: the labels packed in groups
+def test_packed_block_equals_the_copy_then_pack(
+    monkeypatch, score_dtype, target_dtype, tile_labels
+):
+    monkeypatch.setattr(_sorted, "_TILE_LABELS", tile_labels)
     rng = np.random.default_rng(12)
     scores = rng.random((5000, 7))
     scores[::7, 2], scores[::5, 3], scores[::3, 4] = -0.0, 0.0, 1.0
