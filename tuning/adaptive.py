@@ -18,7 +18,8 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
    expected counts locate it with far less noise than the argmax of the observed curve,
    and the micro term stops a rare label from buying a little F1 with many false positives.
    Cuts are a label's distinct scores up to :data:`MAX_BINS` rows, else the edges of as
-   many logit bins (the same units the calibration is fitted on: no sort of the scores).
+   many logit bins (the same units the calibration is fitted on: no sort of the scores);
+   above ``UNIT_BUDGET / MAX_BINS`` (128) labels, fewer bins each (:func:`unit_bins`).
 3. **Base sets**, each (L,) on all rows and (K, L) without each fold (:data:`BASES`):
    ``blend = sigmoid(w * logit(plugin) + (1 - w) * logit(shrunk))`` with ``w = 1/2``
    (:data:`BLEND_WEIGHT`; ``shrunk`` the "shrunk" strategy's thresholds, the observed
@@ -42,10 +43,12 @@ The rule, per call (``n`` validation rows, ``L`` labels, the tune's ``K`` folds)
    the more candidates there are, the less the largest noisy gain wins by its noise.
 
 Cost: O(n L) reads plus batched two-parameter Newton fits on at most :data:`MAX_BINS`
-units per label; validation sets above :data:`MAX_ROWS` rows are read through a fixed
-random subset of that many rows (seeded by ``n``), which bounds the cost at large ``n``.
-Steps 1 and 2 (:func:`plugin_optima`) read only the inputs and the folds; above
-:data:`MAX_BINS` rows their Platt fits merge :data:`FIT_GROUP` adjacent bins (the cuts keep
+units per label and :data:`UNIT_BUDGET` units in all (at least :data:`MIN_BINS` per label:
+2,000 x 5,000 inputs held 1.3 GB, 28x the inputs, with 1,024 units each); validation
+sets above :data:`MAX_ROWS` rows are read through a fixed random subset of that many
+rows (seeded by ``n``), which bounds the cost at large ``n``. Steps 1 and 2
+(:func:`plugin_optima`) read only the inputs and the folds; for binned labels their Platt
+fits merge :data:`FIT_GROUP` adjacent bins (the cuts keep
 every bin). Steps 3 and 4 (:func:`choose`) count the out-of-fold decisions by binary search
 in each label's sorted fold scores (13 candidates; the standard errors come from the same
 counts, no further pass over the rows).
@@ -87,6 +90,11 @@ JOINT_ITERATIONS = 5
 #: as many equal-width bins of its clipped logit: the likelihood's sufficient statistics
 #: (rows and positives per bin, each bin at its rows' mean logit) and the cuts' grid.
 MAX_BINS = 1024
+#: Units of all labels together at most (the (weightings, labels, units) arrays of the fits
+#: and curves): with more than UNIT_BUDGET / MAX_BINS labels each gets fewer bins (at least
+#: MIN_BINS), so memory and time grow with the labels by far less than MAX_BINS each.
+UNIT_BUDGET = 1 << 17
+MIN_BINS = 64
 #: Scores are clipped this far inside (0, 1) before the calibration's logit.
 SCORE_EPS = 1e-6
 NEWTON_STEPS = 30
@@ -289,6 +297,12 @@ class _LabelUnits:
     held_out: list[tuple[np.ndarray, np.ndarray]]
 
 
+def unit_bins(n_labels: int) -> int:
+    """Units per label of the calibration for ``n_labels`` labels: :data:`MAX_BINS` while
+    all labels' units fit :data:`UNIT_BUDGET`, else fewer, down to :data:`MIN_BINS`."""
+    return max(MIN_BINS, min(MAX_BINS, UNIT_BUDGET // max(n_labels, 1)))
+
+
 def _label_units(
     scores: Any,
     targets: Any,
@@ -296,28 +310,30 @@ def _label_units(
     n_folds: int,
     fold_order: np.ndarray,
     fold_bounds: np.ndarray,
+    bins: int,
     j: int,
 ) -> _LabelUnits:
-    """Column ``j``'s units, its rows and positives per weighting and unit, and its sorted
+    """Column ``j``'s units (its distinct scores up to ``bins`` rows, else ``bins``
+    equal-width logit bins), its rows and positives per weighting and unit, and its sorted
     held-out scores (:class:`_Calibration`), from numpy ``scores``, ``targets`` (n, C)."""
     column = np.asarray(scores[:, j], dtype=np.float64)
     truth = np.asarray(targets[:, j], dtype=np.float64)
-    if len(column) <= MAX_BINS:
+    if len(column) <= bins:
         values, index = np.unique(column, return_inverse=True)
         units, low, high = _logit(values, SCORE_EPS), values, values
     else:
         logits = _logit(column, SCORE_EPS)
         start, stop = float(logits.min()), float(logits.max())
-        width = max(stop - start, 1e-12) / MAX_BINS
-        index = np.minimum(((logits - start) / width).astype(np.int64), MAX_BINS - 1)
-        counts = np.bincount(index, minlength=MAX_BINS)
+        width = max(stop - start, 1e-12) / bins
+        index = np.minimum(((logits - start) / width).astype(np.int64), bins - 1)
+        counts = np.bincount(index, minlength=bins)
         used = np.flatnonzero(counts)
-        units = np.bincount(index, logits, MAX_BINS)[used] / counts[used]
+        units = np.bincount(index, logits, bins)[used] / counts[used]
         low = _sigmoid(start + width * used)
         high = _sigmoid(start + width * (used + 1))
         low[0], high[-1] = 0.0, 1.0
         # Bin number -> rank among the used bins: a gather, not a search per row.
-        rank = np.zeros(MAX_BINS, dtype=np.int64)
+        rank = np.zeros(bins, dtype=np.int64)
         rank[used] = np.arange(len(used))
         index = rank[index]
     size = len(units)
@@ -368,6 +384,7 @@ class _Calibration:
         # GIL in their sorts and gathers). This runs after the sorted pass with no other work.
         n_labels = scores.shape[1]
         n_rows = len(folds)
+        bins = unit_bins(n_labels)
         width = max(1, min(n_labels, _READ_ELEMENTS // max(n_rows, 1)))
         threads = min(worker_threads(), n_labels)
         pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
@@ -383,6 +400,7 @@ class _Calibration:
                     n_folds,
                     fold_order,
                     fold_bounds,
+                    bins,
                 )
                 labels = range(last - first)
                 per_label.extend(map(read, labels) if pool is None else pool.map(read, labels))
@@ -406,7 +424,7 @@ class _Calibration:
         # binned labels are fitted on every FIT_GROUP adjacent bins merged (a 4x cheaper
         # Newton step, the same two parameters to well within their noise), while the
         # plug-in's cuts keep every bin. Distinct-score units (small sets) are fitted as is.
-        if len(folds) > MAX_BINS and width > FIT_GROUP:
+        if len(folds) > bins and width > FIT_GROUP:
             self.fit_x, self.fit_rows, self.fit_positives = _merged(
                 self.x, self.rows, self.positives, FIT_GROUP
             )

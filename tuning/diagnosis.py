@@ -16,38 +16,69 @@ MULTICLASS_SHARE = 0.95
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels per row int64 (n,), positives per label int64 (L,), co-occur bool (L, L)).
+def _chunk(targets: torch.Tensor, start: int, rows: int) -> np.ndarray:
+    block = targets[start : start + rows].cpu()
+    if block.dtype == torch.bfloat16:  # no numpy dtype
+        block = block.to(torch.float32)
+    return block.numpy()
 
-    ``together[a, b]`` is True when some row has both labels a and b (a != b;
-    the diagonal is not used). Only rows with two or more labels can show a
-    pair, and only pairs not seen yet need looking for, so each chunk of rows
-    multiplies just its multi-label rows and the labels of the pairs still
-    unseen: on dense data the first chunk settles most pairs, and on
-    multi-class data nothing is multiplied at all.
-    """
+
+def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(labels per row int64 (n,), positives per label int64 (L,)), in chunks of rows."""
     n_samples, n_labels = targets.shape
     per_row = np.empty(n_samples, dtype=np.int64)
     support = np.zeros(n_labels, dtype=np.int64)
-    unseen = np.triu(np.ones((n_labels, n_labels), dtype=bool), k=1)
-    # float32 sums of 0/1 are exact while a chunk has fewer than 2**24 rows.
     rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
+    # The narrowest sums that are exact (0/1 values): less memory traffic than int64's.
+    row_sum = np.uint16 if n_labels < 1 << 16 else np.int64
+    column_sum = np.int32 if rows < 1 << 31 else np.int64
     for start in range(0, n_samples, rows):
-        block = targets[start : start + rows].cpu()
-        if block.dtype == torch.bfloat16:  # no numpy dtype
-            block = block.to(torch.float32)
-        chunk = block.numpy()
-        labels_per_row = chunk.sum(axis=1, dtype=np.int64)
-        per_row[start : start + len(chunk)] = labels_per_row
-        support += chunk.sum(axis=0, dtype=np.int64)
-        involved = np.flatnonzero(unseen.any(axis=0) | unseen.any(axis=1))
-        if len(involved) == 0:
-            continue
-        multi = chunk[labels_per_row >= 2][:, involved].astype(np.float32)
-        if len(multi):
-            seen = (multi.T @ multi) > 0  # sums of 0/1 products: > 0 iff any
-            unseen[np.ix_(involved, involved)] &= ~seen
-    return per_row, support, ~unseen
+        chunk = _chunk(targets, start, rows)
+        per_row[start : start + len(chunk)] = chunk.sum(axis=1, dtype=row_sum)
+        support += chunk.sum(axis=0, dtype=column_sum)
+    return per_row, support
+
+
+def _never_cooccur(
+    targets: torch.Tensor, per_row: np.ndarray, support: np.ndarray
+) -> tuple[int, list[tuple[int, int]]]:
+    """(how many, the first :data:`MAX_PAIRS` in label order) pairs ``a < b`` of labels that
+    both have positives but share no row.
+
+    Label blocks of ``a`` at a time (at most :data:`_CHUNK_ELEMENTS` pairs each, so memory
+    stays bounded however many labels): only rows with two or more labels can show a pair,
+    and only pairs not seen yet need looking for, so each chunk of rows multiplies just its
+    multi-label rows and the labels of the pairs still unseen: on dense data the first
+    chunk settles most pairs, and on multi-class data nothing is multiplied at all.
+    """
+    n_samples, n_labels = targets.shape
+    present = support > 0
+    rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
+    block = max(1, min(n_labels, _CHUNK_ELEMENTS // n_labels))
+    label_index = np.arange(n_labels)
+    count, pairs = 0, []  # float32 products of 0/1 below sum exactly: < 2**24 rows a chunk
+    for first in range(0, n_labels, block):
+        last = min(first + block, n_labels)
+        unseen = present[first:last, None] & present[None, :]
+        unseen &= label_index[None, :] > label_index[first:last, None]
+        for start in range(0, n_samples, rows):
+            multi_rows = np.flatnonzero(per_row[start : start + rows] >= 2)
+            involved_a = np.flatnonzero(unseen.any(axis=1))
+            involved_b = np.flatnonzero(unseen.any(axis=0))
+            if len(involved_a) == 0:
+                break
+            if len(multi_rows) == 0:
+                continue
+            multi = _chunk(targets, start, rows)[multi_rows]
+            left = multi[:, first + involved_a].astype(np.float32)
+            right = multi[:, involved_b].astype(np.float32)
+            seen = (left.T @ right) > 0  # sums of 0/1 products: > 0 iff any
+            unseen[np.ix_(involved_a, involved_b)] &= ~seen
+        a, b = np.nonzero(unseen)
+        count += len(a)
+        wanted = MAX_PAIRS - len(pairs)
+        pairs += list(zip((a[:wanted] + first).tolist(), b[:wanted].tolist(), strict=True))
+    return count, pairs
 
 
 def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
@@ -84,20 +115,15 @@ def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
         raise ValueError(
             f"label_names must have one name per label ({n_labels}), but it has {len(names)}."
         )
-    per_row, support, together = _counts(values)
+    per_row, support = _counts(values)
     share = [
         float(np.mean(per_row == 0)),
         float(np.mean(per_row == 1)),
         float(np.mean(per_row >= 2)),
     ]
     present = support > 0
-    upper = np.triu(np.ones((n_labels, n_labels), dtype=bool), k=1)
-    never = upper & ~together & present[:, None] & present[None, :]
-    first, second = np.nonzero(never)
-    pairs = [
-        [names[a], names[b]]
-        for a, b in zip(first[:MAX_PAIRS].tolist(), second[:MAX_PAIRS].tolist(), strict=True)
-    ]
+    never_count, never_pairs = _never_cooccur(values, per_row, support)
+    pairs = [[names[a], names[b]] for a, b in never_pairs]
     missing = [names[j] for j in np.flatnonzero(~present).tolist()]
     multiclass = n_labels >= 2 and share[1] >= MULTICLASS_SHARE
 
@@ -111,8 +137,8 @@ def diagnose(targets: Any, label_names: Any = None) -> dict[str, Any]:
         "prevalence": (support / n_samples).astype(float).tolist(),
         "labels_without_positives": missing,
         "never_cooccur": pairs,
-        "never_cooccur_count": len(first),
-        "never_cooccur_truncated": bool(len(first) > MAX_PAIRS),
+        "never_cooccur_count": never_count,
+        "never_cooccur_truncated": bool(never_count > MAX_PAIRS),
         "looks_multiclass": bool(multiclass),
     }
     report["messages"] = _messages(report)

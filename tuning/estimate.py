@@ -22,7 +22,8 @@ How it is built:
    and per-label F1.
 4. **Interval.** A Poisson bootstrap (:data:`BOOTSTRAP` replicates) over at
    most :data:`MAX_GROUPS` random row groups of the pooled out-of-fold counts
-   gives the figure's standard deviation ``sd``; the 90% interval for a new
+   (fewer above 131 labels, :func:`group_count`, so its sums stay bounded) gives
+   the figure's standard deviation ``sd``; the 90% interval for a new
    sample of the same kind and size as the validation set is
    ``expected +- 1.645 * sqrt(2) * sd`` (``sqrt(2)``: the estimate's own noise
    plus the new sample's), clipped to [0, 1].
@@ -71,12 +72,18 @@ GRID_POINTS = 4096
 #: (about 5,000 edges, 2**-8 apart relative to the score).
 EDGE_STEP = 4
 _ROWS_PER_CHUNK = 1 << 13  # rows per chunk of the out-of-fold pass (int16 sums exact)
+_CHUNK_ELEMENTS = 1 << 22  # and scores per chunk at most
+#: Row groups of all labels together at most (the (3, groups, labels) running sums per
+#: thread): above GROUP_BUDGET / MAX_GROUPS (131) labels, fewer groups (MIN_GROUPS at least).
+GROUP_BUDGET = 1 << 17
+MIN_GROUPS = 100
 #: Fewer validation rows than this (two per fold) give no estimate, with a reason.
 MIN_ROWS = 2 * FOLDS
 METHOD = (
     f"{FOLDS}-fold cross-fit: tuned on the other folds with the same parameters, scored on "
     "the held-out fold, pooled; 90% interval = expected +- 1.645 * sqrt(2) * sd of a Poisson "
-    f"bootstrap ({BOOTSTRAP} replicates) over at most {MAX_GROUPS} row groups"
+    f"bootstrap ({BOOTSTRAP} replicates) over at most {MAX_GROUPS} row groups (fewer above "
+    f"{GROUP_BUDGET // MAX_GROUPS} labels, at least {MIN_GROUPS})"
 )
 
 
@@ -349,8 +356,8 @@ def _group_counts(
     threshold, so the comparison is exact), and a sparse (G, rows) indicator
     sums the chunk's rows into their random groups.
     """
-    n_samples = scores.shape[0]
-    n_groups = min(MAX_GROUPS, n_samples)
+    n_samples, n_labels = scores.shape
+    n_groups = min(group_count(n_labels), n_samples)
     groups = np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples)
     float_dtype, _ = work_dtypes(scores.dtype)
     flat = np.asarray(thresholds, dtype=np.float64).reshape(-1)
@@ -358,15 +365,16 @@ def _group_counts(
     # A threshold above 1 predicts nothing: above every score, whatever the dtype.
     limits = np.where(flat > 1.0, np.inf, limits).astype(float_dtype).reshape(thresholds.shape)
 
-    # int16 sums are exact: a chunk has at most _ROWS_PER_CHUNK (< 2**15) rows.
-    ones = np.ones(_ROWS_PER_CHUNK, dtype=np.int16)
-    column_starts = np.arange(_ROWS_PER_CHUNK + 1)
-    n_labels = scores.shape[1]
+    # int16 sums are exact: a chunk has at most _ROWS_PER_CHUNK (< 2**15) rows; and at most
+    # _CHUNK_ELEMENTS scores, whatever the labels (the work arrays are a chunk's shape).
+    chunk_rows = max(1, min(_ROWS_PER_CHUNK, _CHUNK_ELEMENTS // max(n_labels, 1)))
+    ones = np.ones(chunk_rows, dtype=np.int16)
+    column_starts = np.arange(chunk_rows + 1)
     local = threading.local()
 
     def work(rows: slice) -> np.ndarray:
         if not hasattr(local, "limits"):  # work arrays per thread: no page faults per chunk
-            shape = (_ROWS_PER_CHUNK, n_labels)
+            shape = (chunk_rows, n_labels)
             local.limits = np.empty(shape, float_dtype)
             local.passes, local.truth = np.empty(shape, bool), np.empty(shape, bool)
         chunk = scores[rows].cpu()
@@ -393,9 +401,16 @@ def _group_counts(
         sums[0] += indicator @ np.logical_and(passes, truth, out=passes).view(np.uint8)
 
     totals: list[np.ndarray] = []  # one running total per thread, summed at the end
-    _in_chunks(n_samples, _ROWS_PER_CHUNK, work, lambda _: None)
+    _in_chunks(n_samples, chunk_rows, work, lambda _: None)
     out = _sum(totals).astype(np.float64)
     return out[0], out[1], out[2]
+
+
+def group_count(n_labels: int) -> int:
+    """Row groups of the estimate's bootstrap for ``n_labels`` labels: :data:`MAX_GROUPS`
+    while all labels' groups fit :data:`GROUP_BUDGET`, else fewer, down to
+    :data:`MIN_GROUPS`."""
+    return max(MIN_GROUPS, min(MAX_GROUPS, GROUP_BUDGET // max(n_labels, 1)))
 
 
 def _interval(expected: float, replicates: np.ndarray) -> list[float]:

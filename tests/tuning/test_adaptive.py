@@ -363,3 +363,22 @@ def test_the_result_says_what_adaptive_kept_and_why() -> None:
     assert plain["why"].startswith("plain 0.5")
     others = tune_thresholds(scores, targets, strategy="shrunk", n_bootstrap=0).to_dict()
     assert "adaptive" not in others["summary"]
+
+
+def test_many_labels_share_one_unit_budget(monkeypatch) -> None:
+    # With more labels than the budget gives MAX_BINS each, every label gets fewer units:
+    # the (weightings, labels, units) arrays stay within the budget, and below it (the
+    # grids, the bench) nothing changes.
+    assert module.unit_bins(module.UNIT_BUDGET // module.MAX_BINS) == module.MAX_BINS
+    assert module.unit_bins(10**6) == module.MIN_BINS
+    monkeypatch.setattr(module, "UNIT_BUDGET", 40 * 8)  # 40 labels -> 8 units each...
+    monkeypatch.setattr(module, "MIN_BINS", 8)
+    scores, targets = calibrated(400, 40, seed=14)
+    plan = FoldPlan.build(torch.from_numpy(targets), 0)
+    found = module.plugin_optima(scores, targets, plan.folds, plan.n_folds)
+    assert found.calibration.x.shape == (40, 8)  # ...binned, since 400 rows > 8
+    assert found.calibration.rows.shape[1:] == (40, 8)
+    assert np.isfinite(found.plugin).all() and ((found.plugin > 0) & (found.plugin <= 1)).all()
+    # Each label's rows and positives still add up to its own, whatever the bins.
+    np.testing.assert_array_equal(found.calibration.rows[0].sum(1), np.full(40, 400.0))
+    np.testing.assert_array_equal(found.calibration.positives[0].sum(1), targets.sum(0))

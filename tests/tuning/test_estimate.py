@@ -186,3 +186,24 @@ def test_the_estimate_is_the_same_when_own_optima_come_from_the_torch_backend(
         False,
     ).run()
     assert found.estimate == expected
+
+
+def test_many_labels_get_fewer_row_groups_and_bounded_chunks(monkeypatch):
+    # The (3, groups, labels) sums and the (chunk rows, labels) work arrays stay bounded
+    # however many labels: fewer groups above GROUP_BUDGET / MAX_GROUPS labels, shorter
+    # chunks for wide rows; the pooled figures do not depend on either.
+    assert est.group_count(est.GROUP_BUDGET // est.MAX_GROUPS) == (est.MAX_GROUPS)
+    assert est.group_count(10**6) == est.MIN_GROUPS
+    rng = np.random.default_rng(21)
+    scores = rng.random((3000, 30))
+    targets = (rng.random((3000, 30)) < scores).astype(np.uint8)
+    plan = est.FoldPlan.build(torch.from_numpy(targets), 0)
+    thresholds = np.full((plan.n_folds, 30), 0.5)
+    inputs = (torch.from_numpy(scores), torch.from_numpy(targets), plan, thresholds, 0)
+    wide = est._group_counts(*inputs)
+    monkeypatch.setattr(est, "GROUP_BUDGET", 30 * 150)
+    monkeypatch.setattr(est, "_CHUNK_ELEMENTS", 30 * 7)  # 7-row chunks
+    narrow = est._group_counts(*inputs)
+    assert wide[0].shape == (est.MAX_GROUPS, 30) and narrow[0].shape == (150, 30)
+    for many, few in zip(wide, narrow, strict=True):
+        np.testing.assert_array_equal(many.sum(0), few.sum(0))  # the same pooled counts
