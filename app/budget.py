@@ -1,7 +1,8 @@
 """Memory budget and thread pool for tunes: the work in flight that holds uploaded data.
 
 Every tune reserves `TUNE_COST_FACTOR` x the bytes its upload decodes to (judged from
-the file's declared sizes before anything is decoded) out of one budget of
+the file's declared sizes before anything is decoded), plus `TUNE_BYTES_PER_LABEL` per
+label of the model above `FREE_LABELS`, out of one budget of
 `LABELCUT_MAX_DATA_MB`, and runs on its own bounded thread pool, never on AnyIO's
 default pool that the rest of the app (sync routes, upload spooling) shares. A tune
 that does not fit waits up to `LABELCUT_TUNE_WAIT_S` on the event loop (holding no
@@ -28,6 +29,20 @@ T = TypeVar("T")
 # arrays, their float32 copies stacked per row, the model's scores and the tuning's sort
 # buffers (measured on yeast-shaped data: 2.1-2.7x; 3 leaves a margin).
 TUNE_COST_FACTOR = 3
+# And per label beyond FREE_LABELS, whatever the rows: up to that many labels the tuning's
+# per-label working arrays share fixed budgets (the adaptive rule's calibration units,
+# tuning.adaptive.UNIT_BUDGET, at least 64 per label; the estimate's row-group sums,
+# tuning.estimate.GROUP_BUDGET), beyond it each label adds its own, with its curve and
+# bootstrap figures. Measured above 2x the data: 2,000 rows x 5,000 labels held 64 KB per
+# label, x 20,000 labels 33 KB.
+TUNE_BYTES_PER_LABEL = 64 << 10
+FREE_LABELS = 2048
+
+
+def tune_cost(data_bytes: int, n_labels: int = 0) -> int:
+    """Bytes a tune of `data_bytes` decoded bytes and `n_labels` labels reserves."""
+    wide = max(n_labels - FREE_LABELS, 0)
+    return TUNE_COST_FACTOR * max(data_bytes, 0) + TUNE_BYTES_PER_LABEL * wide
 
 
 class NeverFits(Exception):
@@ -36,10 +51,12 @@ class NeverFits(Exception):
     def __init__(self, needed: int, total: int) -> None:
         self.needed, self.total = needed, total
         super().__init__(
-            f"The upload decodes to about {needed / TUNE_COST_FACTOR / 2**20:.1f} MB; a tune "
-            f"holds about {TUNE_COST_FACTOR}x its data ({needed / 2**20:.1f} MB), over the "
-            f"{total / 2**20:.1f} MB that tunes may hold (LABELCUT_MAX_DATA_MB). The largest "
-            f"upload one tune takes decodes to {total / TUNE_COST_FACTOR / 2**20:.1f} MB."
+            f"A tune of this upload holds about {needed / 2**20:.1f} MB ({TUNE_COST_FACTOR}x "
+            f"what the upload decodes to, plus {TUNE_BYTES_PER_LABEL >> 10} KB per label above "
+            f"{FREE_LABELS}), "
+            f"over the {total / 2**20:.1f} MB that tunes may hold (LABELCUT_MAX_DATA_MB). "
+            f"The largest upload one tune takes decodes to about "
+            f"{total / TUNE_COST_FACTOR / 2**20:.1f} MB, less the labels' share."
         )
 
 
@@ -121,10 +138,11 @@ class TuneRunner:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="labelcut-tune")
         return self._executor
 
-    async def run(self, data_bytes: int, fn: Callable[..., T], *args: Any) -> T:
-        """Reserve the budget for a tune of `data_bytes` decoded bytes, then run
-        `fn(*args)` on the tune pool; the reservation ends when `fn` returns or raises."""
-        async with self.budget.reserve(TUNE_COST_FACTOR * max(data_bytes, 0), self.wait_s):
+    async def run(self, data_bytes: int, fn: Callable[..., T], *args: Any, n_labels: int = 0) -> T:
+        """Reserve the budget for a tune of `data_bytes` decoded bytes and `n_labels` labels
+        (`tune_cost`), then run `fn(*args)` on the tune pool; the reservation ends when `fn`
+        returns or raises."""
+        async with self.budget.reserve(tune_cost(data_bytes, n_labels), self.wait_s):
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(self._pool(), fn, *args)
             try:

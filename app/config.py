@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         default=2048,
         gt=0,
         description="Memory for uploaded data in flight, in MB: no upload may decode to more, "
-        "and the tunes running at once share it (each costs TUNE_COST_FACTOR x its data).",
+        "and the tunes running at once share it (each costs TUNE_COST_FACTOR x its data, "
+        "and more for models of over 2,048 labels).",
     )
     tune_workers: int = Field(
         default=2, ge=1, le=64, description="Tunes that run at once (their own thread pool)."

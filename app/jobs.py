@@ -3,8 +3,8 @@ requests and is followed through `/jobs/{id}` (issue 17).
 
 One `JobRunner` per app (`app.state.jobs`, started by `with_jobs` around the app's
 lifespan). Each job is an asyncio task on the event loop that waits for its share of the
-tunes' memory budget (`app/budget.py`; upload jobs: `TUNE_COST_FACTOR` x their decoded
-size, queued until it fits) and then runs its work on the runner's own thread pool
+tunes' memory budget (`app/budget.py`; upload jobs: `tune_cost` of their decoded size
+and labels, queued until it fits) and then runs its work on the runner's own thread pool
 (`labelcut-job`), never on the request pools, so `/healthz` and `/predict` stay fast.
 
 The store is the record (`app/store/jobs.py`): progress is written from the worker at most
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labelcut import tuning
-from labelcut.app.budget import TUNE_COST_FACTOR, BudgetBusy
+from labelcut.app.budget import BudgetBusy, tune_cost
 from labelcut.app.service import (
     RESULT_KEYS,
     Service,
@@ -631,6 +631,6 @@ def source_work(
     return work
 
 
-def upload_budget_bytes(data_bytes: int) -> int:
+def upload_budget_bytes(data_bytes: int, n_labels: int = 0) -> int:
     """What an upload job holds of the tunes' memory budget, as a synchronous tune does."""
-    return TUNE_COST_FACTOR * max(data_bytes, 0)
+    return tune_cost(data_bytes, n_labels)

@@ -57,7 +57,9 @@ async def run_upload(
     try:
         fmt = detect_format(file.filename, file.content_type)
         data_bytes = await run_in_threadpool(estimate, file.file, fmt, service.input_spec, limit)
-        return await runner.run(data_bytes, lambda: work(fmt, limit))
+        return await runner.run(
+            data_bytes, lambda: work(fmt, limit), n_labels=len(service.input_spec.labels)
+        )
     except UploadError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from exc
     except NeverFits as exc:

@@ -119,7 +119,7 @@ async def judge_upload(
         raise HTTPException(exc.status_code, detail=str(exc)) from exc
     if not force and data_bytes <= service.settings.job_upload_mb * 2**20:
         return Judged(None, data_bytes)
-    needed = upload_budget_bytes(data_bytes)
+    needed = upload_budget_bytes(data_bytes, len(service.input_spec.labels))
     if needed > runner.budget.total:
         raise HTTPException(413, detail=str(NeverFits(needed, runner.budget.total)))
     job_id = new_job_id()

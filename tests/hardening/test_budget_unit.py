@@ -9,7 +9,16 @@ import threading
 
 import pytest
 
-from labelcut.app.budget import TUNE_COST_FACTOR, BudgetBusy, MemoryBudget, NeverFits, TuneRunner
+from labelcut.app.budget import (
+    FREE_LABELS,
+    TUNE_BYTES_PER_LABEL,
+    TUNE_COST_FACTOR,
+    BudgetBusy,
+    MemoryBudget,
+    NeverFits,
+    TuneRunner,
+    tune_cost,
+)
 from labelcut.app.config import Settings
 
 
@@ -95,3 +104,24 @@ def test_runner_holds_the_reservation_until_the_thread_ends(tmp_path):
 
     run(scenario())
     runner.close()
+
+
+def test_a_tune_reserves_per_label_too(tmp_path):
+    # Wide models hold working arrays per label whatever the rows: a 2,000 x 5,000 tune
+    # held 8x its data, so 3x the data alone would promise memory the tune then exceeds.
+    # Up to FREE_LABELS labels those arrays share the tuning's fixed budgets.
+    assert tune_cost(1000, 0) == tune_cost(1000, FREE_LABELS) == TUNE_COST_FACTOR * 1000
+    assert tune_cost(1000, 5000) == (
+        TUNE_COST_FACTOR * 1000 + (5000 - FREE_LABELS) * TUNE_BYTES_PER_LABEL
+    )
+    runner = TuneRunner(Settings(data_dir=tmp_path, max_data_mb=64))
+    seen = []
+
+    async def scenario():
+        await runner.run(1000, lambda: seen.append(runner.budget.used), n_labels=2100)
+        with pytest.raises(NeverFits, match="per label"):
+            await runner.run(1000, lambda: None, n_labels=FREE_LABELS + 1100)  # 69 MB
+
+    run(scenario())
+    runner.close()
+    assert seen == [tune_cost(1000, 2100)]
