@@ -240,7 +240,7 @@ def _platt_rows(
 
 
 #: Scores read per block of labels by :class:`_Calibration` (its rows of them).
-_READ_ELEMENTS = 1 << 22
+_READ_ELEMENTS = 1 << 20
 
 
 def _rows(array: Any, rows: np.ndarray | None, first: int, last: int) -> np.ndarray:
