@@ -275,27 +275,6 @@ def test_diagnosis_caps_the_pair_list_and_is_in_every_result(monkeypatch):
     assert data["diagnosis"]["never_cooccur"][0] == ["L0", "L1"]
 
 
-@pytest.mark.parametrize("chunk_elements", [1 << 22, 50, 7])  # 7, 50: many label blocks
-def test_never_cooccurring_pairs_match_a_brute_force_count(monkeypatch, chunk_elements):
-    monkeypatch.setattr(tuning.diagnosis, "_CHUNK_ELEMENTS", chunk_elements)
-    rng = np.random.default_rng(13)
-    for trial in range(12):
-        n, n_labels = int(rng.integers(1, 300)), int(rng.integers(2, 40))
-        targets = rng.random((n, n_labels)) < rng.uniform(0.002, 0.3, n_labels)
-        if trial % 3 == 0:
-            targets[:, ::4] = False  # labels without positives are in no pair
-        present = targets.any(axis=0)
-        expected = [
-            (a, b)
-            for a in range(n_labels)
-            for b in range(a + 1, n_labels)
-            if present[a] and present[b] and not (targets[:, a] & targets[:, b]).any()
-        ]
-        report = diagnose(targets)
-        assert report["never_cooccur_count"] == len(expected)
-        assert report["never_cooccur"] == [[str(a), str(b)] for a, b in expected[:50]]
-
-
 def test_diagnosis_memory_does_not_grow_with_the_square_of_the_labels(monkeypatch):
     # 3,000 labels: a dense (L, L) pair matrix would be 9M cells; the blocks hold at most
     # _CHUNK_ELEMENTS at a time. Every array the pair search makes is checked.
