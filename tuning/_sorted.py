@@ -113,8 +113,9 @@ def pack_rows(
     written = keys.view(unsigned)
     buffer = np.empty((_TILE_ROWS, min(stop - start, _TILE_LABELS)), dtype=unsigned)
     # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
-    # bfloat16) are copied over in chunks of tiles, converted by torch.
-    native = scores.device.type == "cpu" and torch.bfloat16 not in (scores.dtype, targets.dtype)
+    # bfloat16) are copied over in chunks of tiles, converted by torch. (Targets come
+    # checked: never bfloat16, see _checks.check_targets.)
+    native = scores.device.type == "cpu" and scores.dtype != torch.bfloat16
     chunk_rows = _TILE_ROWS if native else _TILE_ROWS * 8
     # At most _TILE_LABELS labels at a time: the buffers stay small however wide the input.
     for group in range(start, stop, _TILE_LABELS):
@@ -150,13 +151,9 @@ def _row_chunk(
         chunk_scores = scores[low:high, start:stop].cpu()
         chunk_targets = targets[low:high, start:stop].cpu()
     elif scores.device.type == "cpu" and targets.device.type == "cpu":
+        if scores.dtype != torch.bfloat16:  # numpy's gather: no torch threads in the walk's
+            return scores[:, start:stop].numpy()[picked], targets[:, start:stop].numpy()[picked]
         index = torch.from_numpy(np.ascontiguousarray(picked, dtype=np.int64))
-        if torch.bfloat16 not in (scores.dtype, targets.dtype):
-            # numpy's gather: no torch threads inside the walk's own
-            return (
-                scores[:, start:stop].numpy()[index.numpy()],
-                targets[:, start:stop].numpy()[index.numpy()],
-            )
         chunk_scores = scores[:, start:stop].index_select(0, index)
         chunk_targets = targets[:, start:stop].index_select(0, index)
     else:
@@ -165,8 +162,6 @@ def _row_chunk(
         chunk_targets = targets[:, start:stop].index_select(0, index.to(targets.device)).cpu()
     if chunk_scores.dtype == torch.bfloat16:
         chunk_scores = chunk_scores.to(torch.float32)
-    if chunk_targets.dtype == torch.bfloat16:  # numpy has no bfloat16
-        chunk_targets = chunk_targets != 0
     return chunk_scores.numpy(), chunk_targets.numpy()
 
 

@@ -16,11 +16,15 @@ MULTICLASS_SHARE = 0.95
 _CHUNK_ELEMENTS = 1 << 22
 
 
+def _chunk_rows(n_labels: int) -> int:
+    """Rows per chunk: at most _CHUNK_ELEMENTS targets, and fewer than 2**24 rows (float32
+    sums of 0/1 products, and int32 column sums, are exact)."""
+    return min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
+
+
 def _chunk(targets: torch.Tensor, start: int, rows: int) -> np.ndarray:
-    block = targets[start : start + rows].cpu()
-    if block.dtype == torch.bfloat16:  # no numpy dtype
-        block = block.to(torch.float32)
-    return block.numpy()
+    """Rows ``start:start + rows`` of checked targets (never bfloat16) as numpy."""
+    return targets[start : start + rows].cpu().numpy()
 
 
 def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -28,14 +32,13 @@ def _counts(targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     n_samples, n_labels = targets.shape
     per_row = np.empty(n_samples, dtype=np.int64)
     support = np.zeros(n_labels, dtype=np.int64)
-    rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
+    rows = _chunk_rows(n_labels)
     # The narrowest sums that are exact (0/1 values): less memory traffic than int64's.
     row_sum = np.uint16 if n_labels < 1 << 16 else np.int64
-    column_sum = np.int32 if rows < 1 << 31 else np.int64
     for start in range(0, n_samples, rows):
         chunk = _chunk(targets, start, rows)
         per_row[start : start + len(chunk)] = chunk.sum(axis=1, dtype=row_sum)
-        support += chunk.sum(axis=0, dtype=column_sum)
+        support += chunk.sum(axis=0, dtype=np.int32)
     return per_row, support
 
 
@@ -53,10 +56,10 @@ def _never_cooccur(
     """
     n_samples, n_labels = targets.shape
     present = support > 0
-    rows = min(max(1, _CHUNK_ELEMENTS // n_labels), 1 << 24)
+    rows = _chunk_rows(n_labels)
     block = max(1, min(n_labels, _CHUNK_ELEMENTS // n_labels))
     label_index = np.arange(n_labels)
-    count, pairs = 0, []  # float32 products of 0/1 below sum exactly: < 2**24 rows a chunk
+    count, pairs = 0, []
     for first in range(0, n_labels, block):
         last = min(first + block, n_labels)
         unseen = present[first:last, None] & present[None, :]
