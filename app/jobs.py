@@ -389,11 +389,14 @@ class JobRunner:
         """Shutting down: live jobs are told to stop and recorded failed (a restart)."""
         self._stop.set()
         live = list(self._live.values())
-        for job in live:
-            job.cancel.set()
+        # Recorded failed before the jobs are told to stop: a job thread that saw its flag
+        # first would record itself "cancelled" (a user's DELETE), and its conditional
+        # update could land before this one.
         if live and self.service.store is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.jobs().fail_mine, self.name, SHUTDOWN)
+        for job in live:
+            job.cancel.set()
         for job in live:
             if job.task is not None:
                 job.task.cancel()
