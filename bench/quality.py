@@ -64,6 +64,12 @@ def test_f1(targets: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> 
         )
 
 
+def estimate_cells(result: Any) -> tuple[Any, Any, Any]:
+    """(in-sample, expected, expected interval) macro-F1 of a tuning result."""
+    macro = result.to_dict()["summary"]["macro_f1"]
+    return macro.get("tuned"), macro.get("expected"), macro.get("expected_interval")
+
+
 def run_case(case: Case) -> dict[str, Any]:
     """Test macro/micro-F1 per strategy, and the default's in-sample and expected figures."""
     n_labels = case.y_val.shape[1]
@@ -77,23 +83,13 @@ def run_case(case: Case) -> dict[str, Any]:
             device="cpu",
         )
         row[strategy] = test_f1(case.y_test, case.scores_test, result.thresholds)
-        macro = result.to_dict()["summary"]["macro_f1"]
-        row[f"{strategy}:estimate"] = (
-            macro.get("tuned"),
-            macro.get("expected"),
-            macro.get("expected_interval"),
-        )
+        row[f"{strategy}:estimate"] = estimate_cells(result)
     if ADAPTIVE in TUNE_STRATEGIES:  # wired into tune_thresholds
         result = tune_thresholds(
             case.scores_val, case.y_val, strategy=ADAPTIVE, n_bootstrap=0, device="cpu"
         )
         adaptive = result.thresholds
-        macro = result.to_dict()["summary"]["macro_f1"]
-        row[f"{ADAPTIVE}:estimate"] = (
-            macro.get("tuned"),
-            macro.get("expected"),
-            macro.get("expected_interval"),
-        )
+        row[f"{ADAPTIVE}:estimate"] = estimate_cells(result)
     else:
         choice = adaptive_for(case.scores_val, case.y_val)
         adaptive = choice.thresholds
