@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcut.tuning._sorted import worker_threads
+from labelcut.tuning._sorted import label_threads
 from labelcut.tuning.result import f1_of_counts
 
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the base thresholds as they are).
@@ -386,7 +386,7 @@ class _Calibration:
         n_rows = len(folds)
         bins = unit_bins(n_labels)
         width = max(1, min(n_labels, _READ_ELEMENTS // max(n_rows, 1)))
-        threads = min(worker_threads(), n_labels)
+        threads = min(label_threads(n_rows), n_labels)
         pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
         per_label: list[_LabelUnits] = []
         try:

@@ -196,3 +196,32 @@ def test_packed_block_equals_the_copy_then_pack(
         for first, last in ((0, 100), (100, 4097), (4097, 5000)):
             _sorted.pack_rows(score_tensor, target_tensor, 1, 6, pieces, first, last, rows)
         np.testing.assert_array_equal(pieces, expected)
+
+
+def test_labels_go_to_threads_only_from_label_thread_rows_on(monkeypatch):
+    monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
+    assert _sorted.label_threads(_sorted.LABEL_THREAD_ROWS - 1) == 1
+    assert _sorted.label_threads(_sorted.LABEL_THREAD_ROWS) == 2
+    small = torch.rand(100, 3)
+    assert _sorted.SortedLabels(small, small > 0.5).label_workers == 1
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "shrunk", "per_label"])
+def test_threaded_and_single_threaded_label_work_give_the_same_result(monkeypatch, strategy):
+    """Small inputs run their labels on one thread; forced onto two, the whole result (the
+    folds' shared counts under a lock, per-thread scratch, the plug-in stage) is the same."""
+    from labelcut.tuning import tune_thresholds
+
+    rng = np.random.default_rng(3)
+    scores = rng.random((3000, 9)).astype(np.float32)
+    targets = rng.random((3000, 9)) < scores * 0.6
+    monkeypatch.setattr(_sorted, "worker_threads", lambda: 2)
+    results = {}
+    for rows in (0, 1 << 30):  # every label on threads; none
+        monkeypatch.setattr(_sorted, "LABEL_THREAD_ROWS", rows)
+        result = tune_thresholds(scores, targets, strategy=strategy, return_curves=True)
+        results[rows] = result.to_dict()
+        results[rows]["curves"] = [
+            [np.asarray(part).tolist() for part in curve] for curve in result.curves
+        ]
+    assert results[0] == results[1 << 30]
