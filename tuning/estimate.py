@@ -245,7 +245,9 @@ class FoldTuning:
         """Tune ``label`` on each fold's training rows.
 
         ``segments[f]``: fold f's keys (``bits << 1 | target``), sorted. A fold's counts
-        at a cut are one binary search and a rank of its positives (:class:`BitRank`).
+        at a cut are one binary search in its keys and a rank of its positives (one
+        :class:`BitRank` over the folds' keys side by side); the folds' searches, status
+        ladders and midpoints are then one (K, cuts) computation, not one per fold.
         """
         n, positives = full.n_samples, full.positives
         keys = full.keys
@@ -260,51 +262,57 @@ class FoldTuning:
         pp_all = n - starts
         values = bits_to_float(cut_bits, self.float_dtype)
         cut_keys = cut_bits << 1
-        edge_keys = None
+        lengths = np.array([len(segment) for segment in segments], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        flags = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for segment, low, high in zip(segments, offsets[:-1], offsets[1:], strict=True):
+            positive_flags(segment, flags[low:high])
+        rank = BitRank(flags)
+        ends = rank.rank(offsets)  # positives before each fold's start, and the total
+        fold_positives = np.diff(ends)  # (K,)
+
+        def counts(query_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """(K, Q) fold (true, predicted) positives of ``score >= value of key >> 1``."""
+            first = np.stack([np.searchsorted(s, query_keys, side="left") for s in segments])
+            tp = ends[1:, None] - rank.rank(offsets[:-1, None] + first)
+            return tp, lengths[:, None] - first
+
+        fold_tp, fold_pp = counts(cut_keys)
+        tp = (tp_all - fold_tp).astype(np.float64)
+        pp = (pp_all - fold_pp).astype(np.float64)
+        train_positives = positives - fold_positives
+        scores, feasible = _search.objective_values(
+            tp,
+            np.maximum(pp, 1.0),
+            np.maximum(train_positives, 1).astype(np.float64)[:, None],
+            self.spec,
+        )
+        allowed = pp > 0 if feasible is None else (pp > 0) & feasible
+        index, reachable = _search.last_maximum(scores, allowed)
+        folds = np.arange(len(segments))
+        self.codes[:, label] = _search.status_codes(
+            n - lengths, train_positives, reachable, self.spec
+        )
+        self.train_positives[:, label] = train_positives
+        # Cuts below the chosen one that predict more rows: the highest of them is the
+        # lowest score predicted negative.
+        before = np.arange(pp.shape[1]) < index[:, None]
+        below = (before & (pp > pp[folds, index][:, None])).sum(1)
+        lowers = np.where(below > 0, values[np.maximum(below - 1, 0)], 0.0)
+        self.own[:, label] = _search.midpoint_thresholds(
+            values[index], lowers, below > 0, self.score_dtype
+        )
         if self.pooled is not None:
             edge_keys = self.pooled.bucketing.edge_bits[self.edges].astype(keys.dtype) << 1
+            # Edges at or below the label's lowest key count every row of the fold, edges
+            # above its highest none: only those between are searched.
             low, high = np.searchsorted(edge_keys, keys[[0, -1]], side="right").tolist()
-        flags = np.empty(max((len(s) for s in segments), default=0), dtype=np.uint8)
-        uppers, lowers, has_lower = [], [], []
-        for fold, segment in enumerate(segments):
-            rank = BitRank(positive_flags(segment, flags[: len(segment)]))
-
-            def counts(query_keys, segment=segment, rank=rank):
-                """Fold (true, predicted) positives of ``score >= value of query_keys >> 1``."""
-                first = np.searchsorted(segment, query_keys, side="left")
-                return rank.total - rank.rank(first), len(segment) - first
-
-            fold_tp, fold_pp = counts(cut_keys)
-            tp = (tp_all - fold_tp).astype(np.float64)
-            pp = (pp_all - fold_pp).astype(np.float64)
-            train_positives = positives - rank.total
-            scores, feasible = _search.objective_values(
-                tp, np.maximum(pp, 1.0), float(max(train_positives, 1)), self.spec
-            )
-            allowed = pp > 0 if feasible is None else (pp > 0) & feasible
-            index, reachable = _search.last_maximum(scores, allowed)
-            index = int(index)
-            code = int(
-                _search.status_codes(n - len(segment), train_positives, reachable, self.spec)
-            )
-            self.codes[fold, label] = code
-            self.train_positives[fold, label] = train_positives
-            below = np.count_nonzero(pp[:index] > pp[index])
-            uppers.append(values[index])
-            lowers.append(values[below - 1] if below else 0.0)
-            has_lower.append(below > 0)
-            if edge_keys is not None:
-                # Edges at or below the label's lowest key count every row of the fold,
-                # edges above its highest none: only those between are searched.
-                inner_tp, inner_pp = counts(edge_keys[low:high])
-                with self._lock:
-                    self.fold_tp[fold, :low] += rank.total
-                    self.fold_pp[fold, :low] += len(segment)
-                    self.fold_tp[fold, low:high] += inner_tp
-                    self.fold_pp[fold, low:high] += inner_pp
-        self.own[:, label] = _search.midpoint_thresholds(
-            np.array(uppers), np.array(lowers), np.array(has_lower), self.score_dtype
-        )
+            inner_tp, inner_pp = counts(edge_keys[low:high])
+            with self._lock:
+                self.fold_tp[:, :low] += fold_positives[:, None]
+                self.fold_pp[:, :low] += lengths[:, None]
+                self.fold_tp[:, low:high] += inner_tp
+                self.fold_pp[:, low:high] += inner_pp
 
     def _shared_threshold(self, fold: int) -> float | None:
         """The training rows' pooled optimum over the bucket edges (None if not tunable)."""
