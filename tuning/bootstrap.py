@@ -135,7 +135,9 @@ def _groups(candidates: Candidates, threshold: float) -> tuple[np.ndarray, int]:
     of the group that starts at the reported threshold's cut (len(starts) if none)."""
     m = candidates.m
     cut = candidates.index_at(threshold)
-    starts = np.unique(np.linspace(0, m, num=min(m, MAX_GROUPS) + 1).astype(np.int64)[:-1])
+    if m <= MAX_GROUPS:  # every distinct score its own group (the cut's among them)
+        return np.arange(m, dtype=np.int64), cut
+    starts = np.unique(np.linspace(0, m, num=MAX_GROUPS + 1).astype(np.int64)[:-1])
     starts = np.union1d(starts, [cut] if cut < m else [])
     return starts.astype(np.int64), int(np.searchsorted(starts, cut))
 
