@@ -562,7 +562,7 @@ class SortedLabels:
         self.n_samples, self.n_labels = scores.shape
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
         _, self.workers = block_plan(self.n_samples, self.n_labels)  # packing's threads
-        self.label_workers = min(self.workers, label_threads(self.n_samples))
+        self.label_workers = label_threads(self.n_samples)
         self._bounds = block_bounds(self.n_samples, self.n_labels, keep=True)  # of the kept keys
         self._kept: dict[int, np.ndarray] = {}
         # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
@@ -626,7 +626,7 @@ class SortedLabels:
             ):
                 keys = self._pack(pool, start, stop, order, None if keep else spare)
                 labels = range(start, stop)
-                if pool is None or len(labels) <= 1 or self.label_workers <= 1:
+                if self.label_workers <= 1 or len(labels) <= 1:
                     results.extend(each(keys, start, label) for label in labels)
                 else:
                     results.extend(pool.map(functools.partial(each, keys, start), labels))

@@ -380,8 +380,9 @@ class _Calibration:
         fold_bounds = np.searchsorted(folds[fold_order], np.arange(n_folds + 1))
         # Labels a block at a time: the block's rows (the subset's, when given) are read
         # once, whole rows of it (a strided read per label would miss the cache on every
-        # row), then each label's units are made on the worker threads (numpy releases the
-        # GIL in their sorts and gathers). This runs after the sorted pass with no other work.
+        # row), then each label's units are made on the worker threads from LABEL_THREAD_ROWS
+        # rows on (numpy releases the GIL in their sorts and gathers; below, the GIL-bound
+        # small calls gain nothing). This runs after the sorted pass with no other work.
         n_labels = scores.shape[1]
         n_rows = len(folds)
         bins = unit_bins(n_labels)
