@@ -84,7 +84,7 @@ def _format_table(report: dict[str, Any]) -> str:
     if expected:
         lines.append(
             "prec, recall, f1, f1@0.5: in sample (the validation rows tuned on); new f1: "
-            "expected on new data (cross-fitted; '-': too few positives for folds)"
+            "expected on new data (cross-fitted, .632+ blend; '-': too few positives for folds)"
         )
     for message in (report.get("diagnosis") or {}).get("messages", []):
         lines.append(f"diagnosis: {message}")

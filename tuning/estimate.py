@@ -27,6 +27,12 @@ How it is built:
    sample of the same kind and size as the validation set is
    ``expected +- 1.645 * sqrt(2) * sd`` (``sqrt(2)``: the estimate's own noise
    plus the new sample's), clipped to [0, 1].
+5. **Blend.** Once the tune's in-sample counts are known, :func:`with_in_sample` makes
+   ``expected`` the .632+ blend (Efron & Tibshirani 1997) of the in-sample and the
+   cross-fitted figures: the cross-fitted figure's weight is 0.632 where the folds show
+   no overfitting, rising to 1 as the in-sample figure's edge over the no-information F1
+   turns out to be all overfitting. The interval moves with its figure; the cross-fitted
+   figures stay beside it.
 
 Labels with fewer than ``2 * FOLDS`` positives get ``expected_f1`` None and a
 reason (their figure would be noise); they still count in the expected
@@ -79,6 +85,13 @@ GROUP_BUDGET = 1 << 17
 MIN_GROUPS = 100
 #: Fewer validation rows than this (two per fold) give no estimate, with a reason.
 MIN_ROWS = 2 * FOLDS
+#: The cross-fitted figure's weight when the in-sample one shows no overfitting (.632+).
+OUT_OF_FOLD_SHARE = 0.632
+BLEND_METHOD = (
+    "expected = (1 - w) * in-sample + w * cross-fitted, w = 0.632 / (1 - 0.368 R) with R "
+    "the relative overfitting rate (in-sample - cross-fitted) / (in-sample - "
+    "no-information F1), clipped to [0, 1] (the .632+ rule of Efron & Tibshirani 1997)"
+)
 METHOD = (
     f"{FOLDS}-fold cross-fit: tuned on the other folds with the same parameters, scored on "
     "the held-out fold, pooled; 90% interval = expected +- 1.645 * sqrt(2) * sd of a Poisson "
@@ -470,6 +483,91 @@ def estimate_from_thresholds(
         "method": METHOD,
         "folds": plan.n_folds,
     }
+
+
+def no_information_f1(
+    support: np.ndarray, predicted: np.ndarray, n_samples: int
+) -> tuple[np.ndarray, float]:
+    """(L,) per-label and the micro F1 of decisions independent of the truth.
+
+    With prevalence ``p = support / n`` and predicted rate ``q = predicted / n``, a
+    decision that ignores the row's truth has ``E[TP] = n p q``, so F1 ``2 p q / (p + q)``
+    (0 where ``p + q = 0``); pooled over labels, ``2 sum(p q) / (sum(q) + sum(p))``.
+    """
+    p = np.asarray(support, dtype=np.float64) / max(n_samples, 1)
+    q = np.asarray(predicted, dtype=np.float64) / max(n_samples, 1)
+    total = p + q
+    per_label = np.divide(2.0 * p * q, total, out=np.zeros_like(total), where=total > 0)
+    pooled = float(total.sum())
+    return per_label, (float(2.0 * (p * q).sum() / pooled) if pooled > 0 else 0.0)
+
+
+def out_of_fold_weight(in_sample: float, cross_fitted: float, no_information: float) -> float:
+    """The cross-fitted figure's weight in the .632+ blend (Efron & Tibshirani 1997).
+
+    ``R = (in_sample - cross_fitted) / (in_sample - no_information)``, the relative
+    overfitting rate, clipped to [0, 1] (0 when the in-sample figure does not exceed both);
+    the weight is ``0.632 / (1 - 0.368 R)``: 0.632 with no overfitting measured, 1 (the
+    cross-fitted figure alone) when the in-sample figure is all overfitting.
+    """
+    rate = 0.0
+    if in_sample > cross_fitted and in_sample > no_information:
+        rate = min(1.0, (in_sample - cross_fitted) / (in_sample - no_information))
+    return OUT_OF_FOLD_SHARE / (1.0 - (1.0 - OUT_OF_FOLD_SHARE) * rate)
+
+
+def with_in_sample(
+    found: dict[str, Any],
+    in_sample_f1: np.ndarray,
+    in_sample_micro: float,
+    support: np.ndarray,
+    predicted: np.ndarray,
+    n_samples: int,
+) -> dict[str, Any]:
+    """The estimate's ``expected`` figures as the .632+ blend of the cross-fitted and the
+    in-sample ones (a new dict; ``found`` from :func:`estimate_from_thresholds`).
+
+    Both figures estimate the F1 on new data with errors that are only partly shared: the
+    in-sample one is optimistic by however much the tune overfits, the cross-fitted one
+    is nearly unbiased but carries the folds' own noise. The blend
+    ``(1 - w) in_sample + w cross_fitted`` takes ``w`` from :func:`out_of_fold_weight`,
+    so a strategy that overfits (``per_label`` on few rows) leans on the folds, and one
+    that does not (the default) averages the two. Macro-F1's ``w`` also blends each label's
+    figure (so ``expected`` macro-F1 stays their mean); micro-F1 has its own. The
+    intervals move with their figures and keep their widths; the figures before the blend
+    stay as ``cross_fitted`` (per label ``cross_fitted_f1``), with ``out_of_fold_weight``.
+    """
+    if found["macro_f1"]["expected"] is None:
+        return found
+    in_sample_f1 = np.asarray(in_sample_f1, dtype=np.float64)
+    label_floor, micro_floor = no_information_f1(support, predicted, n_samples)
+    blended = dict(found)
+    for key, in_sample, floor in (
+        ("macro_f1", float(in_sample_f1.mean()), float(label_floor.mean())),
+        ("micro_f1", float(in_sample_micro), micro_floor),
+    ):
+        figures = dict(found[key])
+        cross_fitted = float(figures["expected"])
+        weight = out_of_fold_weight(in_sample, cross_fitted, floor)
+        expected = (1.0 - weight) * in_sample + weight * cross_fitted
+        low, high = figures["expected_interval"]
+        shift = expected - cross_fitted
+        figures.update(
+            expected=expected,
+            expected_interval=[max(0.0, low + shift), min(1.0, high + shift)],
+            cross_fitted=cross_fitted,
+            cross_fitted_interval=[low, high],
+            out_of_fold_weight=weight,
+        )
+        blended[key] = figures
+        if key == "macro_f1":
+            labels = blended["cross_fitted_f1"] = list(found["expected_f1"])
+            blended["expected_f1"] = [
+                None if value is None else (1.0 - weight) * float(own) + weight * value
+                for own, value in zip(in_sample_f1.tolist(), labels, strict=True)
+            ]
+    blended["method"] = f"{found['method']}; {BLEND_METHOD}"
+    return blended
 
 
 def unavailable(n_labels: int) -> dict[str, Any]:

@@ -287,9 +287,11 @@ class TuningResult:
             for key in ("macro_f1", "micro_f1"):
                 found["summary"][key].update(self.estimate[key])
             found["summary"]["estimate"] = self.estimate["method"]
+            none = [None] * len(found["per_label"])  # no estimate: no cross-fitted figure
             for j, entry in enumerate(found["per_label"]):
                 entry["expected_f1"] = self.estimate["expected_f1"][j]
                 entry["expected_f1_reason"] = self.estimate["expected_f1_reason"][j]
+                entry["cross_fitted_f1"] = self.estimate.get("cross_fitted_f1", none)[j]
 
     def _label_source(self, j: int) -> str:
         if self.label_strategy is not None:

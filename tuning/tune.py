@@ -180,6 +180,7 @@ def _tune_objective(
     )
     if spec.estimate:
         result = replace(result, estimate=_refit_estimate(scores, targets, spec, label_names))
+        result = _blend_estimate(result)
     if return_curves:
         keep = np.stack([result.thresholds, np.full(len(result.thresholds), DEFAULT_THRESHOLD)], 1)
         # Thresholds above 1 ("predict nothing" at a score of 1.0) are kept as 1.0's point.
@@ -188,6 +189,22 @@ def _tune_objective(
             curves=curves.compact_curves(scores, targets, keep=np.minimum(keep, 1.0)),
         )
     return result
+
+
+def _blend_estimate(result: TuningResult) -> TuningResult:
+    """The result with its estimate's ``expected`` figures blended with its in-sample ones
+    (:func:`tuning.estimate.with_in_sample`, the .632+ rule)."""
+    if result.estimate is None:
+        return result
+    blended = estimate.with_in_sample(
+        result.estimate,
+        result.f1,
+        result.micro_f1,
+        result.support,
+        result.predicted_positives,
+        result.n_samples,
+    )
+    return replace(result, estimate=blended)
 
 
 def _refit_estimate(
@@ -280,7 +297,7 @@ class _Tuning:
         expected = self._expected
         shared = pooled.threshold if pooled is not None and pooled.status == "ok" else None
         intervals = self._intervals(figures, pooled, shared)
-        return TuningResult.from_outcomes(
+        result = TuningResult.from_outcomes(
             own,
             self.spec.objective,
             self.spec.params(),
@@ -302,6 +319,7 @@ class _Tuning:
             if self.choice is None
             else {"summary": {"adaptive": self.choice.report()}},
         )
+        return _blend_estimate(result)
 
     def _estimate(self) -> dict[str, Any] | None:
         """Step 6 (issue 20): the out-of-fold figures from each fold's thresholds."""

@@ -60,10 +60,10 @@ def test_each_fold_is_tuned_exactly_as_a_tune_of_the_other_folds(objective, extr
     tp = (oof & (targets == 1)).sum(0)
     f1 = 2 * tp / (oof.sum(0) + targets.sum(0))
     report = result.to_dict()
-    assert report["summary"]["macro_f1"]["expected"] == pytest.approx(f1.mean(), abs=1e-12)
-    assert [e["expected_f1"] for e in report["per_label"]] == pytest.approx(f1.tolist())
+    assert report["summary"]["macro_f1"]["cross_fitted"] == pytest.approx(f1.mean(), abs=1e-12)
+    assert [e["cross_fitted_f1"] for e in report["per_label"]] == pytest.approx(f1.tolist())
     micro = 2 * tp.sum() / (oof.sum() + targets.sum())
-    assert report["summary"]["micro_f1"]["expected"] == pytest.approx(micro, abs=1e-12)
+    assert report["summary"]["micro_f1"]["cross_fitted"] == pytest.approx(micro, abs=1e-12)
 
 
 @pytest.mark.parametrize("strategy", ["per_label", "shrunk", "global"])
@@ -122,7 +122,7 @@ def test_the_estimate_of_issue_18_objectives_refits_each_fold():
         oof[~train] = scores[~train] >= own.thresholds
     tp = (oof & (targets == 1)).sum(0)
     expected = float((2 * tp / (oof.sum(0) + targets.sum(0))).mean())
-    assert result.to_dict()["summary"]["macro_f1"]["expected"] == pytest.approx(expected)
+    assert result.to_dict()["summary"]["macro_f1"]["cross_fitted"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("strategy", ["shrunk", "global"])
@@ -143,8 +143,8 @@ def test_shared_strategies_match_tuning_the_other_folds_closely(strategy):
     macro = float((2 * tp / (oof.sum(0) + targets.sum(0))).mean())
     micro = 2 * tp.sum() / (oof.sum() + targets.sum())
     summary = result.to_dict()["summary"]
-    assert summary["macro_f1"]["expected"] == pytest.approx(macro, abs=0.01)
-    assert summary["micro_f1"]["expected"] == pytest.approx(micro, abs=0.01)
+    assert summary["macro_f1"]["cross_fitted"] == pytest.approx(macro, abs=0.01)
+    assert summary["micro_f1"]["cross_fitted"] == pytest.approx(micro, abs=0.01)
 
 
 @pytest.mark.parametrize("strategy", ["per_label", "shrunk"])
@@ -207,3 +207,78 @@ def test_many_labels_get_fewer_row_groups_and_bounded_chunks(monkeypatch):
     assert wide[0].shape == (est.MAX_GROUPS, 30) and narrow[0].shape == (150, 30)
     for many, few in zip(wide, narrow, strict=True):
         np.testing.assert_array_equal(many.sum(0), few.sum(0))  # the same pooled counts
+
+
+def test_no_information_f1_is_the_f1_of_decisions_shuffled_against_the_truth():
+    # Brute force: shuffle each label's decisions many times against its targets.
+    rng = np.random.default_rng(30)
+    targets = (rng.random((400, 3)) < np.array([0.1, 0.3, 0.6])).astype(np.uint8)
+    decisions = rng.random((400, 3)) < np.array([0.2, 0.3, 0.5])
+    per_label, micro = est.no_information_f1(targets.sum(0), decisions.sum(0), 400)
+    draws = np.array([rng.permutation(decisions) for _ in range(3000)])  # rows shuffled
+    tp = (draws & (targets == 1)).sum(1)  # (draws, L)
+    f1 = 2 * tp / (decisions.sum(0) + targets.sum(0))
+    # E[F1] = E[2 TP / (PP + P)] with PP and P fixed: exactly the mean of the draws' F1.
+    np.testing.assert_allclose(per_label, f1.mean(0), atol=0.005)
+    pooled = 2 * tp.sum(1) / (decisions.sum() + targets.sum())
+    assert micro == pytest.approx(pooled.mean(), abs=0.005)
+    assert est.no_information_f1(np.zeros(2), np.zeros(2), 10)[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    "in_sample, cross_fitted, floor, weight",
+    [
+        (0.60, 0.60, 0.10, 0.632),  # no overfitting measured
+        (0.55, 0.60, 0.10, 0.632),  # cross-fitted above in-sample: no overfitting either
+        (0.60, 0.10, 0.10, 1.0),  # all of the in-sample edge over no information is overfitting
+        (0.60, 0.05, 0.10, 1.0),  # worse than no information: clipped
+        (0.60, 0.35, 0.10, 0.632 / (1 - 0.368 * 0.5)),  # half of it
+        (0.08, 0.05, 0.10, 0.632),  # in-sample below no information: no rate
+    ],
+)
+def test_out_of_fold_weight_follows_the_632_plus_rule(in_sample, cross_fitted, floor, weight):
+    assert est.out_of_fold_weight(in_sample, cross_fitted, floor) == pytest.approx(weight)
+
+
+def test_expected_blends_the_cross_fitted_and_in_sample_figures():
+    scores, targets = synthetic(600, 31)
+    for strategy in ("per_label", "adaptive"):
+        result = tune_thresholds(scores, targets, strategy=strategy, n_bootstrap=0)
+        report = result.to_dict()
+        floor, micro_floor = est.no_information_f1(
+            result.support, result.predicted_positives, result.n_samples
+        )
+        for key, in_sample, lowest in (
+            ("macro_f1", result.macro_f1, floor.mean()),
+            ("micro_f1", result.micro_f1, micro_floor),
+        ):
+            pair = report["summary"][key]
+            weight = est.out_of_fold_weight(in_sample, pair["cross_fitted"], lowest)
+            assert pair["out_of_fold_weight"] == pytest.approx(weight)
+            blend = (1 - weight) * in_sample + weight * pair["cross_fitted"]
+            assert pair["expected"] == pytest.approx(blend)
+            # The interval moves with its figure and keeps its width.
+            low, high = pair["expected_interval"]
+            old_low, old_high = pair["cross_fitted_interval"]
+            assert high - low == pytest.approx(old_high - old_low)
+            assert low <= pair["expected"] <= high
+        weight = report["summary"]["macro_f1"]["out_of_fold_weight"]
+        labels = report["per_label"]
+        for entry, own in zip(labels, result.f1, strict=True):
+            mixed = (1 - weight) * own + weight * entry["cross_fitted_f1"]
+            assert entry["expected_f1"] == pytest.approx(mixed)
+        mean = np.mean([entry["expected_f1"] for entry in labels])
+        assert report["summary"]["macro_f1"]["expected"] == pytest.approx(mean)
+        assert ".632+" in report["summary"]["estimate"]
+
+
+def test_an_overfitting_tune_leans_on_the_folds():
+    # Pure noise: per_label's in-sample F1 is all overfitting, so the expected figure
+    # stays near the cross-fitted one, far below the in-sample one.
+    rng = np.random.default_rng(32)
+    scores = rng.random((300, 6))
+    targets = (rng.random((300, 6)) < 0.1).astype(np.uint8)
+    result = tune_thresholds(scores, targets, strategy="per_label", n_bootstrap=0)
+    pair = result.to_dict()["summary"]["macro_f1"]
+    assert pair["out_of_fold_weight"] > 0.9
+    assert pair["tuned"] - pair["expected"] > 0.8 * (pair["tuned"] - pair["cross_fitted"])

@@ -84,7 +84,7 @@ def test_summary_metrics(result):
     assert result.micro_f1 == pytest.approx(micro)
 
 
-ESTIMATE_KEYS = {"expected_f1", "expected_f1_reason"}
+ESTIMATE_KEYS = {"expected_f1", "expected_f1_reason", "cross_fitted_f1"}
 
 
 def test_to_dict_shape_and_json(result):
@@ -118,7 +118,15 @@ def test_to_dict_shape_and_json(result):
         ("macro_f1", result.macro_f1, result.default_macro_f1),
         ("micro_f1", result.micro_f1, result.default_micro_f1),
     ):
-        assert set(summary[key]) == {"tuned", "default", "expected", "expected_interval"}
+        assert set(summary[key]) == {
+            "tuned",
+            "default",
+            "expected",
+            "expected_interval",
+            "cross_fitted",
+            "cross_fitted_interval",
+            "out_of_fold_weight",
+        }
         assert (summary[key]["tuned"], summary[key]["default"]) == (tuned, default)
     assert result.estimate is not None and isinstance(summary["estimate"], str)
     assert json.loads(json.dumps(data, allow_nan=False)) == data
