@@ -325,7 +325,8 @@ TUNE_PARAMETERS: tuple[Parameter, ...] = (
         "bool",
         True,
         "Also report what to expect on new data: a 5-fold cross-fitted macro-F1, micro-F1 "
-        "and per-label F1 with 90% intervals (false turns it off).",
+        "and per-label F1 (blended with the in-sample ones by the .632+ rule) with 90% "
+        "intervals (false turns it off).",
     ),
     Parameter(
         "decision_rule",

@@ -125,7 +125,8 @@ def tune_thresholds(
 
     ``estimate=True`` (issue 20, :mod:`tuning.estimate`) also reports what to
     expect on new data in ``result.estimate``: 5-fold cross-fitted macro-F1,
-    micro-F1 and per-label F1 with 90% intervals, from the same sorted pass.
+    micro-F1 and per-label F1 with 90% intervals, from the same sorted pass, blended
+    with the in-sample figures by the .632+ rule (:func:`tuning.estimate.with_in_sample`).
     """
     score_tensor = _checks.check_scores(scores)
     target_tensor = _checks.check_targets(targets, tuple(score_tensor.shape))
