@@ -88,9 +88,10 @@ MIN_ROWS = 2 * FOLDS
 #: The cross-fitted figure's weight when the in-sample one shows no overfitting (.632+).
 OUT_OF_FOLD_SHARE = 0.632
 BLEND_METHOD = (
-    "expected = (1 - w) * in-sample + w * cross-fitted, w = 0.632 / (1 - 0.368 R) with R "
-    "the relative overfitting rate (in-sample - cross-fitted) / (in-sample - "
-    "no-information F1), clipped to [0, 1] (the .632+ rule of Efron & Tibshirani 1997)"
+    f"expected = (1 - w) * in-sample + w * cross-fitted, w = {OUT_OF_FOLD_SHARE} / (1 - "
+    f"{1 - OUT_OF_FOLD_SHARE:.3f} R) with R the relative overfitting rate (in-sample - "
+    "cross-fitted) / (in-sample - no-information F1), clipped to [0, 1] (the .632+ rule of "
+    "Efron & Tibshirani 1997); the interval moves with it"
 )
 METHOD = (
     f"{FOLDS}-fold cross-fit: tuned on the other folds with the same parameters, scored on "
