@@ -31,8 +31,8 @@ How it is built:
    ``expected`` the .632+ blend (Efron & Tibshirani 1997) of the in-sample and the
    cross-fitted figures: the cross-fitted figure's weight is 0.632 where the folds show
    no overfitting, rising to 1 as the in-sample figure's edge over the no-information F1
-   turns out to be all overfitting. The interval moves with its figure; the cross-fitted
-   figures stay beside it.
+   turns out to be all overfitting. The interval is centred on the blend and widened by
+   the optimism the blend keeps; the cross-fitted figures stay beside it.
 
 Labels with fewer than ``2 * FOLDS`` positives get ``expected_f1`` None and a
 reason (their figure would be noise); they still count in the expected
@@ -91,7 +91,8 @@ BLEND_METHOD = (
     f"expected = (1 - w) * in-sample + w * cross-fitted, w = {OUT_OF_FOLD_SHARE} / (1 - "
     f"{1 - OUT_OF_FOLD_SHARE:.3f} R) with R the relative overfitting rate (in-sample - "
     "cross-fitted) / (in-sample - no-information F1), clipped to [0, 1] (the .632+ rule of "
-    "Efron & Tibshirani 1997); the interval moves with it"
+    "Efron & Tibshirani 1997); the interval is centred on it, its half-width widened in "
+    "quadrature by (1 - w) * max(in-sample - cross-fitted, 0)"
 )
 METHOD = (
     f"{FOLDS}-fold cross-fit: tuned on the other folds with the same parameters, scored on "
@@ -534,8 +535,10 @@ def with_in_sample(
     ``(1 - w) in_sample + w cross_fitted`` takes ``w`` from :func:`out_of_fold_weight`,
     so a strategy that overfits (``per_label`` on few rows) leans on the folds, and one
     that does not (the default) averages the two. Macro-F1's ``w`` also blends each label's
-    figure (so ``expected`` macro-F1 stays their mean); micro-F1 has its own. The
-    intervals move with their figures and keep their widths; the figures before the blend
+    figure (so ``expected`` macro-F1 stays their mean); micro-F1 has its own. Each
+    interval is centred on its blended figure, its half-width the cross-fitted one's and
+    ``(1 - w) * max(in_sample - cross_fitted, 0)`` (the optimism the blend keeps) added in
+    quadrature; the figures before the blend
     stay as ``cross_fitted`` (per label ``cross_fitted_f1``), with ``out_of_fold_weight``.
     """
     if found["macro_f1"]["expected"] is None:
@@ -552,10 +555,14 @@ def with_in_sample(
         weight = out_of_fold_weight(in_sample, cross_fitted, floor)
         expected = (1.0 - weight) * in_sample + weight * cross_fitted
         low, high = figures["expected_interval"]
-        shift = expected - cross_fitted
+        # The cross-fitted interval's half-width (one side may have been clipped), widened
+        # by the part of the measured optimism the blend keeps: the true correction lies
+        # anywhere between none of it and all of it.
+        half = max(high - cross_fitted, cross_fitted - low)
+        half = float(np.hypot(half, (1.0 - weight) * max(in_sample - cross_fitted, 0.0)))
         figures.update(
             expected=expected,
-            expected_interval=[max(0.0, low + shift), min(1.0, high + shift)],
+            expected_interval=[max(0.0, expected - half), min(1.0, expected + half)],
             cross_fitted=cross_fitted,
             cross_fitted_interval=[low, high],
             out_of_fold_weight=weight,

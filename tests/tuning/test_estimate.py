@@ -257,11 +257,14 @@ def test_expected_blends_the_cross_fitted_and_in_sample_figures():
             assert pair["out_of_fold_weight"] == pytest.approx(weight)
             blend = (1 - weight) * in_sample + weight * pair["cross_fitted"]
             assert pair["expected"] == pytest.approx(blend)
-            # The interval moves with its figure and keeps its width.
+            # Centred on the blend; the half-width is the cross-fitted one's and the
+            # optimism the blend keeps, in quadrature.
             low, high = pair["expected_interval"]
             old_low, old_high = pair["cross_fitted_interval"]
-            assert high - low == pytest.approx(old_high - old_low)
-            assert low <= pair["expected"] <= high
+            kept = (1 - weight) * max(in_sample - pair["cross_fitted"], 0.0)
+            half = np.hypot((old_high - old_low) / 2, kept)
+            assert (low, high) == pytest.approx((pair["expected"] - half, pair["expected"] + half))
+            assert high - low >= old_high - old_low - 1e-12
         weight = report["summary"]["macro_f1"]["out_of_fold_weight"]
         labels = report["per_label"]
         for entry, own in zip(labels, result.f1, strict=True):
