@@ -119,9 +119,10 @@ def test_standard_errors_match_the_rows_brute_force() -> None:
         f1 = 2 * tp / (pp + positives)
         pooled = pp.sum() + positives.sum()
         micro = 2 * tp.sum() / pooled
-        expected.append(f1.mean() + micro)
-        a = 1 / (n_labels * (pp + positives)) + 1 / pooled
-        b = f1 / (n_labels * (pp + positives)) + micro / pooled
+        weight = module.MACRO_WEIGHT
+        expected.append(weight * f1.mean() + micro)
+        a = weight / (n_labels * (pp + positives)) + 1 / pooled
+        b = weight * f1 / (n_labels * (pp + positives)) + micro / pooled
         terms.append(decided * (2 * a * y - b) - y * b)
     np.testing.assert_allclose(found, expected)
     np.testing.assert_allclose(errors, [np.sqrt(((t - terms[0]) ** 2).sum()) for t in terms])
@@ -144,9 +145,9 @@ def test_perfectly_separable_labels_are_separated_and_ties_go_to_half(n: int) ->
     targets = (rng.random((n, 3)) < 0.4).astype(np.int64)
     scores = np.where(targets == 1, rng.uniform(0.7, 1.0, (n, 3)), rng.uniform(0, 0.3, (n, 3)))
     choice = adaptive(scores, targets)
-    # Every base and pull leaves each threshold in the gap, so every candidate scores 2.0
-    # out of fold (macro 1 + micro 1), no gain, and the tie goes to plain 0.5.
-    np.testing.assert_allclose(choice.scores, 2.0)
+    # Every base and pull leaves each threshold in the gap, so every candidate scores
+    # 2 x macro 1 + micro 1 out of fold, no gain, and the tie goes to plain 0.5.
+    np.testing.assert_allclose(choice.scores, module.MACRO_WEIGHT + 1.0)
     assert choice.base == "0.5" and choice.rho == 0.0
     np.testing.assert_array_equal(choice.thresholds, 0.5)
     assert np.all((choice.plugin > 0.3) & (choice.plugin < 0.7))
@@ -382,3 +383,18 @@ def test_many_labels_share_one_unit_budget(monkeypatch) -> None:
     # Each label's rows and positives still add up to its own, whatever the bins.
     np.testing.assert_array_equal(found.calibration.rows[0].sum(1), np.full(40, 400.0))
     np.testing.assert_array_equal(found.calibration.positives[0].sum(1), targets.sum(0))
+
+
+def test_a_candidate_below_half_s_micro_f1_out_of_fold_is_not_kept() -> None:
+    # Counts for 2 folds x 2 labels: candidate 1 gains a lot of macro-F1 (its rare label)
+    # but loses micro-F1 against 0.5; candidate 2 gains less macro and keeps micro.
+    hits = np.array([[5, 50], [5, 50]], dtype=np.float64)
+    half = (np.array([[0, 40], [0, 40]]), np.array([[0, 45], [0, 45]]))
+    greedy = (np.array([[5, 20], [5, 20]]), np.array([[6, 22], [6, 22]]))
+    modest = (np.array([[1, 41], [1, 41]]), np.array([[1, 46], [1, 46]]))
+    tp = np.stack([half[0], greedy[0], modest[0]]).astype(np.float64)
+    pp = np.stack([half[1], greedy[1], modest[1]]).astype(np.float64)
+    allowed = module._micro_at_least_half(hits, tp, pp)
+    np.testing.assert_array_equal(allowed, [True, False, True])
+    scores, _ = module._lower_bounds(hits, tp, pp)
+    assert scores[1] > scores[2] > scores[0]  # the weighted gain alone would keep the greedy one
