@@ -624,7 +624,7 @@ def _scores_and_errors(
     total_tp, total_pp = tp.sum(1), pp.sum(1)  # (C, L)
     f1 = f1_of_counts(total_tp, total_pp, positives[None, :])
     micro_denominator = total_pp.sum(1) + positives.sum()  # (C,)
-    micro = f1_of_counts(total_tp.sum(1), total_pp.sum(1), np.full(len(tp), positives.sum()))
+    micro = _pooled_micro(hits, tp, pp)
     scores = macro_weight * f1.mean(1) + micro
     denominator = total_pp + positives[None, :]
     inverse = np.where(denominator > 0, 1.0 / np.where(denominator > 0, denominator, 1.0), 0.0)
@@ -719,14 +719,16 @@ def _lower_bounds(
     return scores, lower
 
 
+def _pooled_micro(hits: np.ndarray, tp: np.ndarray, pp: np.ndarray) -> np.ndarray:
+    """(C,) pooled out-of-fold micro-F1 of each candidate from the counts (C, K, L)."""
+    return f1_of_counts(tp.sum((1, 2)), pp.sum((1, 2)), float(hits.sum()))
+
+
 def _micro_at_least_half(hits: np.ndarray, tp: np.ndarray, pp: np.ndarray) -> np.ndarray:
     """(C,) bool: the candidate's pooled out-of-fold micro-F1 is at least plain 0.5's
-    (candidate 0, always True), from the same counts as :func:`_lower_bounds`."""
-    positives = float(hits.sum())
-    micro = f1_of_counts(tp.sum((1, 2)), pp.sum((1, 2)), np.full(len(tp), positives))
-    allowed = micro >= micro[0]
-    allowed[0] = True
-    return allowed
+    (candidate 0, so always True for it), from the same counts as :func:`_lower_bounds`."""
+    micro = _pooled_micro(hits, tp, pp)
+    return micro >= micro[0]
 
 
 def _bases(

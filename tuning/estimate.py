@@ -498,10 +498,8 @@ def no_information_f1(
     """
     p = np.asarray(support, dtype=np.float64) / max(n_samples, 1)
     q = np.asarray(predicted, dtype=np.float64) / max(n_samples, 1)
-    total = p + q
-    per_label = np.divide(2.0 * p * q, total, out=np.zeros_like(total), where=total > 0)
-    pooled = float(total.sum())
-    return per_label, (float(2.0 * (p * q).sum() / pooled) if pooled > 0 else 0.0)
+    # Expected counts per row: true positives p q, predicted q, positives p.
+    return f1_of_counts(p * q, q, p), float(f1_of_counts((p * q).sum(), q.sum(), p.sum()))
 
 
 def out_of_fold_weight(in_sample: float, cross_fitted: float, no_information: float) -> float:
@@ -538,8 +536,8 @@ def with_in_sample(
     figure (so ``expected`` macro-F1 stays their mean); micro-F1 has its own. Each
     interval is centred on its blended figure, its half-width the cross-fitted one's and
     ``(1 - w) * max(in_sample - cross_fitted, 0)`` (the optimism the blend keeps) added in
-    quadrature; the figures before the blend
-    stay as ``cross_fitted`` (per label ``cross_fitted_f1``), with ``out_of_fold_weight``.
+    quadrature; the figures before the blend stay as ``cross_fitted`` (per label
+    ``cross_fitted_f1``), with ``out_of_fold_weight``.
     """
     if found["macro_f1"]["expected"] is None:
         return found
