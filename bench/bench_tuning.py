@@ -29,6 +29,12 @@ cores slow the multi-threaded calls more than the single-threaded loop.
 
 from __future__ import annotations
 
+# isort: off
+# First, as in the labelcut command and server: numpy then gets the sort kernels
+# they run with (on AMD Zen 4 the AVX2 ones; labelcut/_cpu.py says why).
+import labelcut
+
+# isort: on
 import argparse
 import os
 import time
@@ -164,6 +170,7 @@ def main() -> int:
         f"numpy {np.__version__}, {threads} torch threads, {os.cpu_count()} CPUs, "
         f"device={args.device}"
     )
+    print(f"numpy sort kernels: {labelcut._cpu.SORT_KERNELS}")
     scores, targets = make_data(args.n, args.labels, args.seed)
     input_bytes = scores.nbytes + targets.nbytes
     print(

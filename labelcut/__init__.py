@@ -15,6 +15,10 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from labelcut import _cpu
+
+_cpu.prefer_avx2_sort()  # before anything imports numpy (see labelcut/_cpu.py)
+
 try:
     __version__ = version("labelcut")
 except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
