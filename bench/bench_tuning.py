@@ -2,7 +2,9 @@
 
 Synthetic, seeded data shaped like a multi-label model's validation output:
 float32 sigmoid scores (saturating at 0 and 1 like real ones) and uint8 targets
-correlated with them, with prevalences from 0.5% to 40%. Timed, in one run:
+correlated with them, with prevalences from 0.5% to 40%. Timed, in one run (each
+tune ``--repeats`` times, default 3, and the median reported with the range: single
+calls on a 2-core VM vary by 20%; the sklearn loop and the floor once):
 
 - the baseline: ``sklearn.metrics.precision_recall_curve`` per label and the
   argmax of F1 (ties to the higher threshold, as tuning does);
@@ -101,6 +103,22 @@ def measured(call: Callable[[], Any]) -> tuple[Any, float, float, int]:
     return result, wall, cpu, (memory_kib("VmHWM") - rss_before) * 1024
 
 
+def repeated(call: Callable[[], Any], repeats: int) -> tuple[Any, float, float, int, str]:
+    """:func:`measured` ``repeats`` times: (last result, median wall, median CPU, largest
+    peak, the walls' range in words). This machine's timings vary by 20% from one call to
+    the next (other jobs, first-touch page faults of fresh memory), the median less."""
+    runs = [measured(call) for _ in range(repeats)]
+    walls = sorted(run[1] for run in runs)
+    spread = "" if repeats == 1 else f", median of {repeats}: {walls[0]:.2f}-{walls[-1]:.2f} s"
+    return (
+        runs[-1][0],
+        float(np.median(walls)),
+        float(np.median([run[2] for run in runs])),
+        max(run[3] for run in runs),
+        spread,
+    )
+
+
 def sklearn_loop(scores: np.ndarray, targets: np.ndarray):
     """Per label: the lowest score predicted positive and F1 at the best-F1 cut."""
     lowest_positive, best_f1 = [], []
@@ -162,6 +180,9 @@ def main() -> int:
     parser.add_argument("--labels", type=int, default=100, help="labels (default 100)")
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda", "cuda:N" or "auto"')
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each tune, median reported (default 3)"
+    )
     args = parser.parse_args()
 
     threads = torch.get_num_threads()
@@ -183,7 +204,7 @@ def main() -> int:
         torch.cuda.reset_peak_memory_stats()
     load_before = os.getloadavg()
 
-    bare, bare_s, bare_cpu, bare_peak = measured(
+    bare, bare_s, bare_cpu, bare_peak, bare_spread = repeated(
         lambda: tune_thresholds(
             scores,
             targets,
@@ -191,27 +212,32 @@ def main() -> int:
             strategy="per_label",
             n_bootstrap=0,
             estimate=False,
-        )
+        ),
+        args.repeats,
     )
     print(
         f"bare path    tune_thresholds(strategy='per_label', n_bootstrap=0, estimate=False): "
-        f"{bare_s:6.2f} s (CPU {bare_cpu:.2f} s), peak +{bare_peak / 2**20:.0f} MiB"
+        f"{bare_s:6.2f} s (CPU {bare_cpu:.2f} s{bare_spread}), peak +{bare_peak / 2**20:.0f} MiB"
     )
-    _, plain_s, plain_cpu, plain_peak = measured(
+    _, plain_s, plain_cpu, plain_peak, plain_spread = repeated(
         lambda: tune_thresholds(
             scores, targets, device=args.device, return_curves=True, estimate=False
-        )
+        ),
+        args.repeats,
     )
     print(
         f"default path without the estimate (estimate=False, return_curves=True): "
-        f"{plain_s:6.2f} s (CPU {plain_cpu:.2f} s), peak +{plain_peak / 2**20:.0f} MiB"
+        f"{plain_s:6.2f} s (CPU {plain_cpu:.2f} s{plain_spread}), "
+        f"peak +{plain_peak / 2**20:.0f} MiB"
     )
-    default, default_s, default_cpu, default_peak = measured(
-        lambda: tune_thresholds(scores, targets, device=args.device, return_curves=True)
+    default, default_s, default_cpu, default_peak, default_spread = repeated(
+        lambda: tune_thresholds(scores, targets, device=args.device, return_curves=True),
+        args.repeats,
     )
     print(
         f"default path tune_thresholds(defaults, return_curves=True), with the estimate: "
-        f"{default_s:6.2f} s (CPU {default_cpu:.2f} s), peak +{default_peak / 2**20:.0f} MiB"
+        f"{default_s:6.2f} s (CPU {default_cpu:.2f} s{default_spread}), "
+        f"peak +{default_peak / 2**20:.0f} MiB"
     )
     estimate_ratio = default_s / plain_s
     expected = default.to_dict()["summary"]["macro_f1"]
@@ -225,7 +251,7 @@ def main() -> int:
         print(f"  CUDA peak allocated: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 
     keys = packed_keys(scores, targets)
-    _, floor_s, _, _ = measured(lambda: sort_floor(keys, threads))
+    _, floor_s, _, _ = measured(lambda: sort_floor(keys, threads))  # once: it sorts in place
     keys = None  # free the copy before the baseline
     print(f"floor        numpy sort of the packed int32 keys, {threads} threads: {floor_s:6.2f} s")
 
