@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from labelcut import _cpu
 from labelcut.app.batching import Batcher
 from labelcut.app.service import Service
 
@@ -51,6 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service = Service(settings)
     app.state.service = service
     _warn_about_open_admin(service)
+    if _cpu.SORT_KERNELS != "numpy's own choice":  # Zen 4, or the user's own setting
+        log.info("numpy sort kernels: %s", _cpu.SORT_KERNELS)
     # The batcher reads the model at each pass, so it can start before the model has
     # loaded: /predict reaches it only once the service is ready.
     batcher = Batcher(
