@@ -74,7 +74,8 @@ def prefer_avx2_sort(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str:
         return SORT_KERNELS
     SORT_KERNELS = "numpy's own choice"
     try:
-        cpuinfo = cpuinfo_path.read_text(errors="replace")
+        with cpuinfo_path.open(errors="replace") as file:
+            cpuinfo = file.read(1 << 14)  # the first processor's block (a few KB) is enough
     except OSError:  # not Linux: nothing to read, nothing changed
         return SORT_KERNELS
     if not slow_avx512_sort(cpuinfo):
