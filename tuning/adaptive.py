@@ -127,6 +127,33 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ReplicatePull:
+    """How the bootstrap maps one label's re-tuned replicates onto the adaptive threshold.
+
+    The kept threshold is ``sigmoid(rho * logit(base))``. A replicate re-tunes only the part
+    of the base read off the observed curve (``component``): ``"shrunk"``, the "shrunk"
+    rule's threshold, which enters the blends with weight ``1 - BLEND_WEIGHT``; ``"own"``,
+    the label's own optimum, the "observed" base (weight 1). The plug-in optimum, ``tau``,
+    the base and ``rho`` are held at their values on all rows, as the shared threshold is.
+    A replicate's threshold is ``sigmoid(rho * (base_logit + weight * (logit(c) -
+    logit(at_data))))`` for its re-tuned component ``c`` (``at_data``: the component on
+    all rows), so a replicate that repeats the data gives the reported threshold exactly.
+    Plain 0.5 (``rho`` 0) has weight 0: every replicate keeps 0.5.
+    """
+
+    base_logit: float
+    rho: float
+    weight: float
+    component: str
+    at_data: float
+
+    def thresholds(self, component: np.ndarray) -> np.ndarray:
+        """(B,) the replicates' thresholds from their re-tuned ``component`` (B,)."""
+        shift = _logit(component) - _logit(np.array([self.at_data]))[0]
+        return _sigmoid(self.rho * (self.base_logit + self.weight * shift))
+
+
+@dataclass(frozen=True)
 class AdaptiveChoice:
     """What :func:`adaptive_thresholds` chose.
 
@@ -139,7 +166,10 @@ class AdaptiveChoice:
     estimate, mean |expected - test| 0.0202 against 0.0163); ``candidates``
     the (base, rho) pairs scored, plain 0.5 first; ``scores`` (C,) their out-of-fold
     2 x macro-F1 + micro-F1 and ``lower_bounds`` (C,) their gain over plain 0.5 less
-    :data:`STANDARD_ERRORS` standard errors (0 for plain 0.5 itself).
+    :data:`STANDARD_ERRORS` standard errors (0 for plain 0.5 itself); ``from_own`` (L,)
+    whether a label's kept base is its own observed optimum (the "observed" base of a label
+    with positives) rather than a blend with the "shrunk" threshold (see
+    :class:`ReplicatePull`).
     """
 
     thresholds: np.ndarray
@@ -152,6 +182,23 @@ class AdaptiveChoice:
     candidates: tuple[tuple[str, float], ...]
     scores: np.ndarray
     lower_bounds: np.ndarray
+    from_own: np.ndarray
+
+    def replicate_pulls(self, shrunk: np.ndarray, own: np.ndarray) -> list[ReplicatePull]:
+        """Each label's :class:`ReplicatePull`, given the "shrunk" thresholds (L,) and the
+        labels' own optima (L,) on all rows."""
+        base_logit = _logit(self.mixed)
+        weight = 0.0 if self.base == "0.5" else 1.0 - BLEND_WEIGHT
+        return [
+            ReplicatePull(
+                base_logit=float(base_logit[j]),
+                rho=float(self.rho),
+                weight=1.0 if from_own else weight,
+                component="own" if from_own else "shrunk",
+                at_data=float(own[j] if from_own else shrunk[j]),
+            )
+            for j, from_own in enumerate(self.from_own.tolist())
+        ]
 
     def report(self) -> dict[str, Any]:
         """What was kept and why, for ``TuningResult.to_dict()["summary"]["adaptive"]``:
@@ -784,6 +831,9 @@ def choose(plugin: PlugIn, shrunk: np.ndarray, fold_shrunk: np.ndarray) -> Adapt
         candidates=tuple(keys),
         scores=scores,
         lower_bounds=lower,
+        from_own=(
+            ~np.isnan(plugin.observed) if base == "observed" else np.zeros(n_labels, dtype=bool)
+        ),
     )
 
 

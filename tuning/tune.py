@@ -263,6 +263,7 @@ class _Tuning:
         # "adaptive" (objective f1 only; "shrunk" otherwise) chooses on the estimate's folds.
         self.adaptive = spec.strategy == "adaptive" and spec.objective == "f1"
         self.choice: adaptive.AdaptiveChoice | None = None
+        self._pulls: list[adaptive.ReplicatePull] | None = None  # the bootstrap's, "adaptive"
         if (spec.estimate or self.adaptive) and scores.shape[0] >= estimate.MIN_ROWS:
             try:
                 plan = estimate.FoldPlan.build(targets, spec.seed)
@@ -378,7 +379,12 @@ class _Tuning:
         figures: dict[str, Any] = {"counts": candidates.counts_at(threshold)}
         if self.spec.n_bootstrap:
             figures["interval"] = bootstrap.label_intervals(
-                label, candidates, threshold, self.spec, shared
+                label,
+                candidates,
+                threshold,
+                self.spec,
+                shared,
+                None if self._pulls is None else self._pulls[label],
             )
         if self.return_curves:
             figures["curve"] = curves.compact_curve(candidates, [threshold, DEFAULT_THRESHOLD])
@@ -409,6 +415,8 @@ class _Tuning:
             plan = self.folds.plan
             plugin = adaptive.plugin_optima(self.scores, self.targets, plan.folds, plan.n_folds)
             self.choice = adaptive.choose(plugin, thresholds, self.folds.thresholds())
+            # The bootstrap re-tunes what the kept rule reads off the observed curve.
+            self._pulls = self.choice.replicate_pulls(thresholds, own.thresholds)
             thresholds = self.choice.thresholds
             sources = ["adaptive"] * len(thresholds)
             self._expected = self._beside.submit(self._estimate)
