@@ -86,16 +86,21 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def test_zen4_gets_the_avx2_kernels_before_numpy_is_imported(tmp_path: Path):
+def on_zen4(tmp_path: Path, first: str) -> dict:
+    """A fresh interpreter that runs ``first``, then prefer_avx2_sort on a Zen 4 cpuinfo."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(block("AuthenticAMD", 25, FLAGS_ZEN4))
-    # On a machine that is itself Zen 4, `import labelcut` has already set it; either way
-    # numpy, imported after, must leave AVX-512 out.
     code = (
-        "import sys; from pathlib import Path; from labelcut import _cpu; "
+        f"{first}; from pathlib import Path; from labelcut import _cpu; "
         f"_cpu.prefer_avx2_sort(Path({str(cpuinfo)!r}))" + REPORT
     )
-    seen = fresh_python(code, clean_env())
+    return fresh_python(code, clean_env())
+
+
+def test_zen4_gets_the_avx2_kernels_before_numpy_is_imported(tmp_path: Path):
+    # On a machine that is itself Zen 4, `import labelcut` has already set it; either way
+    # numpy, imported after, must leave AVX-512 out.
+    seen = on_zen4(tmp_path, "import sys")
     assert seen["env"] and "AVX512_ICL" in seen["env"].split()
     assert seen["skx"] is not True  # False where the CPU has it, absent/False elsewhere
 
@@ -118,13 +123,7 @@ def test_a_value_the_user_set_wins_even_an_empty_one():
 
 
 def test_numpy_imported_first_keeps_its_kernels_and_children_get_the_variable(tmp_path: Path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(block("AuthenticAMD", 25, FLAGS_ZEN4))
-    code = (
-        "import numpy, sys; from pathlib import Path; from labelcut import _cpu; "
-        f"_cpu.prefer_avx2_sort(Path({str(cpuinfo)!r}))" + REPORT
-    )
-    seen = fresh_python(code, clean_env())
+    seen = on_zen4(tmp_path, "import numpy")
     assert "AVX512_ICL" in seen["env"].split()  # what child processes will inherit
     assert "imported before labelcut" in seen["kernels"]
     child = fresh_python(
