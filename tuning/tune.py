@@ -415,8 +415,8 @@ class _Tuning:
             plan = self.folds.plan
             plugin = adaptive.plugin_optima(self.scores, self.targets, plan.folds, plan.n_folds)
             self.choice = adaptive.choose(plugin, thresholds, self.folds.thresholds())
-            # The bootstrap re-tunes what the kept rule reads off the observed curve.
-            self._pulls = self.choice.replicate_pulls(thresholds, own.thresholds)
+            if spec.n_bootstrap:  # the bootstrap re-tunes what the kept rule reads off the curve
+                self._pulls = self.choice.replicate_pulls(thresholds, own.thresholds)
             thresholds = self.choice.thresholds
             sources = ["adaptive"] * len(thresholds)
             self._expected = self._beside.submit(self._estimate)
