@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from labelcut.tuning._checks import as_tensor, check_targets
+from labelcut.tuning._products import count_product
 
 #: At most this many never-co-occurring label pairs are listed (the count is always given).
 MAX_PAIRS = 50
@@ -75,7 +76,7 @@ def _never_cooccur(
             multi = _chunk(targets, start, rows)[multi_rows]
             left = multi[:, first + involved_a].astype(np.float32)
             right = multi[:, involved_b].astype(np.float32)
-            seen = (left.T @ right) > 0  # sums of 0/1 products: > 0 iff any
+            seen = count_product(left.T, right) > 0  # sums of 0/1 products: > 0 iff any
             unseen[np.ix_(involved_a, involved_b)] &= ~seen
         a, b = np.nonzero(unseen)
         count += len(a)

@@ -53,6 +53,7 @@ from scipy import sparse
 
 from labelcut.tuning import _search, _shared
 from labelcut.tuning._checks import TuningSpec
+from labelcut.tuning._products import count_product
 from labelcut.tuning._sorted import (
     BitRank,
     Candidates,
@@ -460,7 +461,7 @@ def estimate_from_thresholds(
     micro = float(f1_of_counts(tp.sum(), pp.sum(), positives.sum()))
     weights = np.random.default_rng([seed, 21]).poisson(1.0, (BOOTSTRAP, tp.shape[0]))
     weights = weights.astype(np.float64)
-    boot_tp, boot_pp, boot_pos = weights @ tp, weights @ pp, weights @ positives
+    boot_tp, boot_pp, boot_pos = (count_product(weights, x) for x in (tp, pp, positives))
     boot_macro = f1_of_counts(boot_tp, boot_pp, boot_pos).mean(1)
     boot_micro = f1_of_counts(boot_tp.sum(1), boot_pp.sum(1), boot_pos.sum(1))
     support = positives.sum(0)

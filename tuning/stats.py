@@ -35,6 +35,7 @@ import torch
 
 from labelcut.tuning import stats_grid
 from labelcut.tuning._checks import as_tensor, check_scores, check_targets
+from labelcut.tuning._products import count_product
 from labelcut.tuning.stats_chunk import reduce_columns
 
 #: The kinds of pass a :class:`StatsPass` can ask for.
@@ -104,7 +105,9 @@ def _label_counts(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     )
     rows = np.append(rows, len(per_row) - rows.sum())
     multi = truth[per_row >= 2].astype(np.float32)
-    together = (multi.T @ multi) > 0 if len(multi) else np.zeros((truth.shape[1],) * 2, bool)
+    together = (
+        count_product(multi.T, multi) > 0 if len(multi) else np.zeros((truth.shape[1],) * 2, bool)
+    )
     return rows, together
 
 
