@@ -142,9 +142,50 @@ def _zero_one(targets: torch.Tensor, chunk: slice) -> np.ndarray:
 
 def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np.ndarray:
     """Rows sorted by ``rarity`` (ints in 0..n_labels), ties by ``tiebreak`` (floats
-    ``k / 2**53`` in [0, 1), as ``Generator.random`` draws them): the same permutation
-    as ``np.lexsort((tiebreak, rarity))``, from one argsort of combined int64 keys."""
-    if n_labels >= 1 << 10:  # the rarity does not fit above the 53 random bits
+    ``k / 2**53`` in [0, 1), as ``Generator.random`` draws them), ties of both by row: the
+    same permutation as ``np.lexsort((tiebreak, rarity))``.
+
+    One sort of uint64 keys ``rarity | top bits of tiebreak | row`` (numpy sorts plain
+    integers several times faster than it argsorts: 1M rows 15 ms against 45-115 ms here),
+    the row read back from the low bits. Rows whose rarity and top bits agree (a few
+    in a million) are then put in full-tiebreak order. Where too few tiebreak bits fit
+    for that to stay rare, one argsort of ``rarity << 53 | tiebreak``, or lexsort.
+    """
+    n_rows = len(rarity)
+    row_bits = max(1, (n_rows - 1).bit_length())
+    tie_bits = min(53, 64 - row_bits - max(1, int(n_labels).bit_length()))
+    # Expected pairs sharing their top bits: about n**2 / 2**(tie_bits + 1); at most n / 64.
+    if tie_bits < 53 and n_rows > 1 << max(tie_bits - 5, 0):
+        return _rarest_order_argsort(rarity, tiebreak, n_labels)
+    ties = (tiebreak * 2.0**53).astype(np.uint64) >> np.uint64(53 - tie_bits)
+    keys = rarity.astype(np.uint64) << np.uint64(tie_bits + row_bits)
+    keys |= ties << np.uint64(row_bits)
+    keys |= np.arange(n_rows, dtype=np.uint64)
+    keys.sort()
+    order = (keys & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+    if tie_bits == 53:  # nothing truncated: equal keys above the row bits are true ties
+        return order
+    prefix = keys >> np.uint64(row_bits)
+    same = prefix[1:] == prefix[:-1]
+    if not same.any():
+        return order
+    # Runs of equal prefixes (each in row order now): reorder each by the full tiebreak,
+    # then row, in place.
+    involved = np.zeros(n_rows, dtype=bool)
+    involved[1:] |= same
+    involved[:-1] |= same
+    starts = involved.copy()
+    starts[1:] &= ~same
+    run = np.cumsum(starts)[involved]
+    rows = order[involved]
+    order[involved] = rows[np.lexsort((rows, tiebreak[rows], run))]
+    return order
+
+
+def _rarest_order_argsort(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np.ndarray:
+    """:func:`_rarest_order` by one argsort of ``rarity << 53 | tiebreak`` (lexsort when the
+    rarity does not fit above the 53 random bits)."""
+    if n_labels >= 1 << 10:
         return np.lexsort((tiebreak, rarity))
     keys = (rarity.astype(np.int64) << 53) | (tiebreak * 2.0**53).astype(np.int64)
     order = np.argsort(keys)

@@ -108,6 +108,48 @@ def test_rarest_order_breaks_equal_keys_by_row_as_lexsort():
     )
 
 
+@pytest.mark.parametrize(("n_rows", "n_labels"), [(1, 1), (2, 3), (1000, 5), (200_000, 100)])
+def test_rarest_order_by_packed_sort_is_lexsort(n_rows, n_labels):
+    rng = np.random.default_rng(n_rows)
+    rarity = rng.integers(0, n_labels + 1, n_rows)
+    tiebreak = rng.random(n_rows)
+    np.testing.assert_array_equal(
+        estimate._rarest_order(rarity, tiebreak, n_labels), np.lexsort((tiebreak, rarity))
+    )
+
+
+def test_rarest_order_sorts_draws_that_share_their_top_bits_by_the_rest():
+    # 200,000 rows and 2 labels keep 44 of the 53 random bits in the packed keys: draws
+    # that differ only below them tie there and must still come out in lexsort's order.
+    rng = np.random.default_rng(11)
+    n_rows = 200_000
+    high = rng.integers(0, 4, n_rows).astype(np.uint64) << np.uint64(40)
+    low = rng.integers(0, 1 << 9, n_rows).astype(np.uint64)  # below the kept bits
+    tiebreak = (high | low).astype(np.float64) / 2.0**53
+    rarity = rng.integers(0, 3, n_rows)
+    np.testing.assert_array_equal(
+        estimate._rarest_order(rarity, tiebreak, 2), np.lexsort((tiebreak, rarity))
+    )
+
+
+@pytest.mark.parametrize("n_labels", [5, 2000])
+def test_rarest_order_falls_back_where_few_random_bits_fit(monkeypatch, n_labels):
+    calls = []
+    fallback = estimate._rarest_order_argsort
+    monkeypatch.setattr(
+        estimate, "_rarest_order_argsort", lambda *a: calls.append(1) or fallback(*a)
+    )
+    rng = np.random.default_rng(12)
+    rarity = rng.integers(0, n_labels + 1, 3000)
+    tiebreak = rng.random(3000)
+    # Told of 2**40 labels, 3,000 rows leave 11 random bits: too few, the argsort (here
+    # the lexsort) answers. 2,000 labels leave 41: the packed sort does.
+    told = 1 << 40 if n_labels == 5 else n_labels
+    got = estimate._rarest_order(rarity, tiebreak, told)
+    np.testing.assert_array_equal(got, np.lexsort((tiebreak, rarity)))
+    assert calls == ([1] if n_labels == 5 else [])
+
+
 @pytest.mark.parametrize("score_dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_out_of_fold_group_counts_match_a_dense_count(monkeypatch, score_dtype):
     monkeypatch.setattr(estimate, "_ROWS_PER_CHUNK", 97)  # many chunks and threads
