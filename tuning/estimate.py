@@ -146,7 +146,7 @@ def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np
     same permutation as ``np.lexsort((tiebreak, rarity))``.
 
     One sort of uint64 keys ``rarity | top bits of tiebreak | row`` (numpy sorts plain
-    integers several times faster than it argsorts: 1M rows 15 ms against 45-115 ms here),
+    integers faster than it argsorts: at 1M rows a median of 29 ms against 73 ms here),
     the row read back from the low bits. Rows whose rarity and top bits agree (a few
     in a million) are then put in full-tiebreak order. Where too few tiebreak bits fit
     for that to stay rare, one argsort of ``rarity << 53 | tiebreak``, or lexsort.
@@ -155,7 +155,7 @@ def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np
     row_bits = max(1, (n_rows - 1).bit_length())
     tie_bits = min(53, 64 - row_bits - max(1, int(n_labels).bit_length()))
     # Expected pairs sharing their top bits: about n**2 / 2**(tie_bits + 1); at most n / 64.
-    if tie_bits < 53 and n_rows > 1 << max(tie_bits - 5, 0):
+    if tie_bits < 53 and (tie_bits < 8 or n_rows > 1 << (tie_bits - 5)):
         return _rarest_order_argsort(rarity, tiebreak, n_labels)
     ties = (tiebreak * 2.0**53).astype(np.uint64) >> np.uint64(53 - tie_bits)
     keys = rarity.astype(np.uint64) << np.uint64(tie_bits + row_bits)
