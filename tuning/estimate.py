@@ -155,7 +155,7 @@ def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np
     row_bits = max(1, (n_rows - 1).bit_length())
     tie_bits = min(53, 64 - row_bits - max(1, int(n_labels).bit_length()))
     # Expected pairs sharing their top bits: about n**2 / 2**(tie_bits + 1); at most n / 64.
-    if tie_bits < 53 and (tie_bits < 8 or n_rows > 1 << (tie_bits - 5)):
+    if tie_bits < 8 or n_rows > 1 << (tie_bits - 5):
         return _rarest_order_argsort(rarity, tiebreak, n_labels)
     ties = (tiebreak * 2.0**53).astype(np.uint64) >> np.uint64(53 - tie_bits)
     keys = rarity.astype(np.uint64) << np.uint64(tie_bits + row_bits)
@@ -163,8 +163,6 @@ def _rarest_order(rarity: np.ndarray, tiebreak: np.ndarray, n_labels: int) -> np
     keys |= np.arange(n_rows, dtype=np.uint64)
     keys.sort()
     order = (keys & np.uint64((1 << row_bits) - 1)).astype(np.int64)
-    if tie_bits == 53:  # nothing truncated: equal keys above the row bits are true ties
-        return order
     prefix = keys >> np.uint64(row_bits)
     same = prefix[1:] == prefix[:-1]
     if not same.any():
