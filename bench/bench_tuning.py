@@ -11,8 +11,9 @@ calls on a 2-core VM vary by 20%; the sklearn loop and the floor once):
 - the bare path: ``tune_thresholds(strategy="per_label", n_bootstrap=0)``,
   which computes exactly what the baseline does (checked label by label);
 - the default path: what ``/tune-thresholds`` runs with its defaults
-  (``shrunk``, 200 bootstrap replicates) with the compact curves it stores
-  (``return_curves=True``);
+  (``adaptive``, 200 bootstrap replicates, the cross-fitted estimate) with the compact
+  curves it stores (``return_curves=True``); ``bench/tuning_stages.py`` splits it into
+  its stages;
 - the default path without the estimate (``estimate=False``): the estimate's cost is
   the ratio of the two (issue 20: at most 1.5x);
 - the floor: sorting the same packed int32 keys label by label in place, on
