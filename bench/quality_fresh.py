@@ -24,9 +24,7 @@ fit-part base rate.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -40,9 +38,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import estimate_report, goals, losses
-from quality_grid import DATA_DIR, SETS, Case, _multi_output, _splits
-from quality_holdout import ROWS, _each_label, run_case
+from quality_check import check_grid
+from quality_grid import Case, _multi_output, _splits
+from quality_holdout import _each_label
 
 FAMILIES = ("linear_balanced", "sgd_huber", "knn_distance", "lda", "torch_bce")
 SEEDS = (7, 8)
@@ -107,63 +105,16 @@ def fit_case(data_dir: Path, name: str, family: str, seed: int) -> Case:
     return Case(name, family, seed, outs[0], y_val, outs[1], y_test)
 
 
-def load_case(cache: Path, name: str, family: str, seed: int) -> Case:
-    """The case's scores, from the cache when present (fitted and cached otherwise)."""
-    path = cache / f"{name}-{family}-{seed}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return Case(name, family, seed, *(z[k] for k in ("sv", "yv", "st", "yt")))
-    case = fit_case(DATA_DIR, name, family, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path, sv=case.scores_val, yv=case.y_val, st=case.scores_test, yt=case.y_test
-    )
-    return case
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/labelcut-quality-fresh"))
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--fit-only", action="store_true", help="fill the cache, tune nothing")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    if not args.fit_only:
-        print("fresh check (families and seeds used by no other grid)")
-        print(f"| set | family | seed | {' | '.join(('0.5', *ROWS))} |  (test macro / micro)")
-        print("|---|---|---|" + "---|" * (1 + len(ROWS)))
-    rows = []
-    for seed in args.seeds:
-        for name in SETS:
-            for family in args.families:
-                case = load_case(args.cache, name, family, seed)
-                if args.fit_only:
-                    print(f"fitted {name} x {family} x {seed}", flush=True)
-                    continue
-                row = run_case(case)
-                rows.append(row)
-                cells = " | ".join(f"{row[s][0]:.3f} / {row[s][1]:.3f}" for s in ("0.5", *ROWS))
-                print(f"| {name} | {family} | {seed} | {cells} |", flush=True)
-    if rows:
-        print(f"\nfresh part: {len(rows)} cases")
-        print(
-            "| strategy | mean macro-F1 | mean micro-F1 | macro loses to 0.5 | micro loses to 0.5 |"
-        )
-        print("|---|---|---|---|---|")
-        means = {}
-        for strategy in ("0.5", *ROWS):
-            macro = float(np.mean([r[strategy][0] for r in rows]))
-            micro = float(np.mean([r[strategy][1] for r in rows]))
-            means[strategy] = (macro, micro)
-            lost = losses(rows, strategy) if strategy != "0.5" else ("-", "-")
-            print(f"| {strategy} | {macro:.4f} | {micro:.4f} | {lost[0]} | {lost[1]} |")
-        for name in dict.fromkeys(("adaptive", "shrunk")):
-            goals(rows, means, name, "the fresh part")
-        print("\nthe estimate of what to expect on new data (fresh part):")
-        estimate_report(rows)
-    print(f"\n{time.perf_counter() - started:.0f} s")
-    return 0
+    return check_grid(
+        __doc__.splitlines()[0],
+        "fresh check (families and seeds used by no other grid)",
+        "fresh",
+        Path("/tmp/labelcut-quality-fresh"),
+        FAMILIES,
+        SEEDS,
+        fit_case,
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ scores every row at its fit-part base rate.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -39,17 +37,12 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import ADAPTIVE, STRATEGIES, estimate_cells, estimate_report, goals, losses, test_f1
-from quality_grid import DATA_DIR, SETS, Case, _multi_output, _splits
-
-from labelcut.tuning import tune_thresholds
+from quality_check import check_grid
+from quality_grid import Case, _multi_output, _splits
 
 FAMILIES = ("adaboost", "bagged_trees", "svm_platt", "mlp_wide", "ridge_isotonic")
 SEEDS = (5, 6)
 CALIBRATION_FOLDS = 3
-# The strategies whose cross-fitted estimate is judged (issue 20): the default and per_label.
-ESTIMATED = ("per_label", ADAPTIVE)
-ROWS = (*STRATEGIES, ADAPTIVE)
 
 
 def _each_label(
@@ -107,82 +100,16 @@ def fit_case(data_dir: Path, name: str, family: str, seed: int) -> Case:
     return Case(name, family, seed, outs[0], y_val, outs[1], y_test)
 
 
-def load_case(cache: Path, name: str, family: str, seed: int) -> Case:
-    """The case's scores, from the cache when present (fitted and cached otherwise)."""
-    path = cache / f"{name}-{family}-{seed}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return Case(name, family, seed, *(z[k] for k in ("sv", "yv", "st", "yt")))
-    case = fit_case(DATA_DIR, name, family, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        path, sv=case.scores_val, yv=case.y_val, st=case.scores_test, yt=case.y_test
-    )
-    return case
-
-
-def run_case(case: Case) -> dict[str, Any]:
-    """Test (macro-F1, micro-F1) of 0.5 and of each strategy as ``tune_thresholds`` runs it."""
-    n_labels = case.y_val.shape[1]
-    row: dict[str, Any] = {"0.5": test_f1(case.y_test, case.scores_test, np.full(n_labels, 0.5))}
-    for strategy in ROWS:
-        result = tune_thresholds(
-            case.scores_val,
-            case.y_val,
-            strategy=strategy,
-            n_bootstrap=0,
-            estimate=strategy in ESTIMATED,
-            device="cpu",
-        )
-        row[strategy] = test_f1(case.y_test, case.scores_test, result.thresholds)
-        if strategy in ESTIMATED:
-            row[f"{strategy}:estimate"] = estimate_cells(result)
-    return row
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/labelcut-quality-holdout"))
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--fit-only", action="store_true", help="fill the cache, tune nothing")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    if not args.fit_only:
-        print("held-out check (families and seeds used by neither other grid)")
-        print(f"| set | family | seed | {' | '.join(('0.5', *ROWS))} |  (test macro / micro)")
-        print("|---|---|---|" + "---|" * (1 + len(ROWS)))
-    rows = []
-    for seed in args.seeds:
-        for name in SETS:
-            for family in args.families:
-                case = load_case(args.cache, name, family, seed)
-                if args.fit_only:
-                    print(f"fitted {name} x {family} x {seed}", flush=True)
-                    continue
-                row = run_case(case)
-                rows.append(row)
-                cells = " | ".join(f"{row[s][0]:.3f} / {row[s][1]:.3f}" for s in ("0.5", *ROWS))
-                print(f"| {name} | {family} | {seed} | {cells} |", flush=True)
-    if rows:
-        print(f"\nheld-out part: {len(rows)} cases")
-        print(
-            "| strategy | mean macro-F1 | mean micro-F1 | macro loses to 0.5 | micro loses to 0.5 |"
-        )
-        print("|---|---|---|---|---|")
-        means = {}
-        for strategy in ("0.5", *ROWS):
-            macro = float(np.mean([r[strategy][0] for r in rows]))
-            micro = float(np.mean([r[strategy][1] for r in rows]))
-            means[strategy] = (macro, micro)
-            lost = losses(rows, strategy) if strategy != "0.5" else ("-", "-")
-            print(f"| {strategy} | {macro:.4f} | {micro:.4f} | {lost[0]} | {lost[1]} |")
-        for name in dict.fromkeys(("adaptive", "shrunk")):
-            goals(rows, means, name, "the held-out part")
-        print("\nthe estimate of what to expect on new data (held-out part):")
-        estimate_report(rows)
-    print(f"\n{time.perf_counter() - started:.0f} s")
-    return 0
+    return check_grid(
+        __doc__.splitlines()[0],
+        "held-out check (families and seeds used by neither other grid)",
+        "held-out",
+        Path("/tmp/labelcut-quality-holdout"),
+        FAMILIES,
+        SEEDS,
+        fit_case,
+    )
 
 
 if __name__ == "__main__":
