@@ -39,12 +39,13 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_check import check_grid
-from quality_grid import Case, _multi_output, _splits
-from quality_holdout import _each_label
+from quality_grid import Case, _each_label, _multi_output, _splits
 
 FAMILIES = ("linear_balanced", "sgd_huber", "knn_distance", "lda", "torch_bce")
 SEEDS = (7, 8)
 TORCH_STEPS = 200
+#: A label with fewer fit-part rows of either class scores its base rate.
+MIN_CLASS_ROWS = 3
 
 
 def _torch_bce(
@@ -96,7 +97,7 @@ def fit_case(data_dir: Path, name: str, family: str, seed: int) -> Case:
         elif family == "torch_bce":
             outs = _torch_bce(x_fit, y_fit, out, seed)
         elif family in factories:
-            outs = _each_label(factories[family], x_fit, y_fit, out)
+            outs = _each_label(factories[family], x_fit, y_fit, out, MIN_CLASS_ROWS)
         else:
             raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
     # Distance weights give exact 1.0 to a row that is its own neighbour's copy, and LDA can

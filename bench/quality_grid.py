@@ -15,8 +15,10 @@ neighbours (coarse, tied scores); ``bayes`` one-vs-rest Gaussian naive Bayes
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -77,6 +79,30 @@ def _per_label(model_factory, x_fit, y_fit, x_out: list[np.ndarray]) -> list[np.
                 out[:, j] = float(column[0])
             continue
         model = model_factory().fit(x_fit, column)
+        for out, x in zip(outs, x_out, strict=True):
+            out[:, j] = model.predict_proba(x)[:, 1]
+    return outs
+
+
+def _each_label(
+    factory: Callable[[int], Any],
+    x_fit: np.ndarray,
+    y_fit: np.ndarray,
+    x_out: list[np.ndarray],
+    min_class_rows: int,
+) -> list[np.ndarray]:
+    """One model per label from ``factory(label)``; a label with fewer than
+    ``min_class_rows`` fit-part rows of either class scores its fit-part base rate (a
+    calibration with that many folds could not fit it)."""
+    outs = [np.empty((len(x), y_fit.shape[1])) for x in x_out]
+    for j in range(y_fit.shape[1]):
+        column = y_fit[:, j]
+        positives = int(column.sum())
+        if min(positives, len(column) - positives) < min_class_rows:
+            for out in outs:
+                out[:, j] = positives / len(column)
+            continue
+        model = factory(j).fit(x_fit, column)
         for out, x in zip(outs, x_out, strict=True):
             out[:, j] = model.predict_proba(x)[:, 1]
     return outs

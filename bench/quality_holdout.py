@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import AdaBoostClassifier, BaggingClassifier
 from sklearn.linear_model import RidgeClassifier
@@ -38,30 +37,11 @@ from sklearn.tree import DecisionTreeClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_check import check_grid
-from quality_grid import Case, _multi_output, _splits
+from quality_grid import Case, _each_label, _multi_output, _splits
 
 FAMILIES = ("adaboost", "bagged_trees", "svm_platt", "mlp_wide", "ridge_isotonic")
 SEEDS = (5, 6)
 CALIBRATION_FOLDS = 3
-
-
-def _each_label(
-    factory: Callable[[int], Any], x_fit: np.ndarray, y_fit: np.ndarray, x_out: list[np.ndarray]
-) -> list[np.ndarray]:
-    """One model per label from ``factory(seed)``; a label with fewer than
-    :data:`CALIBRATION_FOLDS` rows of either class scores its fit-part base rate."""
-    outs = [np.empty((len(x), y_fit.shape[1])) for x in x_out]
-    for j in range(y_fit.shape[1]):
-        column = y_fit[:, j]
-        positives = int(column.sum())
-        if min(positives, len(column) - positives) < CALIBRATION_FOLDS:
-            for out in outs:
-                out[:, j] = positives / len(column)
-            continue
-        model = factory(j).fit(x_fit, column)
-        for out, x in zip(outs, x_out, strict=True):
-            out[:, j] = model.predict_proba(x)[:, 1]
-    return outs
 
 
 def fit_case(data_dir: Path, name: str, family: str, seed: int) -> Case:
@@ -94,7 +74,7 @@ def fit_case(data_dir: Path, name: str, family: str, seed: int) -> Case:
             )
             outs = _multi_output(mlp, x_fit, y_fit, out)
         elif family in factories:
-            outs = _each_label(factories[family], x_fit, y_fit, out)
+            outs = _each_label(factories[family], x_fit, y_fit, out, CALIBRATION_FOLDS)
         else:
             raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
     return Case(name, family, seed, outs[0], y_val, outs[1], y_test)

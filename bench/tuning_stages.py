@@ -75,10 +75,10 @@ def timed_calls(call: Callable[[], Any], repeats: int) -> list[dict[str, list[fl
     (and ``"total"``). The wrappers are removed afterwards."""
     totals: dict[str, list[float]] = {}
     originals = [(owner, attribute, getattr(owner, attribute)) for _, owner, attribute in STAGES]
-    for (name, owner, attribute), (_, _, original) in zip(STAGES, originals, strict=True):
-        setattr(owner, attribute, _timed(original, totals, name))
     # tune.py calls ``adaptive.plugin_optima`` etc. through the modules, so patching the
     # module attributes reaches it.
+    for (name, owner, attribute), (_, _, original) in zip(STAGES, originals, strict=True):
+        setattr(owner, attribute, _timed(original, totals, name))
     runs = []
     try:
         for _ in range(repeats):
