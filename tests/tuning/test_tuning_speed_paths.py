@@ -267,3 +267,36 @@ def test_threaded_and_single_threaded_label_work_give_the_same_result(monkeypatc
             [np.asarray(part).tolist() for part in curve] for curve in result.curves
         ]
     assert results[0] == results[1 << 30]
+
+
+def test_the_plug_in_calibration_is_freed_before_the_final_walk(monkeypatch):
+    """The plug-in stage's sorted fold scores (0.08x the inputs at 1M x 100) are read by the
+    choice only: by the final walk, where the kept keys, the bootstrap and the estimate meet,
+    nothing holds them any more."""
+    import gc
+    import weakref
+
+    from labelcut.tuning import adaptive, tune_thresholds
+    from labelcut.tuning._sorted import SortedLabels
+
+    made: list[weakref.ref] = []
+    alive_at_walk: list[bool] = []
+    plugin_optima, walk_again = adaptive.plugin_optima, SortedLabels.walk_again
+
+    def recorded_plugin(*args, **kwargs):
+        found = plugin_optima(*args, **kwargs)
+        made.append(weakref.ref(found.calibration))
+        return found
+
+    def checked_walk(self, handle):
+        gc.collect()
+        alive_at_walk.append(any(ref() is not None for ref in made))
+        return walk_again(self, handle)
+
+    monkeypatch.setattr(adaptive, "plugin_optima", recorded_plugin)
+    monkeypatch.setattr(SortedLabels, "walk_again", checked_walk)
+    rng = np.random.default_rng(5)
+    scores = rng.random((2000, 6)).astype(np.float32)
+    result = tune_thresholds(scores, rng.random((2000, 6)) < scores, n_bootstrap=20)
+    assert result.strategy == "adaptive"
+    assert made and alive_at_walk == [False]
