@@ -43,9 +43,9 @@ class PredictCall:
 def predict_service(request: Request) -> Service:
     """The service, once the API key (LABELCUT_API_KEY when set: 401 missing, 403 wrong)
     and readiness (503 while the model loads) are checked, in that order."""
-    service = deps.get_service(request)
-    deps.require_api_key(request, service)
-    return deps.get_ready_service(service)
+    service = deps.service_of(request)
+    deps.check_api_key(request, service)
+    return deps.ready_or_503(service)
 
 
 def reject_query_parameters(request: Request) -> None:

@@ -158,7 +158,7 @@ def _form_signature() -> inspect.Signature:
     return inspect.Signature(parameters)
 
 
-def tune_form(**values: Any) -> dict[str, Any]:
+async def tune_form(**values: Any) -> dict[str, Any]:
     """A FastAPI dependency: every tuning option as a form field (its signature is built
     from `TUNE_PARAMETERS`). Returns the values as sent (None: not sent)."""
     return values

@@ -25,7 +25,7 @@ T = TypeVar("T")
 Estimate = Callable[[IO[bytes], str, Any, int], int]
 
 
-def tune_runner(request: Request) -> TuneRunner:
+async def tune_runner(request: Request) -> TuneRunner:
     """A dependency: the app's tune budget and pool (installed by `install_limits`)."""
     return request.app.state.tune_runner
 

@@ -42,7 +42,7 @@ class Judged:
     data_bytes: int
 
 
-def runner_of(request: Request) -> JobRunner:
+async def runner_of(request: Request) -> JobRunner:
     """A dependency: the app's job runner (`app.state.jobs`, started by `with_jobs`)."""
     return request.app.state.jobs
 
