@@ -26,6 +26,7 @@ import torch
 
 from labelcut.tuning import (
     _checks,
+    _memory,
     _search,
     _shared,
     adaptive,
@@ -288,6 +289,7 @@ class _Tuning:
 
     def _run(self) -> TuningResult:
         own, figures = self._own_optima()
+        self._release_free_memory()  # the pass's sort copies and fold segments
         # The estimate needs only the first pass's counts, but "adaptive" estimates its own
         # rule, known once its choice is made (it is then submitted from there).
         self._expected = None if self.adaptive else self._beside.submit(self._estimate)
@@ -322,6 +324,12 @@ class _Tuning:
             else {"summary": {"adaptive": self.choice.report()}},
         )
         return _blend_estimate(result)
+
+    def _release_free_memory(self) -> None:
+        """Between stages of a large tune: the freed temporaries back to the system
+        (:mod:`tuning._memory`), so the next stage's peak is not on top of them."""
+        if self.scores.shape[0] * self.scores.shape[1] >= _memory.RELEASE_ELEMENTS:
+            _memory.release_free_memory()
 
     def _estimate(self) -> dict[str, Any] | None:
         """Step 6 (issue 20): the out-of-fold figures from each fold's thresholds."""
@@ -419,6 +427,7 @@ class _Tuning:
             # before the final walk, where the kept keys, the bootstrap and the estimate
             # beside it meet (0.08x the inputs at 1M x 100).
             del plugin
+            self._release_free_memory()
             if spec.n_bootstrap:  # the bootstrap re-tunes what the kept rule reads off the curve
                 self._pulls = self.choice.replicate_pulls(thresholds, own.thresholds)
             thresholds = self.choice.thresholds
