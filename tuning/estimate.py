@@ -251,7 +251,8 @@ class FoldPlan:
         support: np.ndarray | None = None,
     ) -> FoldPlan:
         folds = spread_folds(targets, n_folds, seed, support)
-        order = np.argsort(folds, kind="stable")
+        # int32 where it fits: it is kept for the whole call (a third of a keys row).
+        order = np.argsort(folds, kind="stable").astype(_index_dtype(len(folds)))
         sizes = np.bincount(folds, minlength=n_folds)
         return cls(folds, order, np.concatenate(([0], np.cumsum(sizes))))
 
@@ -409,19 +410,39 @@ class FoldTuning:
         return final
 
 
+def _index_dtype(n: int) -> type[np.signedinteger]:
+    return np.int32 if n < 2**31 else np.int64
+
+
+def row_groups(n_samples: int, n_labels: int, seed: int) -> np.ndarray:
+    """(n,) each row's random group for the estimate's bootstrap (:func:`group_count`
+    groups), int16. Drawn once per call: a tune draws them at its start, when little else
+    is held, rather than at the estimate, beside its final walk (8 MB of int64 at 1M rows)."""
+    n_groups = min(group_count(n_labels), n_samples)
+    groups = np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples)
+    return groups.astype(np.int16)  # MAX_GROUPS < 2**15
+
+
 def _group_counts(
-    scores: torch.Tensor, targets: torch.Tensor, plan: FoldPlan, thresholds: np.ndarray, seed: int
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    plan: FoldPlan,
+    thresholds: np.ndarray,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row group (G, L) float64: out-of-fold true positives, predicted positives, positives.
 
     One pass over the rows in chunks: each row is compared with its fold's
     thresholds in the scores' work dtype (the smallest work-dtype value >= each
     threshold, so the comparison is exact), and a sparse (G, rows) indicator
-    sums the chunk's rows into their random groups.
+    sums the chunk's rows into their random groups (``groups``: :func:`row_groups` of the
+    same seed, drawn here when not given).
     """
     n_samples, n_labels = scores.shape
     n_groups = min(group_count(n_labels), n_samples)
-    groups = np.random.default_rng([seed, 20]).integers(0, n_groups, n_samples)
+    if groups is None:
+        groups = row_groups(n_samples, n_labels, seed)
     float_dtype, _ = work_dtypes(scores.dtype)
     flat = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     limits = query_bits(np.minimum(flat, 1.0), float_dtype).view(float_dtype)
@@ -487,14 +508,16 @@ def estimate_from_thresholds(
     plan: FoldPlan,
     thresholds: np.ndarray,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The estimate's JSON-ready figures from the (K, L) out-of-fold thresholds.
+    """The estimate's JSON-ready figures from the (K, L) out-of-fold thresholds
+    (``groups``: the rows' :func:`row_groups`, drawn here when not given).
 
     ``macro_f1``/``micro_f1``: ``{"expected": float, "expected_interval": [lo, hi]}``;
     ``expected_f1`` (L,) float or None, ``expected_f1_reason`` (L,) str or None;
     ``method`` (how it was built), ``folds``.
     """
-    tp, pp, positives = _group_counts(scores, targets, plan, thresholds, seed)
+    tp, pp, positives = _group_counts(scores, targets, plan, thresholds, seed, groups)
     per_label = f1_of_counts(tp.sum(0), pp.sum(0), positives.sum(0))
     macro = float(per_label.mean())
     micro = float(f1_of_counts(tp.sum(), pp.sum(), positives.sum()))

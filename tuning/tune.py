@@ -265,12 +265,16 @@ class _Tuning:
         self.adaptive = spec.strategy == "adaptive" and spec.objective == "f1"
         self.choice: adaptive.AdaptiveChoice | None = None
         self._pulls: list[adaptive.ReplicatePull] | None = None  # the bootstrap's, "adaptive"
+        self._row_groups: np.ndarray | None = None  # the estimate's bootstrap groups
         if (spec.estimate or self.adaptive) and scores.shape[0] >= estimate.MIN_ROWS:
             try:
                 plan = estimate.FoldPlan.build(targets, spec.seed)
             except BaseException:
                 self._beside.shutdown(wait=False)
                 raise
+            self._row_groups = (
+                estimate.row_groups(*scores.shape, spec.seed) if spec.estimate else None
+            )
             self.folds = estimate.FoldTuning(
                 plan,
                 spec,
@@ -341,7 +345,12 @@ class _Tuning:
             self.choice.fold_thresholds if self.choice is not None else self.folds.thresholds()
         )
         return estimate.estimate_from_thresholds(
-            self.scores, self.targets, self.folds.plan, fold_thresholds, self.spec.seed
+            self.scores,
+            self.targets,
+            self.folds.plan,
+            fold_thresholds,
+            self.spec.seed,
+            self._row_groups,
         )
 
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:

@@ -398,3 +398,37 @@ def test_a_candidate_below_half_s_micro_f1_out_of_fold_is_not_kept() -> None:
     np.testing.assert_array_equal(allowed, [True, False, True])
     scores, _ = module._lower_bounds(hits, tp, pp)
     assert scores[1] > scores[2] > scores[0]  # the weighted gain alone would keep the greedy one
+
+
+@pytest.mark.parametrize(
+    ("score_dtype", "subset"),
+    [(torch.float32, True), (torch.float64, False), (torch.bfloat16, True), (torch.float16, False)],
+)
+def test_out_of_fold_counts_match_a_brute_force_count(monkeypatch, score_dtype, subset) -> None:
+    # Counted in one more read of the rows (a random subset's, when given), in many small
+    # chunks on the worker threads: the same counts as comparing every row with its fold's
+    # cut, in the scores' own precision, cuts that fall between two scores included.
+    monkeypatch.setattr(module, "_CUT_ELEMENTS", 7 * 4 * 9)  # 9 rows per chunk
+    rng = np.random.default_rng(31)
+    n, n_labels, n_folds = 2000, 4, 5
+    scores = torch.from_numpy(rng.random((n, n_labels))).to(score_dtype)
+    targets = torch.from_numpy(rng.random((n, n_labels)) < 0.3)
+    rows = np.sort(rng.choice(n, 700, replace=False)) if subset else None
+    folds = rng.integers(0, n_folds, n if rows is None else len(rows))
+    calibration = module._Calibration(scores, targets, folds, n_folds, rows)
+    values = scores.to(torch.float64).numpy()
+    picked = values if rows is None else values[rows]
+    candidates = rng.uniform(0.05, 0.95, (7, n_folds, n_labels))
+    candidates[1] = picked[rng.integers(0, len(picked), (n_folds, n_labels)), 0]  # on a score
+    tp, pp = module._out_of_fold_counts(calibration, candidates)
+    truth = targets.numpy() if rows is None else targets.numpy()[rows]
+    for c in range(len(candidates)):
+        for fold in range(n_folds):
+            inside = folds == fold
+            above = picked[inside] >= candidates[c, fold]
+            np.testing.assert_array_equal(pp[c, fold], above.sum(0))
+            np.testing.assert_array_equal(tp[c, fold], (above & truth[inside]).sum(0))
+    np.testing.assert_array_equal(
+        module._fold_positives(calibration),
+        [truth[folds == fold].sum(0) for fold in range(n_folds)],
+    )
