@@ -313,7 +313,7 @@ class Candidates:
     Full arrays: ``bits`` (m,) the distinct scores' bit patterns;
     ``true_positives`` and ``predicted_positives`` (m,) float64 exact counts
     for ``score >= value g``. ``n_samples`` and ``positives``: the label's
-    totals. The ``starts`` array (and ``cumulative``) live in the
+    totals. The ``starts`` array lives in the
     :class:`Scratch`: valid until its next label; the indexes stay valid as
     long as the keys (:meth:`rebind` moves a kept label to another scratch).
     """
@@ -325,7 +325,6 @@ class Candidates:
         self.float_dtype = float_dtype
         self.n_samples = len(keys)
         self._scratch = scratch
-        self._cumulative: np.ndarray | None = None
         self._starts: np.ndarray | None = None
         self._positive_rank: BitRank | None = None
         self._start_rank: BitRank | None = None
@@ -339,7 +338,7 @@ class Candidates:
 
     def rebind(self, scratch: Scratch | None) -> Candidates:
         """Drop what lives in the old scratch (the indexes stay) and use ``scratch``."""
-        self._scratch, self._cumulative, self._starts = scratch, None, None
+        self._scratch, self._starts = scratch, None
         self._last_select = None
         return self
 
@@ -350,14 +349,6 @@ class Candidates:
         if self._positive_rank is None:
             self._positive_rank = BitRank(positive_flags(self.keys, self.scratch.flags))
         return self._positive_rank
-
-    @property
-    def cumulative(self) -> np.ndarray:
-        """(n,) positives among sorted positions ``<= i`` (a full pass; prefer the ``*_at``)."""
-        if self._cumulative is None:
-            counts = np.bitwise_and(self.keys, 1, out=self.scratch.counts, casting="same_kind")
-            self._cumulative = np.cumsum(counts, out=counts)
-        return self._cumulative
 
     @property
     def positives(self) -> int:
@@ -480,7 +471,6 @@ class Scratch:
     def __init__(self, n_samples: int, key_dtype: np.dtype) -> None:
         self.bits = np.empty(n_samples, dtype=key_dtype)
         count_dtype = np.int32 if n_samples < 2**31 else np.int64
-        self.counts = np.empty(n_samples, dtype=count_dtype)
         self.flags = np.empty(n_samples, dtype=np.uint8)
         self.changes = np.empty(max(n_samples - 1, 0), dtype=bool)
         self.starts = np.empty(n_samples, dtype=count_dtype)
