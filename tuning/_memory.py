@@ -5,11 +5,13 @@ glibc keeps what a process frees for its next allocations: the arenas of the wor
 threads grow and are trimmed only above a threshold that rises with the sizes freed
 (up to 64 MiB per arena), and memory freed in one thread's arena is not reused by
 another's. So a large tune's stages each left their temporaries behind as resident
-memory: the first default tune of a process at 1M x 100 raised the resident set by
-1.10x its inputs while its live arrays peaked at 0.99x (``bench/bench_tuning.py``,
-its first-call figure). ``malloc_trim(0)`` between the stages hands those free pages
-back (1-10 ms each at that size), as Dask's workers do for the same reason; it changes
-no allocation that is live. A no-op where the C library is not glibc.
+memory, under the next stage's peak: the first default tune of a process at 1M x 100
+raised the resident set by 1.10x its inputs while its live arrays peaked at 0.99x
+(``bench/bench_tuning.py``, its first-call figure), and kept 0.3x after returning.
+``malloc_trim(0)`` hands those free pages back (1-10 ms each at that size), as Dask's
+workers do for the same reason; it changes no allocation that is live. A tune calls it
+after each stage, and at the end of the work it runs beside them (the diagnosis, the
+estimate). A no-op where the C library is not glibc.
 """
 
 from __future__ import annotations

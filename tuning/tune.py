@@ -259,7 +259,7 @@ class _Tuning:
         # where the passes leave a core idle: the diagnosis from the start, the estimate
         # once the first pass has counted the folds.
         self._beside = ThreadPoolExecutor(max_workers=2)
-        self._diagnosis = self._beside.submit(diagnose, targets)
+        self._diagnosis = self._beside.submit(self._diagnose)
         self.folds = None
         # "adaptive" (objective f1 only; "shrunk" otherwise) chooses on the estimate's folds.
         self.adaptive = spec.strategy == "adaptive" and spec.objective == "f1"
@@ -330,6 +330,12 @@ class _Tuning:
         self._release_free_memory()  # what the walk and the estimate left: the caller's again
         return _blend_estimate(result)
 
+    def _diagnose(self) -> dict[str, Any]:
+        found = diagnose(self.targets)
+        # Beside the sorted pass: what it freed would otherwise sit under the pass's peak.
+        self._release_free_memory()
+        return found
+
     def _release_free_memory(self) -> None:
         """Between stages of a large tune: the freed temporaries back to the system
         (:mod:`tuning._memory`), so the next stage's peak is not on top of them."""
@@ -345,7 +351,7 @@ class _Tuning:
         fold_thresholds = (
             self.choice.fold_thresholds if self.choice is not None else self.folds.thresholds()
         )
-        return estimate.estimate_from_thresholds(
+        found = estimate.estimate_from_thresholds(
             self.scores,
             self.targets,
             self.folds.plan,
@@ -353,6 +359,8 @@ class _Tuning:
             self.spec.seed,
             self._row_groups,
         )
+        self._release_free_memory()  # beside the final walk, as the diagnosis beside the pass
+        return found
 
     def _own_optima(self) -> tuple[LabelOutcomes, list[dict[str, Any]]]:
         """Step 2: each label's own optimum; under "per_label" also its final figures."""

@@ -60,7 +60,8 @@ def test_a_large_tune_releases_between_its_stages_and_a_small_one_does_not(monke
     assert calls == []  # 12,000 scores: below RELEASE_ELEMENTS
     monkeypatch.setattr(_memory, "RELEASE_ELEMENTS", 10_000)
     after = tune_thresholds(scores, targets, strategy=strategy, n_bootstrap=20)
-    # After the sorted pass and at the end; "adaptive" also before its choice and once it
-    # is made.
-    assert len(calls) == (4 if strategy == "adaptive" else 2)
+    # After the diagnosis (beside the pass), the sorted pass and at the end; with the
+    # estimate (beside the final walk), which "per_label" here does not need; "adaptive"
+    # also before its choice and once it is made.
+    assert len(calls) == {"adaptive": 6, "shrunk": 4, "per_label": 4}[strategy]
     np.testing.assert_array_equal(after.thresholds, before.thresholds)
