@@ -12,20 +12,26 @@ from labelcut.tuning import _memory, tune_thresholds
 
 needs_glibc = pytest.mark.skipif(not _memory.can_release(), reason="glibc's malloc_trim")
 
-# In a fresh process, so the allocator's state is known: freeing a 16 MiB array (mmapped)
-# raises glibc's mmap threshold to its size, so the 1 MiB arrays come from the heap; one
-# more above them keeps the heap's top in use, so freeing them trims nothing by itself.
+# In a fresh process whose allocator is set so that free() gives nothing back by itself:
+# arrays below 64 MiB come from the heap, and the heap's top is never trimmed on free
+# (glibc's defaults move with what was freed before, and a CI run saw them return the
+# arrays at free already). malloc_trim(0) then hands back the free pages inside the heap.
 _FRAGMENTED = """
+import ctypes
 import numpy as np
 from pathlib import Path
 from labelcut.tuning import _memory
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+libc = ctypes.CDLL(None)
+assert libc.mallopt(M_MMAP_THRESHOLD, 64 << 20) == 1
+assert libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
 
 def rss_mib():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
 
-big = np.ones((16 << 20) // 8); del big
 arrays = [np.ones((1 << 20) // 8) for _ in range(200)]
 pin = np.ones((1 << 20) // 8)
 del arrays
