@@ -70,18 +70,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from labelcut.tuning._sorted import label_threads
 from labelcut.tuning.result import f1_of_counts
-
-T = TypeVar("T")
 
 #: Candidate pulls toward 0.5 (0: every label at 0.5; 1: the base thresholds as they are).
 RHOS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -410,7 +407,7 @@ def _label_units(
         low=np.asarray(low, dtype=np.float64),
         high=np.asarray(high, dtype=np.float64),
         top=float(column.max()),
-        fold_hits=hits.sum(1),
+        fold_hits=hits.sum(1).astype(np.int64),
     )
 
 
@@ -439,12 +436,34 @@ class _Calibration:
         self._scores, self._targets, self._subset = scores, targets, subset
         self.fold_order = np.argsort(folds, kind="stable")
         self.fold_bounds = np.searchsorted(folds[self.fold_order], np.arange(n_folds + 1))
-        bins = unit_bins(scores.shape[1])
-        per_label: list[_LabelUnits] = self._each_label(
-            lambda block_scores, block_targets, j, _: _label_units(
-                block_scores, block_targets, folds, n_folds, bins, j
-            )
-        )
+        # Labels a block at a time: the block's rows (the subset's, when given) are read
+        # once, whole rows of it (a strided read per label would miss the cache on every
+        # row), then each label's units are made on the worker threads from LABEL_THREAD_ROWS
+        # rows on (numpy releases the GIL in their sorts and gathers; below, the GIL-bound
+        # small calls gain nothing). This runs after the sorted pass with no other work.
+        n_labels = scores.shape[1]
+        n_rows = len(folds)
+        bins = unit_bins(n_labels)
+        width = max(1, min(n_labels, _READ_ELEMENTS // max(n_rows, 1)))
+        threads = min(label_threads(n_rows), n_labels)
+        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        per_label: list[_LabelUnits] = []
+        try:
+            for first in range(0, n_labels, width):
+                last = min(first + width, n_labels)
+                read = functools.partial(
+                    _label_units,
+                    _rows(scores, subset, first, last),
+                    _rows(targets, subset, first, last),
+                    folds,
+                    n_folds,
+                    bins,
+                )
+                labels = range(last - first)
+                per_label.extend(map(read, labels) if pool is None else pool.map(read, labels))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         x = [part.units for part in per_label]
         rows = [part.rows for part in per_label]
         positives = [part.positives for part in per_label]
@@ -469,41 +488,6 @@ class _Calibration:
         else:
             self.fit_x, self.fit_rows, self.fit_positives = self.x, self.rows, self.positives
         self._pooled: dict[int, np.ndarray] = {}
-
-    def _each_label(self, work: Callable[[np.ndarray, np.ndarray, int, int], T]) -> list[T]:
-        """``work(block_scores, block_targets, j, label)`` for every label, in order: ``j``
-        its column in its block's rows (the subset's, when given) as numpy.
-
-        Labels a block at a time: the block's rows are read once, whole rows of it (a
-        strided read per label would miss the cache on every row), then each label's work
-        runs on the worker threads from LABEL_THREAD_ROWS rows on (numpy releases the GIL in
-        its sorts and gathers; below, the GIL-bound small calls gain nothing). This runs
-        after the sorted pass with no other work.
-        """
-        n_labels = self._scores.shape[1]
-        n_rows = len(self.fold_order)
-        width = max(1, min(n_labels, _READ_ELEMENTS // max(n_rows, 1)))
-        threads = min(label_threads(n_rows), n_labels)
-        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-        found: list[T] = []
-        try:
-            for first in range(0, n_labels, width):
-                last = min(first + width, n_labels)
-                block = functools.partial(
-                    work,
-                    _rows(self._scores, self._subset, first, last),
-                    _rows(self._targets, self._subset, first, last),
-                )
-                columns, labels = range(last - first), range(first, last)
-                found.extend(
-                    map(block, columns, labels)
-                    if pool is None
-                    else pool.map(block, columns, labels)
-                )
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-        return found
 
     def out_of_fold_counts(self, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(C, K, L) true and predicted positives of each candidate (C, K, L) on each fold's
