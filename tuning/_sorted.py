@@ -94,12 +94,13 @@ def pack_rows(
     targets: torch.Tensor,
     start: int,
     stop: int,
-    keys: np.ndarray,
+    keys: np.ndarray | list[np.ndarray],
     first: int,
     last: int,
     rows: np.ndarray | None = None,
 ) -> None:
-    """Write key columns ``first:last`` of labels ``start:stop`` into ``keys`` ``(C, n)``.
+    """Write key columns ``first:last`` of labels ``start:stop`` into ``keys`` ``(C, n)``
+    (or into a list of ``(C_i, n)`` parts that hold the C labels in turn).
 
     :func:`label_block` and :func:`pack_keys` in one pass, a tile of rows at a
     time: the tile's scores are read row by row (whole cache lines of the row-major
@@ -110,7 +111,9 @@ def pack_rows(
     """
     float_dtype, key_dtype = work_dtypes(scores.dtype)
     unsigned = np.uint32 if key_dtype == np.int32 else np.uint64
-    written = keys.view(unsigned)
+    parts = [keys] if isinstance(keys, np.ndarray) else keys
+    offsets = np.cumsum([0] + [len(part) for part in parts]).tolist()
+    written = [(offset, part.view(unsigned)) for offset, part in zip(offsets, parts, strict=False)]
     buffer = np.empty((_TILE_ROWS, min(stop - start, _TILE_LABELS)), dtype=unsigned)
     # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
     # bfloat16) are copied over in chunks of tiles, converted by torch. (Targets come
@@ -120,7 +123,8 @@ def pack_rows(
     # At most _TILE_LABELS labels at a time: the buffers stay small however wide the input.
     for group in range(start, stop, _TILE_LABELS):
         group_stop = min(group + _TILE_LABELS, stop)
-        out_rows = written[group - start : group_stop - start]
+        # The parts (and their label ranges within the group's buffer) this group fills.
+        pieces = _pieces(written, group - start, group_stop - start)
         for low in range(first, last, chunk_rows):
             high = min(low + chunk_rows, last)
             picked = None if rows is None else rows[low:high]
@@ -134,7 +138,21 @@ def pack_rows(
                 out = buffer[: len(source[tile]), : group_stop - group]
                 np.left_shift(source[tile].view(unsigned), 1, out=out)
                 np.bitwise_or(out, labels[tile], out=out, casting="unsafe")
-                out_rows[:, low + row : low + row + len(out)] = out.T
+                for out_rows, a, b in pieces:
+                    out_rows[:, low + row : low + row + len(out)] = out[:, a:b].T
+
+
+def _pieces(
+    written: list[tuple[int, np.ndarray]], low: int, high: int
+) -> list[tuple[np.ndarray, int, int]]:
+    """The rows of the parts ``written`` ((first label, array) each, consecutive) that hold
+    labels ``low:high``, each with the range of those labels it holds, counted from ``low``."""
+    found = []
+    for offset, part in written:
+        first, last = max(low, offset), min(high, offset + len(part))
+        if first < last:
+            found.append((part[first - offset : last - offset], first - low, last - low))
+    return found
 
 
 def _row_chunk(
@@ -538,6 +556,29 @@ def worker_threads() -> int:
     return max(1, min(torch.get_num_threads(), cpus))
 
 
+#: At least this many keys per part of the kept keys (64 MiB of int32): a block that keeps
+#: its keys is packed in one read of the rows but held in parts of whole labels, so the
+#: second walk releases each part once its labels are done. Parts this large are always
+#: their own mappings (above glibc's largest mmap threshold, 32 MiB), returned to the
+#: system when freed.
+KEPT_PART_ELEMENTS = 1 << 24
+
+
+def part_bounds(n_samples: int, start: int, stop: int) -> list[int]:
+    """Where the kept parts of block ``start:stop`` start (whole labels, at least
+    :data:`KEPT_PART_ELEMENTS` keys each, the last one possibly fewer), and ``stop``."""
+    per_part = max(1, -(-KEPT_PART_ELEMENTS // max(n_samples, 1)))
+    return [*range(start, stop, per_part), stop]
+
+
+def kept_bounds(n_samples: int, n_labels: int) -> list[int]:
+    """Where every kept part of a ``keep=True`` walk starts, and ``n_labels``."""
+    found = [0]
+    for start, stop in itertools.pairwise(block_bounds(n_samples, n_labels, keep=True)):
+        found += part_bounds(n_samples, start, stop)[1:]
+    return found
+
+
 class SortedLabels:
     """Every label of validated ``(n, L)`` inputs, sorted once.
 
@@ -553,7 +594,7 @@ class SortedLabels:
         self.float_dtype, self.key_dtype = work_dtypes(scores.dtype)
         _, self.workers = block_plan(self.n_samples, self.n_labels)  # packing's threads
         self.label_workers = label_threads(self.n_samples)
-        self._bounds = block_bounds(self.n_samples, self.n_labels, keep=True)  # of the kept keys
+        self._bounds = kept_bounds(self.n_samples, self.n_labels)  # where kept parts start
         self._kept: dict[int, np.ndarray] = {}
         # With keep=True, each label's candidates too: their rank indexes (n / 4 bytes
         # each) spare the second walk every pass over the keys.
@@ -586,8 +627,9 @@ class SortedLabels:
         spans = [] if order is None else list(itertools.pairwise(segments[1].tolist()))
         local = threading.local()
 
-        def each(keys: np.ndarray, start: int, label: int) -> T:
-            row = keys[label - start]
+        def each(keys: dict[int, np.ndarray], bounds: list[int], label: int) -> T:
+            first = bounds[bisect.bisect_right(bounds, label) - 1]
+            row = keys[first][label - first]
             scratch = getattr(local, "scratch", None)
             if scratch is None:
                 scratch = local.scratch = Scratch(self.n_samples, self.key_dtype)
@@ -614,17 +656,18 @@ class SortedLabels:
             for start, stop in itertools.pairwise(
                 block_bounds(self.n_samples, self.n_labels, keep)
             ):
-                keys = self._pack(pool, start, stop, order, None if keep else spare)
+                bounds = part_bounds(self.n_samples, start, stop) if keep else [start, stop]
+                keys = self._pack(pool, bounds, order, None if keep else spare)
                 labels = range(start, stop)
                 if self.label_workers <= 1 or len(labels) <= 1:
-                    results.extend(each(keys, start, label) for label in labels)
+                    results.extend(each(keys, bounds, label) for label in labels)
                 else:
-                    results.extend(pool.map(functools.partial(each, keys, start), labels))
+                    results.extend(pool.map(functools.partial(each, keys, bounds), labels))
                 if keep:
-                    self._kept[start] = keys
+                    self._kept.update(keys)
                 elif spare is None:
                     # Reused (no results hold views of keys): no fresh pages, no page faults.
-                    spare = keys
+                    spare = keys[start]
                 del keys
         finally:
             if pool is not None:
@@ -634,32 +677,42 @@ class SortedLabels:
     def _pack(
         self,
         pool: ThreadPoolExecutor | None,
-        start: int,
-        stop: int,
+        bounds: list[int],
         order: np.ndarray | None,
         into: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The unsorted keys ``(C, n)`` of labels ``start:stop``, each thread a range of rows
-        (written into the first C rows of ``into`` when it has that many)."""
-        if into is not None and len(into) >= stop - start:
-            keys = into[: stop - start]
+    ) -> dict[int, np.ndarray]:
+        """The unsorted keys of labels ``bounds[0]:bounds[-1]``, each thread a range of rows,
+        as one ``(C_i, n)`` array per part (``bounds``: where each part starts, and the end),
+        by first label (one part: written into the first C rows of ``into`` when it has that
+        many). The rows are read once for all the parts."""
+        start, stop = bounds[0], bounds[-1]
+        if len(bounds) == 2 and into is not None and len(into) >= stop - start:
+            parts = [into[: stop - start]]
         else:
-            keys = np.empty((stop - start, self.n_samples), dtype=self.key_dtype)
+            parts = [
+                np.empty((high - low, self.n_samples), dtype=self.key_dtype)
+                for low, high in itertools.pairwise(bounds)
+            ]
+        keys = parts[0] if len(parts) == 1 else parts
+        found = dict(zip(bounds[:-1], parts, strict=True))
         tiles = -(-self.n_samples // _TILE_ROWS)
         parts = min(self.workers, tiles)
-        if pool is None or parts <= 1:
+        ranges = min(self.workers, tiles)
+        if pool is None or ranges <= 1:
             pack_rows(self.scores, self.targets, start, stop, keys, 0, self.n_samples, order)
-            return keys
-        edges = [min(self.n_samples, -(-tiles * i // parts) * _TILE_ROWS) for i in range(parts + 1)]
+            return found
+        edges = [
+            min(self.n_samples, -(-tiles * i // ranges) * _TILE_ROWS) for i in range(ranges + 1)
+        ]
         list(
             pool.map(
                 lambda i: pack_rows(
                     self.scores, self.targets, start, stop, keys, edges[i], edges[i + 1], order
                 ),
-                range(parts),
+                range(ranges),
             )
         )
-        return keys
+        return found
 
     def walk_again(self, handle: Callable[[int, Candidates], T]) -> list[T]:
         """As :meth:`walk`, over the keys kept by ``walk(..., keep=True)``; frees them.
@@ -669,13 +722,26 @@ class SortedLabels:
         splits) does not leave the other threads idle at the end.
         """
         local = threading.local()
+        # Labels still to be read in each kept block: a block is released as soon as its
+        # last label is done, so the walk's memory falls as it goes (the work beside it, the
+        # estimate, meets fewer kept keys than the walk starts with).
+        left = {start: stop - start for start, stop in itertools.pairwise(self._bounds)}
+        lock = threading.Lock()
 
         def run(label: int) -> T:
             candidates = self._kept_candidates.pop(label)
             scratch = getattr(local, "scratch", None)
             if scratch is None:
                 scratch = local.scratch = Scratch(self.n_samples, self.key_dtype)
-            return handle(label, candidates.rebind(scratch))
+            try:
+                return handle(label, candidates.rebind(scratch))
+            finally:
+                del candidates  # its keys are a view of the block
+                start = self._bounds[bisect.bisect_right(self._bounds, label) - 1]
+                with lock:
+                    left[start] -= 1
+                    if not left[start]:
+                        self._kept.pop(start, None)
 
         labels = range(self.n_labels)
         if self.label_workers <= 1 or self.n_labels <= 1:
