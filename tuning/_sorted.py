@@ -112,8 +112,8 @@ def pack_rows(
     float_dtype, key_dtype = work_dtypes(scores.dtype)
     unsigned = np.uint32 if key_dtype == np.int32 else np.uint64
     parts = [keys] if isinstance(keys, np.ndarray) else keys
-    offsets = np.cumsum([0] + [len(part) for part in parts]).tolist()
-    written = [(offset, part.view(unsigned)) for offset, part in zip(offsets, parts, strict=False)]
+    offsets = np.cumsum([0] + [len(part) for part in parts[:-1]]).tolist()  # first labels
+    written = [(offset, part.view(unsigned)) for offset, part in zip(offsets, parts, strict=True)]
     buffer = np.empty((_TILE_ROWS, min(stop - start, _TILE_LABELS)), dtype=unsigned)
     # CPU scores numpy can view are read in place, a tile at a time; others (CUDA,
     # bfloat16) are copied over in chunks of tiles, converted by torch. (Targets come
@@ -696,7 +696,6 @@ class SortedLabels:
         keys = parts[0] if len(parts) == 1 else parts
         found = dict(zip(bounds[:-1], parts, strict=True))
         tiles = -(-self.n_samples // _TILE_ROWS)
-        parts = min(self.workers, tiles)
         ranges = min(self.workers, tiles)
         if pool is None or ranges <= 1:
             pack_rows(self.scores, self.targets, start, stop, keys, 0, self.n_samples, order)
@@ -722,8 +721,8 @@ class SortedLabels:
         splits) does not leave the other threads idle at the end.
         """
         local = threading.local()
-        # Labels still to be read in each kept block: a block is released as soon as its
-        # last label is done, so the walk's memory falls as it goes (the work beside it, the
+        # Labels still to be read in each kept part: a part is released as soon as its last
+        # label is done, so the walk's memory falls as it goes (the work beside it, the
         # estimate, meets fewer kept keys than the walk starts with).
         left = {start: stop - start for start, stop in itertools.pairwise(self._bounds)}
         lock = threading.Lock()
@@ -736,7 +735,7 @@ class SortedLabels:
             try:
                 return handle(label, candidates.rebind(scratch))
             finally:
-                del candidates  # its keys are a view of the block
+                del candidates  # its keys are a view of the part
                 start = self._bounds[bisect.bisect_right(self._bounds, label) - 1]
                 with lock:
                     left[start] -= 1
